@@ -1,0 +1,44 @@
+"""qrelkit: distil an LLM relevance judge into a fast student labeler.
+
+>>> from qrelkit import read_corpus, synthesize, mine_pairs, Judge, distill, label_pairs, evaluate_qrels
+"""
+
+from .distill import distill
+from .errors import InputError, QrelkitError
+from .evaluate import agreement, evaluate_qrels
+from .io import read_corpus, read_pairs, read_qrels, write_qrels
+from .judge import Judge, parse_grade
+from .label import label_pairs
+from .llm import get_llm
+from .mine import BM25Index, mine_pairs
+from .pipeline import run_pipeline
+from .records import Document, Judgment, Pair, Query
+from .student import Student
+from .synth import synthesize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BM25Index",
+    "Document",
+    "InputError",
+    "Judge",
+    "Judgment",
+    "Pair",
+    "QrelkitError",
+    "Query",
+    "Student",
+    "agreement",
+    "distill",
+    "evaluate_qrels",
+    "get_llm",
+    "label_pairs",
+    "mine_pairs",
+    "parse_grade",
+    "read_corpus",
+    "read_pairs",
+    "read_qrels",
+    "run_pipeline",
+    "synthesize",
+    "write_qrels",
+]

@@ -1,0 +1,196 @@
+"""``qrelkit <stage>``: a thin command line over the stage functions in :mod:`qrelkit.pipeline`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.text import Text
+
+from .errors import QrelkitError
+from .llm import DEFAULT_LLM
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Distil an LLM relevance judge into a fast student labeler.",
+)
+err = Console(stderr=True)
+out = Console()
+
+Llm = Annotated[
+    str,
+    typer.Option(
+        "--llm", help="gguf:PATH|ALIAS, hf:NAME, openai:MODEL, azure:DEPLOYMENT, http://HOST:PORT/v1#MODEL, or an alias"
+    ),
+]
+Cache = Annotated[Path | None, typer.Option(help="SQLite cache of LLM results (reruns make no model calls)")]
+
+
+def _show(result: dict[str, Any]) -> None:
+    out.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def ingest(
+    corpus: Annotated[Path, typer.Argument(help="JSONL/CSV/TSV/Parquet file or a folder of .txt/.md/.html")],
+    output: Annotated[Path, typer.Option("-o", "--output")] = Path("documents.parquet"),
+    id_field: Annotated[str | None, typer.Option(help="id column (default: doc_id/docid/id/pid/_id)")] = None,
+    text_field: Annotated[str | None, typer.Option(help="text column (default: text/contents/body/...)")] = None,
+    title_field: Annotated[str | None, typer.Option()] = None,
+    skip_bad: Annotated[bool, typer.Option(help="skip malformed lines and non-UTF-8 files instead of failing")] = False,
+) -> None:
+    """Read a corpus into documents.parquet."""
+    from .pipeline import ingest_file
+
+    _show(
+        ingest_file(
+            corpus, output, id_field=id_field, text_field=text_field, title_field=title_field, skip_bad=skip_bad
+        )
+    )
+
+
+@app.command()
+def synth(
+    docs: Path,
+    output: Annotated[Path, typer.Option("-o", "--output")] = Path("queries.jsonl"),
+    llm: Llm = DEFAULT_LLM,
+    n_seeds: Annotated[int, typer.Option(help="number of seed documents")] = 50,
+    per_doc: Annotated[int, typer.Option(help="queries per seed document (one per style)")] = 3,
+    seed: int = 0,
+    cache: Cache = None,
+    prompt: Annotated[str, typer.Option(help="prompt id or YAML file")] = "synth-queries",
+) -> None:
+    """Write synthetic queries (keyword, question, short) from seed documents."""
+    from .pipeline import synth_file
+
+    _show(synth_file(docs, output, llm=llm, n_seeds=n_seeds, per_doc=per_doc, seed=seed, cache=cache, prompt=prompt))
+
+
+@app.command()
+def mine(
+    queries: Path,
+    docs: Path,
+    output: Annotated[Path, typer.Option("-o", "--output")] = Path("pairs.parquet"),
+    k: Annotated[int, typer.Option("--k", help="BM25 candidates per query")] = 20,
+) -> None:
+    """Pair each query with its seed document and BM25's top-k near misses."""
+    from .pipeline import mine_file
+
+    _show(mine_file(queries, docs, output, k=k))
+
+
+@app.command()
+def judge(
+    pairs: Annotated[Path, typer.Argument(help="pairs.parquet from mine, or JSONL with qid, query, doc_id, text")],
+    output: Annotated[Path, typer.Option("-o", "--output")] = Path("teacher.qrels"),
+    llm: Llm = DEFAULT_LLM,
+    cache: Cache = None,
+    prompt: Annotated[str, typer.Option(help="prompt id or YAML file")] = "judge-rubric",
+    max_chars: Annotated[int, typer.Option(help="truncate documents to this many characters")] = 1200,
+    concurrency: Annotated[int, typer.Option(help="requests in flight (HTTP backends)")] = 4,
+) -> None:
+    """Grade pairs 0–3 with the teacher LLM (TREC qrels + judgments.jsonl)."""
+    from .pipeline import judge_file
+
+    stats = judge_file(pairs, output, llm=llm, cache=cache, prompt=prompt, max_chars=max_chars, concurrency=concurrency)
+    _show(stats)
+    if stats["failures"]:
+        err.print(f"[red]{stats['failures']} pair(s) could not be graded; see {output.with_name('failures.jsonl')}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def distill(
+    pairs: Path,
+    teacher: Annotated[Path, typer.Argument(help="teacher.qrels (judgments.jsonl beside it adds soft labels)")],
+    output: Annotated[Path, typer.Option("-o", "--output")] = Path("model"),
+    base: Annotated[str, typer.Option(help="sentence-transformers model or path")] = "all-MiniLM-L6-v2",
+    max_length: int = 256,
+    seed: int = 0,
+) -> None:
+    """Train the student on the teacher's grades and save it as a folder."""
+    from .pipeline import distill_file
+
+    _show(distill_file(pairs, teacher, output, base=base, max_length=max_length, seed=seed))
+
+
+@app.command()
+def label(
+    pairs: Path,
+    model: Annotated[Path, typer.Option("-m", "--model", help="student folder from distill")],
+    output: Annotated[Path, typer.Option("-o", "--output", help=".qrels, .jsonl or .parquet")] = Path("labels.qrels"),
+) -> None:
+    """Grade any query–document pairs with a student."""
+    from .pipeline import label_file
+
+    _show(label_file(pairs, model, output))
+
+
+@app.command()
+def evaluate(
+    labels: Path,
+    human: Annotated[Path, typer.Option("--human", help="human TREC qrels")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="metrics.json")] = None,
+) -> None:
+    """Agreement of labels with human grades."""
+    from .evaluate import format_confusion, format_table
+    from .pipeline import evaluate_file
+
+    metrics = evaluate_file(labels, human, output)
+    out.print(format_table({str(labels): metrics}))
+    out.print(format_confusion(metrics["confusion"]))
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="pipeline.yaml")],
+    force: Annotated[bool, typer.Option(help="rerun stages even if unchanged")] = False,
+) -> None:
+    """Run the stages of a pipeline file, skipping those whose inputs and config are unchanged."""
+    from .pipeline import run_pipeline
+
+    _show(run_pipeline(config, force=force))
+
+
+@app.command()
+def demo(
+    run_dir: Annotated[Path, typer.Option("--run-dir")] = Path("runs/demo"),
+    llm: Llm = DEFAULT_LLM,
+    n_seeds: int = 24,
+    per_doc: int = 3,
+    k: Annotated[int, typer.Option("--k")] = 3,
+    force: bool = False,
+) -> None:
+    """The full pipeline on the embedded TREC DL sample, teacher and student compared with humans."""
+    from .demo import run_demo
+
+    result = run_demo(run_dir, llm=llm, n_seeds=n_seeds, per_doc=per_doc, k=k, force=force)
+    out.print(result["table"])
+    out.print(f"student/teacher throughput: {result['speedup']:.0f}×   report: {result['report']}")
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    for noisy in ("httpx", "sentence_transformers", "transformers", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        app()
+    except QrelkitError as e:
+        # Plain text (no markup: "[field]" is part of the message), never wrapped: one line per error.
+        err.print(Text("error: ", style="bold red") + Text(str(e)), soft_wrap=True, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,375 @@
+"""Readers and writers: corpora, JSONL, Parquet, TREC qrels. Errors name the file, line and field."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError
+from .records import Document, Pair
+
+log = logging.getLogger("qrelkit")
+
+ID_FIELDS = ("doc_id", "docid", "id", "pid", "_id")
+TEXT_FIELDS = ("text", "contents", "content", "body", "passage")
+FOLDER_SUFFIXES = {".txt", ".md", ".html", ".htm"}
+
+
+def require_file(path: str | Path) -> Path:
+    """Return ``path`` as a Path, or raise a one-line error if it does not exist."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file or directory")
+    return p
+
+
+# ---------------------------------------------------------------- JSONL
+
+
+def iter_jsonl(path: str | Path, *, skip_bad: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; bad lines raise (or are skipped and counted)."""
+    p = require_file(path)
+    bad = 0
+    with p.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                if not skip_bad:
+                    raise InputError(p, f"not UTF-8 (byte {e.start})", line=n) from None
+                bad += 1
+                continue
+            except json.JSONDecodeError as e:
+                if not skip_bad:
+                    raise InputError(p, f"malformed JSON: {e.msg}", line=n) from None
+                bad += 1
+                continue
+            if not isinstance(obj, dict):
+                if not skip_bad:
+                    raise InputError(p, "expected a JSON object", line=n)
+                bad += 1
+                continue
+            yield n, obj
+    if bad:
+        log.warning("%s: skipped %d malformed line(s)", p, bad)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows atomically (temp file + rename) so a crash never leaves a half-written file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, p)
+    return n
+
+
+# ---------------------------------------------------------------- Parquet
+
+
+def write_parquet(path: str | Path, rows: Sequence[dict[str, Any]], schema: pa.Schema | None = None) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(list(rows), schema=schema)
+    tmp = p.with_name(p.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, p)
+
+
+def read_parquet(path: str | Path) -> list[dict[str, Any]]:
+    p = require_file(path)
+    try:
+        return pq.read_table(p).to_pylist()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(p, f"not a readable Parquet file ({e})") from None
+
+
+# ---------------------------------------------------------------- corpora
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.title = ""
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        self._in_title = tag == "title"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+        self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if self._in_title:
+            self.title += data
+        self.parts.append(data)
+
+
+def html_to_text(markup: str) -> tuple[str, str]:
+    """Return ``(title, visible text)`` of an HTML document."""
+    parser = _TextExtractor()
+    parser.feed(markup)
+    return parser.title.strip(), normalize_space(html.unescape(" ".join(parser.parts)))
+
+
+def normalize_space(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _pick_field(
+    path: Path, available: Iterable[str], wanted: str | None, candidates: tuple[str, ...], what: str
+) -> str:
+    cols = list(available)
+    if wanted is not None:
+        if wanted not in cols:
+            raise InputError(path, f"no {what} column {wanted!r}; columns are {cols}", field=wanted)
+        return wanted
+    for c in candidates:
+        if c in cols:
+            return c
+    raise InputError(path, f"cannot find a {what} column among {cols}; pass --{what}-field")
+
+
+def _table_rows(path: Path, skip_bad: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        yield from iter_jsonl(path, skip_bad=skip_bad)
+    elif suffix in (".csv", ".tsv"):
+        try:
+            with path.open(encoding="utf-8", newline="") as fh:
+                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+                for n, row in enumerate(reader, start=2):
+                    yield n, dict(row)
+        except UnicodeDecodeError as e:
+            raise InputError(path, f"not UTF-8 (byte {e.start})") from None
+        except csv.Error as e:
+            raise InputError(path, f"malformed {suffix[1:].upper()}: {e}") from None
+    elif suffix == ".parquet":
+        for n, row in enumerate(read_parquet(path), start=1):
+            yield n, row
+    else:
+        raise InputError(path, f"unsupported corpus format {suffix!r} (use .jsonl, .csv, .tsv, .parquet or a folder)")
+
+
+def _folder_docs(path: Path, skip_bad: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES)
+    if not files:
+        raise InputError(path, f"folder holds no {', '.join(sorted(FOLDER_SUFFIXES))} files")
+    for n, f in enumerate(files, start=1):
+        try:
+            content = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            if skip_bad:
+                log.warning("%s: not UTF-8 (byte %d), skipped", f, e.start)
+                continue
+            raise InputError(f, f"not UTF-8 (byte {e.start})") from None
+        title = ""
+        if f.suffix.lower() in (".html", ".htm"):
+            title, content = html_to_text(content)
+        yield n, {"doc_id": str(f.relative_to(path)), "text": content, "title": title}
+
+
+def read_corpus(
+    path: str | Path,
+    *,
+    id_field: str | None = None,
+    text_field: str | None = None,
+    title_field: str | None = None,
+    skip_bad: bool = False,
+) -> list[Document]:
+    """Read a corpus: JSONL/CSV/TSV/Parquet with id and text columns, or a folder of .txt/.md/.html files.
+
+    Empty documents are skipped with a warning; duplicate ids are an error naming both lines.
+
+    >>> docs = read_corpus("corpus.jsonl", id_field="pid")  # doctest: +SKIP
+    """
+    p = require_file(path)
+    rows = _folder_docs(p, skip_bad) if p.is_dir() else _table_rows(p, skip_bad)
+    docs: list[Document] = []
+    seen: dict[str, int] = {}
+    empty = 0
+    id_col = text_col = None
+    for n, row in rows:
+        if id_col is None or text_col is None:
+            id_col = _pick_field(p, row.keys(), id_field, ID_FIELDS, "id")
+            text_col = _pick_field(p, row.keys(), text_field, TEXT_FIELDS, "text")
+            if title_field is not None and title_field not in row:
+                raise InputError(p, f"no title column {title_field!r}", field=title_field)
+        doc_id, text = row.get(id_col), row.get(text_col)
+        if doc_id is None or str(doc_id).strip() == "":
+            raise InputError(p, "missing document id", line=n, field=id_col)
+        doc_id = str(doc_id).strip()
+        if text is not None and not isinstance(text, str):
+            raise InputError(p, f"text must be a string, got {type(text).__name__}", line=n, field=text_col)
+        if not text or not text.strip():
+            empty += 1
+            continue
+        if doc_id in seen:
+            raise InputError(
+                p, f"duplicate document id {doc_id!r} (first on line {seen[doc_id]})", line=n, field=id_col
+            )
+        seen[doc_id] = n
+        title = str(row.get(title_field or "title") or "")
+        docs.append(Document(doc_id=doc_id, text=text.strip(), title=title))
+    if empty:
+        log.warning("%s: skipped %d empty document(s)", p, empty)
+    if not docs:
+        raise InputError(p, "no documents with text")
+    return docs
+
+
+def write_documents(path: str | Path, docs: Sequence[Document]) -> None:
+    write_parquet(path, [d.model_dump() for d in docs])
+
+
+def read_documents(path: str | Path) -> list[Document]:
+    """Read ``documents.parquet`` as written by ``qrelkit ingest`` (other corpus formats are accepted too)."""
+    p = require_file(path)
+    if p.suffix.lower() != ".parquet" or p.is_dir():
+        return read_corpus(p)
+    return read_corpus(p, id_field="doc_id", text_field="text")
+
+
+# ---------------------------------------------------------------- pairs
+
+
+PAIR_FIELDS = ("qid", "query", "doc_id", "text")
+
+
+def read_pairs(path: str | Path, *, skip_bad: bool = False) -> list[Pair]:
+    """Read pairs from Parquet (``qrelkit mine``) or JSONL with fields qid, query, doc_id, text."""
+    p = require_file(path)
+    if p.suffix.lower() == ".parquet":
+        rows: Iterable[tuple[int, dict[str, Any]]] = enumerate(read_parquet(p), start=1)
+    elif p.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        rows = iter_jsonl(p, skip_bad=skip_bad)
+    else:
+        raise InputError(p, "pairs must be .parquet or .jsonl")
+    pairs: list[Pair] = []
+    seen: set[tuple[str, str]] = set()
+    for n, row in rows:
+        for f in PAIR_FIELDS:
+            if row.get(f) is None:
+                raise InputError(p, "missing field", line=n, field=f)
+        key = (str(row["qid"]), str(row["doc_id"]))
+        if key in seen:
+            raise InputError(p, f"duplicate pair {key}", line=n)
+        seen.add(key)
+        pairs.append(
+            Pair(
+                qid=key[0],
+                query=str(row["query"]),
+                doc_id=key[1],
+                text=str(row["text"]),
+                source=str(row.get("source") or "given"),
+                bm25_rank=row.get("bm25_rank"),
+                bm25_score=row.get("bm25_score"),
+            )
+        )
+    if not pairs:
+        raise InputError(p, "no pairs")
+    return pairs
+
+
+def write_pairs(path: str | Path, pairs: Sequence[Pair]) -> None:
+    schema = pa.schema(
+        [
+            ("qid", pa.string()),
+            ("query", pa.string()),
+            ("doc_id", pa.string()),
+            ("text", pa.string()),
+            ("source", pa.string()),
+            ("bm25_rank", pa.int32()),
+            ("bm25_score", pa.float32()),
+        ]
+    )
+    write_parquet(path, [pr.model_dump() for pr in pairs], schema=schema)
+
+
+# ---------------------------------------------------------------- TREC qrels
+
+Qrels = dict[tuple[str, str], int]
+
+
+def read_qrels(path: str | Path) -> Qrels:
+    """Read TREC qrels (``qid iteration doc_id grade``). Grades must be integers ≥ 0 (``1.`` is accepted)."""
+    p = require_file(path)
+    qrels: Qrels = {}
+    with p.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                raise InputError(p, f"not UTF-8 (byte {e.start})", line=n) from None
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 4:
+                raise InputError(p, f"expected 4 columns 'qid 0 doc_id grade', got {len(parts)}", line=n)
+            qid, _, doc_id, grade_s = parts
+            try:
+                grade_f = float(grade_s)
+            except ValueError:
+                raise InputError(p, f"grade {grade_s!r} is not a number", line=n, field="grade") from None
+            if grade_f != int(grade_f) or grade_f < 0:
+                raise InputError(p, f"grade {grade_s!r} is not a non-negative integer", line=n, field="grade")
+            qrels[(qid, doc_id)] = int(grade_f)
+    if not qrels:
+        raise InputError(p, "no judgments")
+    return qrels
+
+
+def write_qrels(path: str | Path, grades: Iterable[tuple[str, str, int]]) -> int:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for qid, doc_id, grade in grades:
+            fh.write(f"{qid} 0 {doc_id} {int(grade)}\n")
+            n += 1
+    os.replace(tmp, p)
+    return n
+
+
+def read_queries(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``queries.jsonl``; each line needs ``qid`` and ``text``."""
+    p = require_file(path)
+    out = []
+    seen: set[str] = set()
+    for n, row in iter_jsonl(p):
+        for f in ("qid", "text"):
+            if not row.get(f):
+                raise InputError(p, "missing field", line=n, field=f)
+        if row["qid"] in seen:
+            raise InputError(p, f"duplicate qid {row['qid']!r}", line=n, field="qid")
+        seen.add(row["qid"])
+        out.append(row)
+    if not out:
+        raise InputError(p, "no queries")
+    return out

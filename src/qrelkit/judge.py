@@ -1,0 +1,193 @@
+"""Teacher judging: grade query–document pairs 0–3 with an LLM and a rubric prompt.
+
+Local models and servers that return log-probabilities are read from the next-token distribution
+over "0".."3" (the grade distribution, its argmax and expected grade are all recorded). Other servers
+generate text, parsed strictly; an unparseable answer gets one repair request, then is a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .io import write_jsonl, write_qrels
+from .llm import LLM, ResultCache, cache_key, get_llm
+from .llm.openai_backend import LogprobsUnavailable, OpenAIBackend
+from .progress import progress_bar
+from .prompts import Prompt, load_prompt
+from .records import GRADES, Judgment, Pair
+
+log = logging.getLogger("qrelkit")
+
+GRADE_TOKENS = [str(g) for g in GRADES]
+LOW_MASS = 0.05
+_STRICT = [
+    re.compile(r"^\W*([0-3])\W*$"),
+    re.compile(r"final grade\s*[:=]\s*([0-3])\b", re.IGNORECASE),
+    re.compile(r'"grade"\s*:\s*"?([0-3])\b'),
+]
+REPAIR = "Your answer could not be read. Reply with one digit only: 0, 1, 2 or 3."
+
+
+def parse_grade(text: str) -> int | None:
+    """Read a grade from a reply: a lone digit, ``Final grade: N`` or JSON ``{"grade": N}``; else None."""
+    for pattern in _STRICT:
+        m = pattern.search(text.strip())
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def truncate(text: str, max_chars: int) -> str:
+    """Cut a document to ``max_chars`` at a word boundary (very long passages are usually boilerplate)."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    return cut[: cut.rfind(" ")] if " " in cut else cut
+
+
+class Judge:
+    """Grades pairs with one LLM and one prompt; results are cached so reruns make no model calls.
+
+    >>> judge = Judge("gguf:qwen2.5-coder-1.5b", cache="runs/cache.sqlite")   # doctest: +SKIP
+    >>> judgments = judge.judge(pairs)                                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        llm: str | LLM,
+        *,
+        prompt: str | Prompt = "judge-rubric",
+        cache: str | Path | ResultCache | None = None,
+        max_chars: int = 1200,
+        concurrency: int = 1,
+        use_logprobs: bool = True,
+    ):
+        self.llm = get_llm(llm) if isinstance(llm, str) else llm
+        self.prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
+        self.cache = ResultCache(cache) if isinstance(cache, str | Path) else cache
+        self.max_chars = max_chars
+        # Local models run one call at a time; HTTP servers take several in flight.
+        self.concurrency = concurrency if isinstance(self.llm, OpenAIBackend) else 1
+        self.use_logprobs = use_logprobs
+
+    def messages(self, pair: Pair) -> list[dict[str, str]]:
+        return self.prompt.messages(query=pair.query, passage=truncate(pair.text, self.max_chars))
+
+    def judge_one(self, pair: Pair) -> Judgment:
+        messages = self.messages(pair)
+        key = cache_key(
+            kind="judge", llm=self.llm.spec, prompt=self.prompt.ref, messages=messages, logprobs=self.use_logprobs
+        )
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            return Judgment(**{**hit, "qid": pair.qid, "doc_id": pair.doc_id, "cached": True})
+        t0 = time.perf_counter()
+        result = self._call(messages)
+        judgment = Judgment(
+            qid=pair.qid,
+            doc_id=pair.doc_id,
+            model=self.llm.spec,
+            prompt_id=self.prompt.ref,
+            latency_s=round(time.perf_counter() - t0, 4),
+            **result,
+        )
+        if self.cache is not None and judgment.error is None:
+            self.cache.put(key, judgment.model_dump(exclude={"qid", "doc_id", "cached"}))
+        return judgment
+
+    def _call(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        if self.use_logprobs:
+            try:
+                cp = self.llm.choice_probs(messages, GRADE_TOKENS)
+            except LogprobsUnavailable:
+                self.use_logprobs = False
+                log.warning("%s returns no logprobs: grading from generated text instead", self.llm.spec)
+            else:
+                best = max(GRADES, key=lambda g: cp.probs[g])
+                return {
+                    "grade": best,
+                    "probs": [round(p, 6) for p in cp.probs],
+                    "expected": round(sum(g * p for g, p in zip(GRADES, cp.probs, strict=True)), 6),
+                    "mass": round(cp.mass, 6),
+                    "raw": GRADE_TOKENS[best],
+                    "tokens_in": cp.prompt_tokens,
+                    "tokens_out": cp.completion_tokens,
+                }
+        out = self.llm.complete(messages, max_tokens=16)
+        tokens_in, tokens_out, raw = out.prompt_tokens, out.completion_tokens, out.text
+        grade: int | None = parse_grade(out.text)
+        if grade is None:
+            repair = [*messages, {"role": "assistant", "content": out.text}, {"role": "user", "content": REPAIR}]
+            out = self.llm.complete(repair, max_tokens=8)
+            tokens_in, tokens_out = tokens_in + out.prompt_tokens, tokens_out + out.completion_tokens
+            raw = f"{raw}\n[repair] {out.text}"
+            grade = parse_grade(out.text)
+        error = None if grade is not None else "unparseable answer"
+        return {
+            "grade": grade,
+            "expected": None if grade is None else float(grade),
+            "raw": raw,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "error": error,
+        }
+
+    def iter_judge(self, pairs: Sequence[Pair]) -> Iterator[Judgment]:
+        # Sorting by query lets a local model reuse the rubric+query prefix of its KV cache.
+        ordered = sorted(pairs, key=lambda p: (p.qid, p.doc_id))
+        if self.concurrency <= 1:
+            yield from map(self.judge_one, ordered)
+            return
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            yield from pool.map(self.judge_one, ordered)
+
+    def judge(self, pairs: Sequence[Pair], *, show_progress: bool = True) -> list[Judgment]:
+        out: list[Judgment] = []
+        with progress_bar(f"judge ({self.llm.spec})", total=len(pairs), enabled=show_progress) as advance:
+            for j in self.iter_judge(pairs):
+                out.append(j)
+                advance(1)
+        return out
+
+
+def judge_stats(judgments: Sequence[Judgment]) -> dict[str, Any]:
+    graded = [j for j in judgments if j.grade is not None]
+    return {
+        "pairs": len(judgments),
+        "graded": len(graded),
+        "failures": len(judgments) - len(graded),
+        "cached": sum(j.cached for j in judgments),
+        "low_mass": sum(1 for j in graded if j.mass is not None and j.mass < LOW_MASS),
+        "tokens_in": sum(j.tokens_in for j in judgments if not j.cached),
+        "tokens_out": sum(j.tokens_out for j in judgments if not j.cached),
+        # Model time per pair, as measured when each judgment was made (cache hits keep their latency).
+        "model_seconds": round(sum(j.latency_s for j in judgments), 3),
+        "grade_counts": {g: sum(1 for j in graded if j.grade == g) for g in GRADES},
+    }
+
+
+def write_judgments(
+    judgments: Sequence[Judgment], qrels_path: str | Path, judgments_path: str | Path | None = None
+) -> dict[str, Any]:
+    """Write ``teacher.qrels`` (graded pairs only), ``judgments.jsonl`` (everything) and failures, if any."""
+    qrels_path = Path(qrels_path)
+    judgments_path = Path(judgments_path) if judgments_path else qrels_path.with_name("judgments.jsonl")
+    write_qrels(qrels_path, ((j.qid, j.doc_id, j.grade) for j in judgments if j.grade is not None))
+    write_jsonl(judgments_path, (j.model_dump() for j in judgments))
+    failures = [j for j in judgments if j.grade is None]
+    if failures:
+        write_jsonl(
+            qrels_path.with_name("failures.jsonl"),
+            ({"qid": j.qid, "doc_id": j.doc_id, "error": j.error, "raw": j.raw} for j in failures),
+        )
+    stats = judge_stats(judgments)
+    if stats["low_mass"]:
+        log.warning(
+            "%d judgment(s) put under %.0f%% probability on the grade digits", stats["low_mass"], 100 * LOW_MASS
+        )
+    return stats

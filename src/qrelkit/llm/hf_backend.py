@@ -1,0 +1,90 @@
+"""In-process transformers backend: any HF causal LM folder or hub name, or a GGUF file (dequantised).
+
+Needs no compiler. GGUF files are converted once (tens of seconds) and cached as safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..models import CACHE_DIR, resolve_gguf
+from .base import LLM, ChoiceProbs, Completion, Message, softmax_pick
+
+
+def _load_from_gguf(gguf: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    digest = hashlib.sha256(f"{gguf.resolve()}:{gguf.stat().st_size}".encode()).hexdigest()[:16]
+    saved = CACHE_DIR / "hf-from-gguf" / f"{gguf.stem}-{digest}"
+    if (saved / "config.json").exists():
+        return AutoTokenizer.from_pretrained(saved), AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its config and weights.
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    fresh = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    fresh.load_state_dict(model.state_dict())
+    tmp = saved.with_name(saved.name + ".tmp")
+    fresh.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, saved)
+    return tok, fresh
+
+
+class HFBackend(LLM):
+    """``hf:PATH_OR_NAME`` — a transformers causal LM run in this process on CPU (or GPU if present)."""
+
+    def __init__(self, name: str, *, threads: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.spec = f"hf:{name}"
+        if threads:
+            torch.set_num_threads(threads)
+        if name.endswith(".gguf") or not (Path(name).exists() or "/" in name):
+            self.tokenizer, self.model = _load_from_gguf(resolve_gguf(name))
+        else:
+            self.tokenizer = AutoTokenizer.from_pretrained(name)
+            self.model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        self.model.eval()
+
+    def _prompt_ids(self, messages: list[Message]) -> Any:
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+
+    def complete(
+        self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0, seed: int = 0
+    ) -> Completion:
+        import torch
+
+        ids = self._prompt_ids(messages)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.generate(
+                ids,
+                max_new_tokens=max_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            )
+        new = out[0, ids.shape[1] :]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return Completion(text=text, prompt_tokens=int(ids.shape[1]), completion_tokens=int(new.shape[0]))
+
+    def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
+        import torch
+
+        ids = self._prompt_ids(messages)
+        token_ids = [self.tokenizer.encode(c, add_special_tokens=False)[0] for c in choices]
+        with torch.inference_mode():
+            logits = self.model(ids).logits[0, -1]
+        probs, mass = softmax_pick(logits.float().numpy(), token_ids)
+        return ChoiceProbs(probs=probs, mass=mass, prompt_tokens=int(ids.shape[1]))

@@ -1,0 +1,91 @@
+"""OpenAI-compatible HTTP backend (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM).
+
+API keys come from the environment only and are never stored in the spec, caches or logs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from ..errors import QrelkitError
+from .base import LLM, ChoiceProbs, Completion, Message
+
+
+class LogprobsUnavailable(QrelkitError):
+    """The server did not return log-probabilities for the answer token."""
+
+
+class OpenAIBackend(LLM):
+    """``openai:MODEL``, ``azure:DEPLOYMENT`` or ``http(s)://HOST:PORT/v1#MODEL``."""
+
+    def __init__(self, spec: str, *, timeout: float = 60.0, max_retries: int = 5):
+        import openai
+
+        self.spec = spec
+        if spec.startswith("openai:"):
+            self.model = spec.removeprefix("openai:")
+            key = os.environ.get("OPENAI_API_KEY")
+            if not key:
+                raise QrelkitError("openai: set OPENAI_API_KEY in the environment")
+            self.client: Any = openai.OpenAI(api_key=key, timeout=timeout, max_retries=max_retries)
+        elif spec.startswith("azure:"):
+            self.model = spec.removeprefix("azure:")
+            missing = [v for v in ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT") if not os.environ.get(v)]
+            if missing:
+                raise QrelkitError(f"azure: set {' and '.join(missing)} in the environment")
+            self.client = openai.AzureOpenAI(
+                api_key=os.environ["AZURE_OPENAI_API_KEY"],
+                azure_endpoint=os.environ["AZURE_OPENAI_ENDPOINT"],
+                api_version=os.environ.get("OPENAI_API_VERSION", "2024-10-21"),
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+        elif spec.startswith(("http://", "https://")):
+            base_url, sep, model = spec.partition("#")
+            if not sep or not model:
+                raise QrelkitError(f"{spec!r}: name the model after '#', e.g. http://localhost:8000/v1#Qwen2.5-7B")
+            self.model = model
+            key = os.environ.get("QRELKIT_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+            self.client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
+        else:
+            raise QrelkitError(f"unknown OpenAI-compatible model spec {spec!r}")
+
+    def complete(
+        self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0, seed: int = 0
+    ) -> Completion:
+        r = self.client.chat.completions.create(
+            model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed
+        )
+        usage = r.usage
+        return Completion(
+            text=r.choices[0].message.content or "",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+
+    def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
+        r = self.client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=20,
+        )
+        lp = r.choices[0].logprobs
+        if lp is None or not lp.content:
+            raise LogprobsUnavailable(f"{self.spec}: the server returned no logprobs")
+        top = {t.token.strip(): math.exp(t.logprob) for t in (lp.content[0].top_logprobs or [])}
+        picked = [top.get(c, 0.0) for c in choices]
+        mass = sum(picked)
+        if mass <= 0:
+            raise LogprobsUnavailable(f"{self.spec}: none of {choices} among the top tokens")
+        usage = r.usage
+        return ChoiceProbs(
+            probs=[p / mass for p in picked],
+            mass=mass,
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )

@@ -1,0 +1,237 @@
+"""File-level stage functions (what the CLI calls) and the ``qrelkit run pipeline.yaml`` runner.
+
+Each stage reads files and writes files; the runner records a hash of each stage's inputs and config
+in ``manifest.json`` and skips a stage whose inputs, config and outputs are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__version__ = "0.1.0"
+from .distill import distill, soft_targets
+from .errors import InputError, QrelkitError
+from .evaluate import evaluate_qrels, write_metrics
+from .io import (
+    read_corpus,
+    read_documents,
+    read_pairs,
+    read_qrels,
+    read_queries,
+    write_documents,
+    write_jsonl,
+    write_pairs,
+)
+from .judge import Judge, write_judgments
+from .label import label_pairs, write_labels
+from .llm import DEFAULT_LLM
+from .mine import mine_pairs
+from .records import Query
+from .student import Student
+from .synth import synthesize
+
+log = logging.getLogger("qrelkit")
+
+
+# ------------------------------------------------------------------ stages on files
+
+
+def ingest_file(
+    corpus: str | Path,
+    out: str | Path,
+    *,
+    id_field: str | None = None,
+    text_field: str | None = None,
+    title_field: str | None = None,
+    skip_bad: bool = False,
+) -> dict[str, Any]:
+    docs = read_corpus(corpus, id_field=id_field, text_field=text_field, title_field=title_field, skip_bad=skip_bad)
+    write_documents(out, docs)
+    return {"documents": len(docs)}
+
+
+def synth_file(
+    docs: str | Path,
+    out: str | Path,
+    *,
+    llm: str = DEFAULT_LLM,
+    n_seeds: int = 50,
+    per_doc: int = 3,
+    seed: int = 0,
+    cache: str | Path | None = None,
+    prompt: str = "synth-queries",
+) -> dict[str, Any]:
+    queries, stats = synthesize(
+        read_documents(docs), llm, n_seeds=n_seeds, per_doc=per_doc, seed=seed, cache=cache, prompt=prompt
+    )
+    if not queries:
+        raise QrelkitError(f"synth: the LLM wrote no usable query for {stats['seeds']} seed documents ({stats})")
+    write_jsonl(out, (q.model_dump() for q in queries))
+    return {**stats, "queries": len(queries)}
+
+
+def mine_file(queries: str | Path, docs: str | Path, out: str | Path, *, k: int = 20) -> dict[str, Any]:
+    qs = [
+        Query.model_validate({f: r[f] for f in Query.model_fields if r.get(f) is not None})
+        for r in read_queries(queries)
+    ]
+    pairs, stats = mine_pairs(qs, read_documents(docs), k=k)
+    write_pairs(out, pairs)
+    return stats
+
+
+def judge_file(
+    pairs: str | Path,
+    out: str | Path,
+    *,
+    llm: str = DEFAULT_LLM,
+    cache: str | Path | None = None,
+    prompt: str = "judge-rubric",
+    max_chars: int = 1200,
+    concurrency: int = 4,
+) -> dict[str, Any]:
+    out = Path(out)
+    judge = Judge(llm, prompt=prompt, cache=cache, max_chars=max_chars, concurrency=concurrency)
+    judgments = judge.judge(read_pairs(pairs))
+    stats = write_judgments(judgments, out, out.with_name(out.stem + ".judgments.jsonl"))
+    stats["pairs_per_s"] = stats["graded"] / stats["model_seconds"] if stats["model_seconds"] else None
+    stats.update({"llm": judge.llm.spec, "prompt": judge.prompt.ref})
+    return stats
+
+
+def distill_file(
+    pairs: str | Path,
+    teacher: str | Path,
+    out: str | Path,
+    *,
+    base: str = "all-MiniLM-L6-v2",
+    max_length: int = 256,
+    seed: int = 0,
+    judgments: str | Path | None = None,
+) -> dict[str, Any]:
+    teacher = Path(teacher)
+    judgments = Path(judgments) if judgments else teacher.with_name(teacher.stem + ".judgments.jsonl")
+    soft = soft_targets(judgments) if judgments.exists() else None
+    card: dict[str, Any] = {"teacher_qrels": str(teacher)}
+    if judgments.exists():
+        first: dict[str, Any] = next((json.loads(line) for line in judgments.open() if line.strip()), {})
+        card.update({"teacher": first.get("model"), "teacher_prompt": first.get("prompt_id")})
+    student = distill(
+        read_pairs(pairs), read_qrels(teacher), soft=soft, base=base, max_length=max_length, seed=seed, card=card
+    )
+    student.save(out)
+    return {k: student.card[k] for k in ("train_pairs", "train_queries", "target", "train_seconds")}
+
+
+def label_file(pairs: str | Path, model: str | Path, out: str | Path) -> dict[str, Any]:
+    prs = read_pairs(pairs)
+    scores, grades, stats = label_pairs(prs, Student.load(model))
+    write_labels(out, prs, scores, grades)
+    return stats
+
+
+def evaluate_file(labels: str | Path, human: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    metrics = evaluate_qrels(read_qrels(labels), read_qrels(human))
+    if out:
+        write_metrics(out, metrics)
+    return metrics
+
+
+# ------------------------------------------------------------------ the runner
+
+STAGES: dict[str, Callable[..., dict[str, Any]]] = {
+    "ingest": ingest_file,
+    "synth": synth_file,
+    "mine": mine_file,
+    "judge": judge_file,
+    "distill": distill_file,
+    "label": label_file,
+    "evaluate": evaluate_file,
+}
+# Arguments that name files: their content is hashed; "out" is what the stage writes.
+FILE_ARGS = {"corpus", "docs", "queries", "pairs", "teacher", "model", "labels", "human", "judgments"}
+
+
+def _hash_path(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def stage_fingerprint(name: str, args: dict[str, Any]) -> str:
+    parts: dict[str, Any] = {"stage": name, "version": __version__}
+    for k, v in sorted(args.items()):
+        parts[k] = _hash_path(Path(v)) if k in FILE_ARGS and v and Path(v).exists() else v
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_pipeline(config: str | Path | dict[str, Any], *, force: bool = False) -> dict[str, Any]:
+    """Run the stages listed in a pipeline config in order, skipping unchanged ones.
+
+    Paths in the config are relative to ``run_dir``. ``llm`` and ``cache`` at the top level apply to
+    every stage that takes them.
+    """
+    cfg: dict[str, Any]
+    if isinstance(config, dict):
+        cfg, base = config, Path.cwd()
+    else:
+        path = Path(config)
+        if not path.exists():
+            raise InputError(path, "no such pipeline file")
+        cfg, base = yaml.safe_load(path.read_text()) or {}, path.parent
+    if "stages" not in cfg:
+        raise QrelkitError("pipeline config needs a 'stages' list")
+    run_dir = (base / cfg.get("run_dir", "run")).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"stages": {}}
+    shared = {k: cfg[k] for k in ("llm", "cache") if k in cfg}
+    results: dict[str, Any] = {}
+    for entry in cfg["stages"]:
+        ((label, spec),) = entry.items() if isinstance(entry, dict) else ((entry, {}),)
+        spec = dict(spec or {})
+        name = spec.pop("stage", label)
+        if name not in STAGES:
+            raise QrelkitError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
+        fn = STAGES[name]
+        params = fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]
+        args = {k: v for k, v in shared.items() if k in params} | spec
+        for k, v in list(args.items()):
+            if (k in FILE_ARGS or k in ("out", "cache")) and isinstance(v, str):
+                args[k] = str(run_dir / v) if not Path(v).is_absolute() else v
+        fingerprint = stage_fingerprint(name, args)
+        previous = manifest["stages"].get(label, {})
+        out = Path(args["out"]) if args.get("out") else None
+        if not force and previous.get("fingerprint") == fingerprint and (out is None or out.exists()):
+            log.info("%s: unchanged, skipped", label)
+            results[label] = {**previous.get("result", {}), "skipped": True}
+            continue
+        t0 = time.perf_counter()
+        result = fn(**args)
+        manifest["stages"][label] = {
+            "fingerprint": fingerprint,
+            "args": args,
+            "result": result,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        manifest["environment"] = {
+            "qrelkit": __version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        }
+        manifest_path.write_text(json.dumps(manifest, indent=1, default=str))
+        results[label] = result
+    return {"run_dir": str(run_dir), "stages": results}

@@ -1,0 +1,233 @@
+"""The CPU student: a frozen MiniLM bi-encoder plus query-agnostic lexical signals, combined by a small
+head fitted to the teacher's grades, then cut into 0–3 by ordinal thresholds.
+
+Why frozen: a fresh head trained on a few thousand teacher labels of a few queries learns those
+queries, not relevance, and scores below the base's own cosine similarity on unseen queries. Keeping
+the encoder's similarity as a feature keeps its pretrained relevance knowledge; the head only learns
+how the teacher maps similarity and term overlap to grades.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import QrelkitError
+from .models import MINILM_ALIAS, resolve_encoder
+from .records import GRADES, Pair
+
+FEATURES = ("cosine", "term_overlap", "query_terms", "log_doc_words", "cosine_x_overlap")
+_STOP = set(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "my",
+        "me",
+        "we",
+        "our",
+        "us",
+    ]
+)
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def content_terms(text: str) -> set[str]:
+    # A 6-character prefix is a cheap stemmer: "vaccines"/"vaccination" → "vaccin".
+    return {t[:6] for t in _TOKEN.findall(text.lower()) if t not in _STOP}
+
+
+class Student:
+    """A relevance labeler distilled from a teacher. Save with :meth:`save`, load with :meth:`load`.
+
+    >>> student = Student.load("runs/demo/student")                        # doctest: +SKIP
+    >>> scores, grades = student.predict(["vpn client"], ["Install the VPN client from ..."])  # doctest: +SKIP
+    """
+
+    def __init__(self, encoder: Any, head: dict[str, Any], card: dict[str, Any] | None = None):
+        self.encoder = encoder
+        self.head = head
+        self.card = card or {}
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_base(cls, base: str = MINILM_ALIAS, *, max_length: int = 256, device: str = "cpu") -> Student:
+        from sentence_transformers import SentenceTransformer
+
+        encoder = SentenceTransformer(resolve_encoder(base), device=device)
+        encoder.max_seq_length = max_length
+        return cls(encoder, head={}, card={"base": base, "max_length": max_length})
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu") -> Student:
+        """Load a student folder written by :meth:`save` (or ``qrelkit distill``)."""
+        from sentence_transformers import SentenceTransformer
+
+        p = Path(path)
+        if not (p / "head.json").exists():
+            raise QrelkitError(f"{p}: not a qrelkit student folder (no head.json)")
+        head = json.loads((p / "head.json").read_text())
+        card = json.loads((p / "card.json").read_text()) if (p / "card.json").exists() else {}
+        encoder = SentenceTransformer(str(p / "encoder"), device=device)
+        encoder.max_seq_length = int(card.get("max_length", 256))
+        return cls(encoder, head, card)
+
+    def save(self, path: str | Path) -> None:
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self.encoder.save(str(tmp / "encoder"))
+        (tmp / "head.json").write_text(json.dumps(self.head, indent=1))
+        (tmp / "card.json").write_text(json.dumps(self.card, indent=1, default=str))
+        (tmp / "README.md").write_text(model_card(self.card, self.head))
+        if p.exists():
+            shutil.rmtree(p)
+        tmp.rename(p)
+
+    # ------------------------------------------------------------ features and prediction
+
+    def features(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """One row of :data:`FEATURES` per pair. Each distinct text is embedded once."""
+        q_emb = self._embed(queries, batch_size)
+        d_emb = self._embed(docs, batch_size)
+        cosine = np.sum(q_emb * d_emb, axis=1)
+        rows = []
+        for q, d, c in zip(queries, docs, cosine, strict=True):
+            qt, dt = content_terms(q), content_terms(d)
+            overlap = len(qt & dt) / len(qt) if qt else 0.0
+            rows.append([c, overlap, math.log1p(len(qt)), math.log1p(len(d.split())), c * overlap])
+        return np.asarray(rows, dtype=np.float64)
+
+    def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        unique = list(dict.fromkeys(texts))
+        emb = self.encoder.encode(
+            unique, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        pos = {t: i for i, t in enumerate(unique)}
+        return np.asarray(emb)[[pos[t] for t in texts]]
+
+    def score_features(self, x: np.ndarray) -> np.ndarray:
+        h = self.head
+        if not h:
+            raise QrelkitError("this student has no trained head; run distill first")
+        z = (x - np.asarray(h["mean"])) / np.asarray(h["scale"])
+        return np.clip(z @ np.asarray(h["coef"]) + h["intercept"], 0.0, 3.0)
+
+    def grades_from_scores(self, scores: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.head["thresholds"]), scores, side="right").astype(int)
+
+    def predict(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (a continuous 0–3 grade estimate) and 0–3 grades for query–document pairs."""
+        scores = self.score_features(self.features(queries, docs, batch_size=batch_size))
+        return scores, self.grades_from_scores(scores)
+
+    def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
+
+
+def fit_head(x: np.ndarray, target: np.ndarray, teacher_grades: np.ndarray, *, alpha: float = 1.0) -> dict[str, Any]:
+    """Ridge regression of the (soft) teacher grade on standardised features, and ordinal thresholds
+    that reproduce the teacher's grade distribution on the training pairs."""
+    from sklearn.linear_model import Ridge
+
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = Ridge(alpha=alpha).fit((x - mean) / scale, target)
+    head = {
+        "features": list(FEATURES),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "coef": model.coef_.tolist(),
+        "intercept": float(model.intercept_),
+    }
+    scores = np.clip(((x - mean) / scale) @ model.coef_ + model.intercept_, 0.0, 3.0)
+    head["thresholds"] = distribution_thresholds(scores, teacher_grades)
+    return head
+
+
+def distribution_thresholds(scores: np.ndarray, grades: np.ndarray) -> list[float]:
+    """Cut points t1 ≤ t2 ≤ t3 so that the share of scores below each equals the teacher's share of lower grades."""
+    counts = np.array([(grades == g).sum() for g in GRADES], dtype=float)
+    cum = np.cumsum(counts)[:-1] / counts.sum()
+    return [float(np.quantile(scores, q)) for q in cum]
+
+
+def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
+    weights = ", ".join(f"{f} {c:+.3f}" for f, c in zip(head.get("features", []), head.get("coef", []), strict=False))
+    lines = [
+        "# qrelkit student",
+        "",
+        "A relevance labeler (grades 0–3) distilled from an LLM teacher with qrelkit.",
+        "",
+        "```python",
+        "from qrelkit import Student",
+        'student = Student.load("this/folder")',
+        'scores, grades = student.predict(["query"], ["document text"])',
+        "```",
+        "",
+        "| field | value |",
+        "|---|---|",
+    ]
+    for k in (
+        "base",
+        "teacher",
+        "teacher_prompt",
+        "train_pairs",
+        "train_queries",
+        "target",
+        "seed",
+        "epochs",
+        "max_length",
+        "teacher_grade_counts",
+        "trained_at",
+        "train_seconds",
+    ):
+        if k in card:
+            lines.append(f"| {k} | {card[k]} |")
+    lines += ["", f"Head (standardised feature weights): {weights}", f"Thresholds: {head.get('thresholds')}", ""]
+    return "\n".join(lines)

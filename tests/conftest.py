@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("QRELKIT_PROGRESS", "0")
+
+import pytest
+
+from qrelkit.llm.base import LLM, ChoiceProbs, Completion, Message
+from qrelkit.records import Document
+
+
+class ScriptedLLM(LLM):
+    """A deterministic in-process LLM: replies and grade distributions come from functions of the prompt."""
+
+    def __init__(self, reply=lambda text: "1", probs=None, spec: str = "fake:scripted"):
+        self.spec = spec
+        self.reply, self.probs = reply, probs
+        self.calls = 0
+
+    def complete(
+        self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0, seed: int = 0
+    ) -> Completion:
+        self.calls += 1
+        return Completion(text=self.reply(messages[-1]["content"]), prompt_tokens=10, completion_tokens=2)
+
+    def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
+        from qrelkit.llm.openai_backend import LogprobsUnavailable
+
+        if self.probs is None:
+            raise LogprobsUnavailable("scripted: no logprobs")
+        self.calls += 1
+        return ChoiceProbs(probs=self.probs(messages[-1]["content"]), mass=0.9, prompt_tokens=10)
+
+
+@pytest.fixture
+def scripted():
+    return ScriptedLLM
+
+
+@pytest.fixture
+def small_corpus() -> list[Document]:
+    texts = {
+        "vpn": "The VPN client must be updated to version 5.2. Download it from the IT portal under Software.",
+        "payroll": "Payroll runs on the 25th of each month. Expense claims after the 20th are paid next month.",
+        "parking": "Staff parking permits are issued by facilities. Apply through the facilities desk with your badge.",
+        "holiday": "Employees get 25 days of annual leave. Unused holiday can be carried over up to five days.",
+        "printer": "To add a network printer, open settings, choose printers, and enter the printer's IP address.",
+        "security": "Report phishing emails to the security team using the report button in your mail client.",
+    }
+    return [Document(doc_id=k, text=v) for k, v in texts.items()]

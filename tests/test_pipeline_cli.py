@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from qrelkit.pipeline import run_pipeline
+
+ENV = {**os.environ, "QRELKIT_PROGRESS": "0"}
+
+
+def qrelkit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qrelkit", *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+
+
+def test_cli_user_errors_are_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "c.jsonl"
+    bad.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n')
+    r = qrelkit("ingest", str(bad), "-o", str(tmp_path / "d.parquet"), cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "c.jsonl:2 [id]: duplicate document id 'a'" in " ".join(r.stderr.split())
+    r = qrelkit("label", str(tmp_path / "nope.jsonl"), "-m", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pipeline_skips_unchanged_stages_and_reruns_changed(tmp_path, small_corpus):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": d.doc_id, "text": d.text}) + "\n" for d in small_corpus))
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"qid": "a", "text": "vpn client", "seed_doc_id": "vpn"}) + "\n")
+    cfg = {
+        "run_dir": "run",
+        "stages": [
+            {"ingest": {"corpus": str(corpus), "out": "docs.parquet"}},
+            {
+                "mine": {
+                    "queries": str(tmp_path / "queries.jsonl"),
+                    "docs": "docs.parquet",
+                    "out": "pairs.parquet",
+                    "k": 2,
+                }
+            },
+        ],
+    }
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(cfg))
+    first = run_pipeline(tmp_path / "pipeline.yaml")
+    assert first["stages"]["mine"]["pairs"] >= 1 and "skipped" not in first["stages"]["ingest"]
+    second = run_pipeline(tmp_path / "pipeline.yaml")
+    assert second["stages"]["ingest"]["skipped"] and second["stages"]["mine"]["skipped"]
+    cfg["stages"][1]["mine"]["k"] = 3  # config change: rerun mine only
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(cfg))
+    third = run_pipeline(tmp_path / "pipeline.yaml")
+    assert third["stages"]["ingest"].get("skipped") and not third["stages"]["mine"].get("skipped")
+    with corpus.open("a") as fh:  # input change: both rerun
+        fh.write(json.dumps({"id": "new", "text": "a new vpn document"}) + "\n")
+    fourth = run_pipeline(tmp_path / "pipeline.yaml")
+    assert not fourth["stages"]["ingest"].get("skipped") and not fourth["stages"]["mine"].get("skipped")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"ingest", "mine"}

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from qrelkit.mine import mine_pairs
+from qrelkit.records import Query
+from qrelkit.synth import keep_query, normalize_query, parse_styled_queries, synthesize
+
+REPLY = "keyword: vpn client update\nquestion: Where do I download the VPN client?\n- **short**: VPN\nnote: ignored"
+
+
+def test_parse_styled_queries():
+    assert parse_styled_queries(REPLY, ["keyword", "question", "short"]) == [
+        ("keyword", "vpn client update"),
+        ("question", "Where do I download the VPN client?"),
+        ("short", "VPN"),
+    ]
+
+
+def test_filters_copies_and_normalizes():
+    doc = "The VPN client must be updated to version 5.2 before March."
+    assert not keep_query("the vpn client must be updated to version 5.2", doc)
+    assert keep_query("vpn update deadline", doc)
+    assert not keep_query("x", doc)
+    assert not keep_query("the senior citizen exemption rebate is paid", doc, "short")
+    assert keep_query("the senior citizen exemption rebate is paid", doc, "question")
+    assert normalize_query('  "Where is  the VPN?" ') == "where is the vpn"
+
+
+def test_synthesize_dedupes_and_keeps_provenance(scripted, small_corpus, tmp_path):
+    llm = scripted(reply=lambda text: "keyword: company policy\nquestion: what is the policy?\nshort: Policy")
+    queries, stats = synthesize(
+        small_corpus, llm, n_seeds=3, per_doc=3, cache=tmp_path / "c.sqlite", show_progress=False
+    )
+    # The same three queries for every document: only the first document's survive deduplication.
+    assert [q.style for q in queries] == ["keyword", "question", "short"]
+    assert stats["duplicates"] == 6
+    assert queries[0].seed_doc_id in {d.doc_id for d in small_corpus}
+    assert queries[0].prompt_id == "synth-queries@2"
+    synthesize(small_corpus, llm, n_seeds=3, cache=tmp_path / "c.sqlite", show_progress=False)
+    assert llm.calls == 3, "cached replies must not call the model again"
+
+
+def test_mine_includes_seed_and_ranks_bm25(small_corpus):
+    queries = [
+        Query(qid="a", text="download vpn client", seed_doc_id="printer"),
+        Query(qid="b", text="annual leave days", seed_doc_id="holiday"),
+    ]
+    pairs, _ = mine_pairs(queries, small_corpus, k=3)
+    a = [p for p in pairs if p.qid == "a"]
+    assert a[0].doc_id == "printer" and a[0].source == "seed"
+    assert a[1].doc_id == "vpn" and a[1].bm25_rank == 1
+    b = [p for p in pairs if p.qid == "b"]
+    assert b[0].doc_id == "holiday" and b[0].bm25_rank == 1, "a seed found by BM25 keeps its rank"
+    assert len({(p.qid, p.doc_id) for p in pairs}) == len(pairs)
+    assert all(p.bm25_score is None or p.bm25_score > 0 for p in pairs)
