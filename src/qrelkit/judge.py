@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .errors import QrelkitError
 from .io import write_jsonl, write_qrels
 from .llm import LLM, ResultCache, cache_key, get_llm
-from .llm.openai_backend import LogprobsUnavailable, OpenAIBackend
+from .llm.openai_backend import LogprobsUnavailable, OpenAIBackend, redact
 from .progress import progress_bar
 from .prompts import Prompt, load_prompt
 from .records import GRADES, Judgment, Pair
@@ -75,6 +76,7 @@ class Judge:
         # Local models run one call at a time; HTTP servers take several in flight.
         self.concurrency = concurrency if isinstance(self.llm, OpenAIBackend) else 1
         self.use_logprobs = use_logprobs
+        self._no_logprobs = 0
 
     def messages(self, pair: Pair) -> list[dict[str, str]]:
         return self.prompt.messages(query=pair.query, passage=truncate(pair.text, self.max_chars))
@@ -87,7 +89,12 @@ class Judge:
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             return Judgment(**{**hit, "qid": pair.qid, "doc_id": pair.doc_id, "cached": True})
         t0 = time.perf_counter()
-        result = self._call(messages)
+        try:
+            result = self._call(messages)
+        except Exception as e:  # after the backend's own retries: record the pair as failed, never drop it
+            if isinstance(e, QrelkitError) and not isinstance(e, LogprobsUnavailable):
+                raise  # a setup error (bad prompt, context overflow) fails the whole run, clearly
+            result = {"grade": None, "error": f"{type(e).__name__}: {redact(str(e))}"[:500]}
         judgment = Judgment(
             qid=pair.qid,
             doc_id=pair.doc_id,
@@ -105,9 +112,14 @@ class Judge:
             try:
                 cp = self.llm.choice_probs(messages, GRADE_TOKENS)
             except LogprobsUnavailable:
-                self.use_logprobs = False
-                log.warning("%s returns no logprobs: grading from generated text instead", self.llm.spec)
+                # One answer without logprobs falls back to text for that pair; a server that never sends
+                # them (3 in a row) is switched to text grading for the rest of the run.
+                self._no_logprobs += 1
+                if self._no_logprobs >= 3:
+                    self.use_logprobs = False
+                    log.warning("%s returns no logprobs: grading from generated text instead", self.llm.spec)
             else:
+                self._no_logprobs = 0
                 best = max(GRADES, key=lambda g: cp.probs[g])
                 return {
                     "grade": best,

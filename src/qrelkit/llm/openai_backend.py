@@ -12,6 +12,17 @@ from typing import Any
 from ..errors import QrelkitError
 from .base import LLM, ChoiceProbs, Completion, Message
 
+SECRET_VARS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "QRELKIT_API_KEY")
+
+
+def redact(text: str) -> str:
+    """Remove any API key found in the environment from ``text`` (error messages can echo request headers)."""
+    for var in SECRET_VARS:
+        key = os.environ.get(var)
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+    return text
+
 
 class LogprobsUnavailable(QrelkitError):
     """The server did not return log-probabilities for the answer token."""
@@ -20,10 +31,14 @@ class LogprobsUnavailable(QrelkitError):
 class OpenAIBackend(LLM):
     """``openai:MODEL``, ``azure:DEPLOYMENT`` or ``http(s)://HOST:PORT/v1#MODEL``."""
 
-    def __init__(self, spec: str, *, timeout: float = 60.0, max_retries: int = 5):
+    def __init__(self, spec: str, *, timeout: float | None = None, max_retries: int | None = None):
+        """``timeout`` (seconds per request) and ``max_retries`` (the SDK retries 429, 5xx, timeouts and dropped
+        connections with exponential backoff, honouring Retry-After) default to QRELKIT_TIMEOUT / QRELKIT_RETRIES."""
         import openai
 
         self.spec = spec
+        timeout = timeout if timeout is not None else float(os.environ.get("QRELKIT_TIMEOUT", "60"))
+        max_retries = max_retries if max_retries is not None else int(os.environ.get("QRELKIT_RETRIES", "5"))
         if spec.startswith("openai:"):
             self.model = spec.removeprefix("openai:")
             key = os.environ.get("OPENAI_API_KEY")

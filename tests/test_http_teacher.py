@@ -1,0 +1,77 @@
+"""The OpenAI-compatible teacher against a scripted fake server: faults, caching, concurrency, secrets."""
+
+from __future__ import annotations
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from qrelkit.judge import Judge, write_judgments
+from qrelkit.llm.openai_backend import OpenAIBackend
+from qrelkit.records import Pair
+
+KEY = "sk-test-SECRET-0123456789"
+
+
+def make_pairs(markers: list[str]) -> list[Pair]:
+    return [
+        Pair(qid=f"q{i % 3}", query=f"query {i % 3}", doc_id=f"d{i}", text=f"passage {i} {m}")
+        for i, m in enumerate(markers)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("QRELKIT_API_KEY", KEY)
+
+
+def backend(url: str) -> OpenAIBackend:
+    return OpenAIBackend(f"{url}#fake-model", timeout=1.0, max_retries=2)
+
+
+def test_faults_end_labelled_once_or_listed_as_failures(tmp_path):
+    markers = ["", "RATE", "FAIL", "SLOW", "GARBAGE", "TRUNC", "", "RATE"]
+    pairs = make_pairs(markers)
+    with FakeOpenAI(grade_for=lambda t: 3 if "passage 0" in t else 1) as server:
+        judge = Judge(backend(server.url), cache=tmp_path / "cache.sqlite", concurrency=3)
+        js = judge.judge(pairs, show_progress=False)
+        stats = write_judgments(js, tmp_path / "teacher.qrels")
+    by_doc = {j.doc_id: j for j in js}
+    assert len(js) == len(pairs) and len(by_doc) == len(pairs), "every pair exactly once"
+    assert by_doc["d0"].grade == 3 and by_doc["d0"].probs[3] == pytest.approx(0.7)
+    assert by_doc["d1"].grade == 1 and by_doc["d7"].grade == 1, "429 + Retry-After is retried"
+    failed = {d for d, j in by_doc.items() if j.grade is None}
+    assert failed == {"d2", "d3", "d4", "d5"}
+    assert by_doc["d4"].error == "unparseable answer" and "[repair]" in by_doc["d4"].raw
+    assert by_doc["d6"].probs is not None, "one reply without logprobs must not switch the run to text grading"
+    assert "InternalServerError" in by_doc["d2"].error and "Timeout" in by_doc["d3"].error
+    assert stats["failures"] == len(failed)
+    assert len((tmp_path / "failures.jsonl").read_text().splitlines()) == len(failed)
+    assert server.max_inflight <= 3
+    assert all(h == f"Bearer {KEY}" for h in server.auth_headers)
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f"API key leaked into {f.name}"
+
+
+def test_cache_hits_send_no_request_and_failures_are_retried(tmp_path):
+    pairs = make_pairs(["", "", "FAIL"])
+    with FakeOpenAI() as server:
+        Judge(backend(server.url), cache=tmp_path / "c.sqlite").judge(pairs, show_progress=False)
+        sent = len(server.requests)
+        again = Judge(backend(server.url), cache=tmp_path / "c.sqlite").judge(pairs, show_progress=False)
+    assert sum(j.cached for j in again) == 2
+    assert len(server.requests) - sent == 3, "only the failed pair is asked again (1 try + 2 retries)"
+
+
+def test_generation_fallback_when_server_has_no_logprobs(tmp_path):
+    pairs = make_pairs(["", "GARBAGE"])
+    with FakeOpenAI(logprobs=False, grade_for=lambda t: 2) as server:
+        js = {j.doc_id: j for j in Judge(backend(server.url)).judge(pairs, show_progress=False)}
+    assert js["d0"].grade == 2 and js["d0"].probs is None
+    assert js["d1"].grade is None and js["d1"].error == "unparseable answer" and "[repair]" in js["d1"].raw
+
+
+def test_concurrency_is_bounded(tmp_path):
+    with FakeOpenAI(delay=0.2) as server:
+        Judge(backend(server.url), concurrency=4).judge(make_pairs([""] * 12), show_progress=False)
+    assert 1 < server.max_inflight <= 4
