@@ -75,3 +75,63 @@ def test_concurrency_is_bounded(tmp_path):
     with FakeOpenAI(delay=0.2) as server:
         Judge(backend(server.url), concurrency=4).judge(make_pairs([""] * 12), show_progress=False)
     assert 1 < server.max_inflight <= 4
+
+
+def test_sigkill_midway_then_resume_labels_every_pair_once(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qrelkit.io import read_qrels
+
+    pairs = make_pairs([""] * 30)
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p.model_dump()) + "\n" for p in pairs))
+    env = {**os.environ, "QRELKIT_PROGRESS": "0"}
+
+    def judge(server: FakeOpenAI, out: str, cache: str) -> subprocess.Popen:
+        cmd = [
+            sys.executable,
+            "-m",
+            "qrelkit",
+            "judge",
+            "pairs.jsonl",
+            "-o",
+            out,
+            "--cache",
+            cache,
+            "--llm",
+            f"{server.url}#fake-model",
+            "--concurrency",
+            "1",
+        ]
+        return subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{out}.log").open("w")
+        )
+
+    import re
+
+    def grade(text: str) -> int:
+        return int(re.search(r"passage (\d+)", text).group(1)) % 4
+
+    with FakeOpenAI(grade_for=grade, delay=0.05) as server:
+        proc = judge(server, "killed.qrels", "c.sqlite")
+        deadline = time.time() + 60
+        while len(server.requests) < 12 and time.time() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before = len(server.requests)
+        assert 12 <= before < 30, "the run must be killed midway"
+        assert not (tmp_path / "killed.qrels").exists()
+        assert judge(server, "resumed.qrels", "c.sqlite").wait() == 0
+        resumed_requests = len(server.requests) - before
+        assert judge(server, "clean.qrels", "clean.sqlite").wait() == 0
+    # At most the one request in flight at the kill is sent again; completed ones come from the cache.
+    assert before + resumed_requests <= 30 + 1
+    resumed, clean = read_qrels(tmp_path / "resumed.qrels"), read_qrels(tmp_path / "clean.qrels")
+    assert resumed == clean and len(resumed) == 30
+    lines = (tmp_path / "resumed.judgments.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and len({(json.loads(x)["qid"], json.loads(x)["doc_id"]) for x in lines}) == 30

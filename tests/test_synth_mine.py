@@ -44,7 +44,7 @@ def test_mine_includes_seed_and_ranks_bm25(small_corpus):
         Query(qid="a", text="download vpn client", seed_doc_id="printer"),
         Query(qid="b", text="annual leave days", seed_doc_id="holiday"),
     ]
-    pairs, _ = mine_pairs(queries, small_corpus, k=3)
+    pairs, stats = mine_pairs(queries, small_corpus, k=3, n_random=2)
     a = [p for p in pairs if p.qid == "a"]
     assert a[0].doc_id == "printer" and a[0].source == "seed"
     assert a[1].doc_id == "vpn" and a[1].bm25_rank == 1
@@ -52,3 +52,7 @@ def test_mine_includes_seed_and_ranks_bm25(small_corpus):
     assert b[0].doc_id == "holiday" and b[0].bm25_rank == 1, "a seed found by BM25 keeps its rank"
     assert len({(p.qid, p.doc_id) for p in pairs}) == len(pairs)
     assert all(p.bm25_score is None or p.bm25_score > 0 for p in pairs)
+    randoms = [p for p in pairs if p.source == "random"]
+    assert len(randoms) == 4 and stats["by_source"]["random"] == 4
+    again, _ = mine_pairs(queries, small_corpus, k=3, n_random=2)
+    assert [p.doc_id for p in again] == [p.doc_id for p in pairs], "mining is deterministic"

@@ -81,11 +81,13 @@ def mine(
     docs: Path,
     output: Annotated[Path, typer.Option("-o", "--output")] = Path("pairs.parquet"),
     k: Annotated[int, typer.Option("--k", help="BM25 candidates per query")] = 20,
+    n_random: Annotated[int, typer.Option("--random", help="random documents per query (easy negatives)")] = 2,
+    seed: int = 0,
 ) -> None:
-    """Pair each query with its seed document and BM25's top-k near misses."""
+    """Pair each query with its seed document, BM25's top-k near misses and a few random documents."""
     from .pipeline import mine_file
 
-    _show(mine_file(queries, docs, output, k=k))
+    _show(mine_file(queries, docs, output, k=k, n_random=n_random, seed=seed))
 
 
 @app.command()
@@ -183,7 +185,7 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
-    for noisy in ("httpx", "sentence_transformers", "transformers", "bm25s"):
+    for noisy in ("httpx", "openai", "sentence_transformers", "transformers", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         app()

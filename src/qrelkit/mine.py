@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,10 +43,15 @@ class BM25Index:
         return np.asarray(docs), np.asarray(scores)
 
 
-def mine_pairs(queries: Sequence[Query], docs: Sequence[Document], *, k: int = 20) -> tuple[list[Pair], dict[str, Any]]:
-    """For each query: its seed document (always, as the positive candidate) plus BM25's top ``k``.
+def mine_pairs(
+    queries: Sequence[Query], docs: Sequence[Document], *, k: int = 20, n_random: int = 2, seed: int = 0
+) -> tuple[list[Pair], dict[str, Any]]:
+    """For each query: its seed document (always, as the positive candidate), BM25's top ``k`` near misses,
+    and ``n_random`` random documents.
 
-    Documents BM25 scores 0 (no shared term) are not near misses and are skipped.
+    Random documents anchor the bottom of the scale: without them every training pair is a seed or a near
+    miss, and a student learns that almost everything is relevant. Documents BM25 scores 0 (no shared
+    term) are not near misses and are skipped.
     """
     by_id = {d.doc_id: d for d in docs}
     index = BM25Index(docs)
@@ -83,5 +89,12 @@ def mine_pairs(queries: Sequence[Query], docs: Sequence[Document], *, k: int = 2
                     bm25_score=float(score),
                 )
             )
-    stats = {"queries": len(queries), "pairs": len(pairs), "missing_seed": missing_seed}
+        rng = random.Random(f"{seed}:{q.qid}")  # per query: adding queries does not change others' draws
+        drawn = [docs[i] for i in rng.sample(range(len(docs)), min(len(docs), n_random + len(taken)))]
+        pairs.extend(
+            Pair(qid=q.qid, query=q.text, doc_id=d.doc_id, text=d.text, source="random")
+            for d in [d for d in drawn if d.doc_id not in taken][:n_random]
+        )
+    by_source = {src: sum(p.source == src for p in pairs) for src in ("seed", "bm25", "random")}
+    stats = {"queries": len(queries), "pairs": len(pairs), "missing_seed": missing_seed, "by_source": by_source}
     return pairs, stats

@@ -79,12 +79,14 @@ def synth_file(
     return {**stats, "queries": len(queries)}
 
 
-def mine_file(queries: str | Path, docs: str | Path, out: str | Path, *, k: int = 20) -> dict[str, Any]:
+def mine_file(
+    queries: str | Path, docs: str | Path, out: str | Path, *, k: int = 20, n_random: int = 2, seed: int = 0
+) -> dict[str, Any]:
     qs = [
         Query.model_validate({f: r[f] for f in Query.model_fields if r.get(f) is not None})
         for r in read_queries(queries)
     ]
-    pairs, stats = mine_pairs(qs, read_documents(docs), k=k)
+    pairs, stats = mine_pairs(qs, read_documents(docs), k=k, n_random=n_random, seed=seed)
     write_pairs(out, pairs)
     return stats
 

@@ -34,8 +34,11 @@ class OpenAIBackend(LLM):
     def __init__(self, spec: str, *, timeout: float | None = None, max_retries: int | None = None):
         """``timeout`` (seconds per request) and ``max_retries`` (the SDK retries 429, 5xx, timeouts and dropped
         connections with exponential backoff, honouring Retry-After) default to QRELKIT_TIMEOUT / QRELKIT_RETRIES."""
+        import logging
+
         import openai
 
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
         self.spec = spec
         timeout = timeout if timeout is not None else float(os.environ.get("QRELKIT_TIMEOUT", "60"))
         max_retries = max_retries if max_retries is not None else int(os.environ.get("QRELKIT_RETRIES", "5"))
