@@ -28,7 +28,7 @@ def test_cli_user_errors_are_one_line_without_traceback(tmp_path):
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_pipeline_skips_unchanged_stages_and_reruns_changed(tmp_path, small_corpus):
+def test_pipeline_skips_unchanged_stages_and_reruns_changed(tmp_path, small_corpus, monkeypatch):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": d.doc_id, "text": d.text}) + "\n" for d in small_corpus))
     (tmp_path / "queries.jsonl").write_text(json.dumps({"qid": "a", "text": "vpn client", "seed_doc_id": "vpn"}) + "\n")
@@ -55,9 +55,31 @@ def test_pipeline_skips_unchanged_stages_and_reruns_changed(tmp_path, small_corp
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(cfg))
     third = run_pipeline(tmp_path / "pipeline.yaml")
     assert third["stages"]["ingest"].get("skipped") and not third["stages"]["mine"].get("skipped")
+    import qrelkit.pipeline as pipeline_module
+
+    monkeypatch.setitem(pipeline_module.STAGES, "mine", _with_default(pipeline_module.mine_file, n_random=0))
+    changed_default = run_pipeline(tmp_path / "pipeline.yaml")
+    assert changed_default["stages"]["ingest"].get("skipped") and not changed_default["stages"]["mine"].get("skipped")
+    monkeypatch.undo()
     with corpus.open("a") as fh:  # input change: both rerun
         fh.write(json.dumps({"id": "new", "text": "a new vpn document"}) + "\n")
     fourth = run_pipeline(tmp_path / "pipeline.yaml")
     assert not fourth["stages"]["ingest"].get("skipped") and not fourth["stages"]["mine"].get("skipped")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert set(manifest["stages"]) == {"ingest", "mine"}
+
+
+def _with_default(fn, **defaults):
+    """The same stage function with other default values (as after an upgrade that changes a default)."""
+    import functools
+    import inspect
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **{**defaults, **kwargs})
+
+    sig = inspect.signature(fn)
+    wrapper.__signature__ = sig.replace(
+        parameters=[p.replace(default=defaults.get(p.name, p.default)) for p in sig.parameters.values()]
+    )
+    return wrapper

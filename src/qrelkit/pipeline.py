@@ -7,6 +7,7 @@ in ``manifest.json`` and skips a stage whose inputs, config and outputs are unch
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import platform
@@ -208,12 +209,15 @@ def run_pipeline(config: str | Path | dict[str, Any], *, force: bool = False) ->
         if name not in STAGES:
             raise QrelkitError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
         fn = STAGES[name]
-        params = fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]
+        params = inspect.signature(fn).parameters
         args = {k: v for k, v in shared.items() if k in params} | spec
         for k, v in list(args.items()):
             if (k in FILE_ARGS or k in ("out", "cache")) and isinstance(v, str):
                 args[k] = str(run_dir / v) if not Path(v).is_absolute() else v
-        fingerprint = stage_fingerprint(name, args)
+        # Fingerprint the effective parameters, defaults included: a changed default must rerun the stage.
+        bound = inspect.signature(fn).bind(**args)
+        bound.apply_defaults()
+        fingerprint = stage_fingerprint(name, dict(bound.arguments))
         previous = manifest["stages"].get(label, {})
         out = Path(args["out"]) if args.get("out") else None
         if not force and previous.get("fingerprint") == fingerprint and (out is None or out.exists()):
