@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -143,8 +144,9 @@ class Student:
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         unique = list(dict.fromkeys(texts))
+        show = len(unique) > 500 and os.environ.get("QRELKIT_PROGRESS", "1") != "0"
         emb = self.encoder.encode(
-            unique, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            unique, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show
         )
         pos = {t: i for i, t in enumerate(unique)}
         return np.asarray(emb)[[pos[t] for t in texts]]
