@@ -45,7 +45,7 @@ def test_faults_end_labelled_once_or_listed_as_failures(tmp_path):
     assert by_doc["d6"].probs is not None, "one reply without logprobs must not switch the run to text grading"
     assert "InternalServerError" in by_doc["d2"].error and "Timeout" in by_doc["d3"].error
     assert stats["failures"] == len(failed)
-    assert len((tmp_path / "failures.jsonl").read_text().splitlines()) == len(failed)
+    assert len((tmp_path / "teacher.failures.jsonl").read_text().splitlines()) == len(failed)
     assert server.max_inflight <= 3
     assert all(h == f"Bearer {KEY}" for h in server.auth_headers)
     for f in tmp_path.rglob("*"):

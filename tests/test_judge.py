@@ -61,8 +61,10 @@ def test_unparseable_answer_gets_one_repair_then_fails(scripted, tmp_path):
     stats = write_judgments(js, tmp_path / "t.qrels")
     assert stats["failures"] == 1
     assert ("q0", "d2") not in read_qrels(tmp_path / "t.qrels"), "a failed pair must not get an invented grade"
-    failures = [json.loads(x) for x in (tmp_path / "failures.jsonl").read_text().splitlines()]
+    failures = [json.loads(x) for x in (tmp_path / "t.failures.jsonl").read_text().splitlines()]
     assert failures[0]["doc_id"] == "d2"
+    write_judgments([j for j in js if j.grade is not None], tmp_path / "t.qrels")
+    assert not (tmp_path / "t.failures.jsonl").exists(), "a clean rerun removes the old failures list"
 
 
 def test_documents_are_delimited_and_truncated(scripted):

@@ -101,12 +101,13 @@ def judge(
     concurrency: Annotated[int, typer.Option(help="requests in flight (HTTP backends)")] = 4,
 ) -> None:
     """Grade pairs 0–3 with the teacher LLM (TREC qrels + judgments.jsonl)."""
+    from .judge import failures_file
     from .pipeline import judge_file
 
     stats = judge_file(pairs, output, llm=llm, cache=cache, prompt=prompt, max_chars=max_chars, concurrency=concurrency)
     _show(stats)
     if stats["failures"]:
-        err.print(f"[red]{stats['failures']} pair(s) could not be graded; see {output.with_name('failures.jsonl')}")
+        err.print(f"[red]{stats['failures']} pair(s) could not be graded; see {failures_file(output)}")
         raise typer.Exit(1)
 
 

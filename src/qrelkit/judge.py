@@ -183,6 +183,12 @@ def judge_stats(judgments: Sequence[Judgment]) -> dict[str, Any]:
     }
 
 
+def failures_file(qrels_path: str | Path) -> Path:
+    """``teacher.qrels`` → ``teacher.failures.jsonl``: pairs that could not be graded, with the reason."""
+    p = Path(qrels_path)
+    return p.with_name(p.stem + ".failures.jsonl")
+
+
 def write_judgments(
     judgments: Sequence[Judgment], qrels_path: str | Path, judgments_path: str | Path | None = None
 ) -> dict[str, Any]:
@@ -192,11 +198,13 @@ def write_judgments(
     write_qrels(qrels_path, ((j.qid, j.doc_id, j.grade) for j in judgments if j.grade is not None))
     write_jsonl(judgments_path, (j.model_dump() for j in judgments))
     failures = [j for j in judgments if j.grade is None]
+    failures_path = failures_file(qrels_path)
     if failures:
         write_jsonl(
-            qrels_path.with_name("failures.jsonl"),
-            ({"qid": j.qid, "doc_id": j.doc_id, "error": j.error, "raw": j.raw} for j in failures),
+            failures_path, ({"qid": j.qid, "doc_id": j.doc_id, "error": j.error, "raw": j.raw} for j in failures)
         )
+    else:
+        failures_path.unlink(missing_ok=True)  # a clean rerun must not leave an old failures list behind
     stats = judge_stats(judgments)
     if stats["low_mass"]:
         log.warning(
