@@ -99,13 +99,27 @@ def judge(
     prompt: Annotated[str, typer.Option(help="prompt id or YAML file")] = "judge-rubric",
     max_chars: Annotated[int, typer.Option(help="truncate documents to this many characters")] = 1200,
     concurrency: Annotated[int, typer.Option(help="requests in flight (HTTP backends)")] = 4,
+    prices: Annotated[Path | None, typer.Option(help="YAML price table: {model: {input: $/1M, output: $/1M}}")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="estimate tokens and cost; call nothing")] = False,
 ) -> None:
-    """Grade pairs 0–3 with the teacher LLM (TREC qrels + judgments.jsonl)."""
+    """Grade pairs 0–3 with the teacher LLM (TREC qrels + judgments.jsonl + run.json with tokens and cost)."""
     from .judge import failures_file
     from .pipeline import judge_file
 
-    stats = judge_file(pairs, output, llm=llm, cache=cache, prompt=prompt, max_chars=max_chars, concurrency=concurrency)
+    stats = judge_file(
+        pairs,
+        output,
+        llm=llm,
+        cache=cache,
+        prompt=prompt,
+        max_chars=max_chars,
+        concurrency=concurrency,
+        prices=prices,
+        dry_run=dry_run,
+    )
     _show(stats)
+    if dry_run:
+        return
     if stats["failures"]:
         err.print(f"[red]{stats['failures']} pair(s) could not be graded; see {failures_file(output)}")
         raise typer.Exit(1)

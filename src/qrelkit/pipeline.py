@@ -32,10 +32,12 @@ from .io import (
     write_jsonl,
     write_pairs,
 )
-from .judge import Judge, write_judgments
+from .judge import Judge, truncate, write_judgments
 from .label import label_pairs, write_labels
 from .llm import DEFAULT_LLM
 from .mine import mine_pairs
+from .pricing import cost_usd, load_prices, price_of
+from .prompts import load_prompt
 from .records import Query
 from .student import Student
 from .synth import synthesize
@@ -101,13 +103,44 @@ def judge_file(
     prompt: str = "judge-rubric",
     max_chars: int = 1200,
     concurrency: int = 4,
+    prices: str | Path | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
+    """Grade pairs; writes ``out`` (qrels), ``<stem>.judgments.jsonl`` and ``<stem>.run.json`` (stats, tokens, cost).
+
+    ``dry_run`` estimates tokens and cost (about 4 characters a token) without loading or calling the model.
+    """
     out = Path(out)
+    table = load_prices(prices)
+    prs = read_pairs(pairs)
+    if dry_run:
+        tmpl = load_prompt(prompt)
+        chars = sum(
+            len(m["content"]) for p in prs for m in tmpl.messages(query=p.query, passage=truncate(p.text, max_chars))
+        )
+        est_in, est_out = chars // 4, len(prs)  # one answer token per pair when grades come from logprobs
+        return {
+            "dry_run": True,
+            "llm": llm,
+            "pairs": len(prs),
+            "est_tokens_in": est_in,
+            "est_tokens_out": est_out,
+            "price_per_1m_tokens": price_of(llm, table),
+            "est_cost_usd": cost_usd(llm, est_in, est_out, table),
+        }
     judge = Judge(llm, prompt=prompt, cache=cache, max_chars=max_chars, concurrency=concurrency)
-    judgments = judge.judge(read_pairs(pairs))
+    judgments = judge.judge(prs)
     stats = write_judgments(judgments, out, out.with_name(out.stem + ".judgments.jsonl"))
     stats["pairs_per_s"] = stats["graded"] / stats["model_seconds"] if stats["model_seconds"] else None
-    stats.update({"llm": judge.llm.spec, "prompt": judge.prompt.ref})
+    # Only calls actually made this run are paid; cache hits cost nothing.
+    stats.update(
+        {
+            "llm": judge.llm.spec,
+            "prompt": judge.prompt.ref,
+            "cost_usd": cost_usd(judge.llm.spec, stats["tokens_in"], stats["tokens_out"], table),
+        }
+    )
+    out.with_name(out.stem + ".run.json").write_text(json.dumps(stats, indent=1, default=str))
     return stats
 
 

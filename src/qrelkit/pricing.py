@@ -1,0 +1,62 @@
+"""Token prices (USD per 1M input / output tokens) and cost accounting for LLM calls.
+
+Defaults are list prices of common hosted models; local backends (gguf:, hf:) cost nothing per token.
+Override or extend with a YAML file: ``{model-name: {input: 2.5, output: 10.0}}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .errors import InputError
+
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+}
+
+
+def model_name(spec: str) -> str:
+    """The name prices are looked up by: ``openai:gpt-4o`` → ``gpt-4o``; ``http://h/v1#m`` → ``m``."""
+    if "#" in spec:
+        return spec.rsplit("#", 1)[1]
+    return spec.split(":", 1)[1] if ":" in spec else spec
+
+
+def is_local(spec: str) -> bool:
+    return spec.startswith(("gguf:", "hf:")) or ":" not in spec.split("/")[0]
+
+
+def load_prices(path: str | Path | None = None) -> dict[str, tuple[float, float]]:
+    prices = dict(DEFAULT_PRICES)
+    if path is None:
+        return prices
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such price table")
+    data = yaml.safe_load(p.read_text()) or {}
+    for name, row in data.items():
+        if not isinstance(row, dict) or "input" not in row or "output" not in row:
+            raise InputError(p, "each model needs 'input' and 'output' prices per 1M tokens", field=str(name))
+        prices[str(name)] = (float(row["input"]), float(row["output"]))
+    return prices
+
+
+def price_of(spec: str, prices: dict[str, tuple[float, float]] | None = None) -> tuple[float, float] | None:
+    """(input, output) USD per 1M tokens; (0, 0) for local models; None when the table has no price."""
+    if is_local(spec):
+        return (0.0, 0.0)
+    return (prices or DEFAULT_PRICES).get(model_name(spec))
+
+
+def cost_usd(spec: str, tokens_in: int, tokens_out: int, prices: dict[str, tuple[float, float]] | None = None):
+    """Cost of the given token counts, or None when the model has no known price."""
+    price = price_of(spec, prices)
+    if price is None:
+        return None
+    return round(tokens_in / 1e6 * price[0] + tokens_out / 1e6 * price[1], 6)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from qrelkit.errors import InputError
+from qrelkit.pipeline import judge_file
+from qrelkit.pricing import cost_usd, load_prices, model_name, price_of
+
+
+def test_price_lookup_and_cost():
+    assert model_name("openai:gpt-4o") == "gpt-4o"
+    assert model_name("http://localhost:8000/v1#Qwen/Qwen2.5-7B") == "Qwen/Qwen2.5-7B"
+    assert price_of("gguf:qwen2.5-coder-1.5b") == (0.0, 0.0) and price_of("qwen2.5-coder-1.5b") == (0.0, 0.0)
+    assert price_of("http://h/v1#unknown-model") is None
+    # 1M input tokens at $2.50 + 0.5M output tokens at $10 = $7.50
+    assert cost_usd("openai:gpt-4o", 1_000_000, 500_000) == pytest.approx(7.5)
+
+
+def test_custom_price_table(tmp_path):
+    (tmp_path / "p.yaml").write_text("my-vllm-model: {input: 0.2, output: 0.4}\n")
+    table = load_prices(tmp_path / "p.yaml")
+    assert cost_usd("http://h/v1#my-vllm-model", 2_000_000, 0, table) == pytest.approx(0.4)
+    assert table["gpt-4o"] == (2.5, 10.0), "defaults stay"
+    (tmp_path / "bad.yaml").write_text("m: {input: 1}\n")
+    with pytest.raises(InputError, match=r"bad\.yaml \[m\]"):
+        load_prices(tmp_path / "bad.yaml")
+
+
+def _pairs_file(tmp_path, n=5):
+    p = tmp_path / "pairs.jsonl"
+    p.write_text(
+        "".join(
+            json.dumps({"qid": "q", "query": "vpn", "doc_id": f"d{i}", "text": f"word{i} " * 40}) + "\n" for i in range(n)
+        )
+    )
+    return p
+
+
+def test_dry_run_calls_nothing_and_real_run_records_cost(tmp_path, monkeypatch):
+    monkeypatch.setenv("QRELKIT_API_KEY", "sk-unused")
+    (tmp_path / "p.yaml").write_text("fake-model: {input: 1.0, output: 2.0}\n")
+    pairs = _pairs_file(tmp_path)
+    with FakeOpenAI() as server:
+        llm = f"{server.url}#fake-model"
+        est = judge_file(pairs, tmp_path / "t.qrels", llm=llm, prices=tmp_path / "p.yaml", dry_run=True)
+        assert server.requests == [] and not (tmp_path / "t.qrels").exists()
+        assert est["pairs"] == 5 and est["est_tokens_in"] > 5 * 40 and est["est_cost_usd"] > 0
+        stats = judge_file(
+            pairs, tmp_path / "t.qrels", llm=llm, prices=tmp_path / "p.yaml", cache=tmp_path / "c.sqlite"
+        )
+        again = judge_file(
+            pairs, tmp_path / "t.qrels", llm=llm, prices=tmp_path / "p.yaml", cache=tmp_path / "c.sqlite"
+        )
+    # The fake server reports 50 prompt tokens and 1 completion token per call.
+    assert stats["tokens_in"] == 250 and stats["tokens_out"] == 5
+    assert stats["cost_usd"] == pytest.approx(250 / 1e6 * 1.0 + 5 / 1e6 * 2.0)
+    assert again["cost_usd"] == 0 and again["cached"] == 5, "cache hits are not paid again"
+    manifest = json.loads((tmp_path / "t.run.json").read_text())
+    assert manifest["cost_usd"] == 0 and manifest["llm"] == llm
