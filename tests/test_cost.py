@@ -33,7 +33,8 @@ def _pairs_file(tmp_path, n=5):
     p = tmp_path / "pairs.jsonl"
     p.write_text(
         "".join(
-            json.dumps({"qid": "q", "query": "vpn", "doc_id": f"d{i}", "text": f"word{i} " * 40}) + "\n" for i in range(n)
+            json.dumps({"qid": "q", "query": "vpn", "doc_id": f"d{i}", "text": f"word{i} " * 40}) + "\n"
+            for i in range(n)
         )
     )
     return p
