@@ -65,6 +65,7 @@ def test_unparseable_answer_gets_one_repair_then_fails(scripted, tmp_path):
     assert failures[0]["doc_id"] == "d2"
     write_judgments([j for j in js if j.grade is not None], tmp_path / "t.qrels")
     assert not (tmp_path / "t.failures.jsonl").exists(), "a clean rerun removes the old failures list"
+    assert (tmp_path / "t.judgments.jsonl").exists(), "judgments sit beside the qrels, named after them"
 
 
 def test_documents_are_delimited_and_truncated(scripted):

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from qrelkit.errors import QrelkitError
 from qrelkit.pipeline import run_pipeline
 
 ENV = {**os.environ, "QRELKIT_PROGRESS": "0"}
@@ -66,6 +68,9 @@ def test_pipeline_skips_unchanged_stages_and_reruns_changed(tmp_path, small_corp
     fourth = run_pipeline(tmp_path / "pipeline.yaml")
     assert not fourth["stages"]["ingest"].get("skipped") and not fourth["stages"]["mine"].get("skipped")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    cfg["stages"][1]["mine"]["kk"] = 3
+    with pytest.raises(QrelkitError, match="stage 'mine': unknown setting"):
+        run_pipeline(cfg | {"run_dir": str(tmp_path / "run")})
     assert set(manifest["stages"]) == {"ingest", "mine"}
 
 

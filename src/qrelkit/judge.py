@@ -183,18 +183,28 @@ def judge_stats(judgments: Sequence[Judgment]) -> dict[str, Any]:
     }
 
 
-def failures_file(qrels_path: str | Path) -> Path:
-    """``teacher.qrels`` → ``teacher.failures.jsonl``: pairs that could not be graded, with the reason."""
+def sidecar(qrels_path: str | Path, kind: str) -> Path:
+    """A file written beside a teacher's qrels: ``teacher.qrels`` → ``teacher.<kind>``."""
     p = Path(qrels_path)
-    return p.with_name(p.stem + ".failures.jsonl")
+    return p.with_name(f"{p.stem}.{kind}")
+
+
+def judgments_file(qrels_path: str | Path) -> Path:
+    """``teacher.judgments.jsonl``: every judgment (grade distribution, raw answer, tokens)."""
+    return sidecar(qrels_path, "judgments.jsonl")
+
+
+def failures_file(qrels_path: str | Path) -> Path:
+    """``teacher.failures.jsonl``: pairs that could not be graded, with the reason."""
+    return sidecar(qrels_path, "failures.jsonl")
 
 
 def write_judgments(
     judgments: Sequence[Judgment], qrels_path: str | Path, judgments_path: str | Path | None = None
 ) -> dict[str, Any]:
-    """Write ``teacher.qrels`` (graded pairs only), ``judgments.jsonl`` (everything) and failures, if any."""
+    """Write ``teacher.qrels`` (graded pairs only), ``teacher.judgments.jsonl`` (everything) and failures, if any."""
     qrels_path = Path(qrels_path)
-    judgments_path = Path(judgments_path) if judgments_path else qrels_path.with_name("judgments.jsonl")
+    judgments_path = Path(judgments_path) if judgments_path else judgments_file(qrels_path)
     write_qrels(qrels_path, ((j.qid, j.doc_id, j.grade) for j in judgments if j.grade is not None))
     write_jsonl(judgments_path, (j.model_dump() for j in judgments))
     failures = [j for j in judgments if j.grade is None]

@@ -32,7 +32,7 @@ from .io import (
     write_jsonl,
     write_pairs,
 )
-from .judge import Judge, truncate, write_judgments
+from .judge import Judge, judgments_file, sidecar, truncate, write_judgments
 from .label import label_pairs, write_labels
 from .llm import DEFAULT_LLM
 from .mine import mine_pairs
@@ -130,7 +130,7 @@ def judge_file(
         }
     judge = Judge(llm, prompt=prompt, cache=cache, max_chars=max_chars, concurrency=concurrency)
     judgments = judge.judge(prs)
-    stats = write_judgments(judgments, out, out.with_name(out.stem + ".judgments.jsonl"))
+    stats = write_judgments(judgments, out)
     stats["pairs_per_s"] = stats["graded"] / stats["model_seconds"] if stats["model_seconds"] else None
     # Only calls actually made this run are paid; cache hits cost nothing.
     stats.update(
@@ -140,7 +140,7 @@ def judge_file(
             "cost_usd": cost_usd(judge.llm.spec, stats["tokens_in"], stats["tokens_out"], table),
         }
     )
-    out.with_name(out.stem + ".run.json").write_text(json.dumps(stats, indent=1, default=str))
+    sidecar(out, "run.json").write_text(json.dumps(stats, indent=1, default=str))
     return stats
 
 
@@ -155,7 +155,7 @@ def distill_file(
     judgments: str | Path | None = None,
 ) -> dict[str, Any]:
     teacher = Path(teacher)
-    judgments = Path(judgments) if judgments else teacher.with_name(teacher.stem + ".judgments.jsonl")
+    judgments = Path(judgments) if judgments else judgments_file(teacher)
     soft = soft_targets(judgments) if judgments.exists() else None
     card: dict[str, Any] = {"teacher_qrels": str(teacher)}
     if judgments.exists():
@@ -242,13 +242,16 @@ def run_pipeline(config: str | Path | dict[str, Any], *, force: bool = False) ->
         if name not in STAGES:
             raise QrelkitError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
         fn = STAGES[name]
-        params = inspect.signature(fn).parameters
-        args = {k: v for k, v in shared.items() if k in params} | spec
+        signature = inspect.signature(fn)
+        unknown = sorted(set(spec) - set(signature.parameters))
+        if unknown:
+            raise QrelkitError(f"stage {label!r}: unknown setting(s) {', '.join(unknown)}")
+        args = {k: v for k, v in shared.items() if k in signature.parameters} | spec
         for k, v in list(args.items()):
             if (k in FILE_ARGS or k in ("out", "cache")) and isinstance(v, str):
                 args[k] = str(run_dir / v) if not Path(v).is_absolute() else v
         # Fingerprint the effective parameters, defaults included: a changed default must rerun the stage.
-        bound = inspect.signature(fn).bind(**args)
+        bound = signature.bind(**args)
         bound.apply_defaults()
         fingerprint = stage_fingerprint(name, dict(bound.arguments))
         previous = manifest["stages"].get(label, {})

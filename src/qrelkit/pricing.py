@@ -54,7 +54,9 @@ def price_of(spec: str, prices: dict[str, tuple[float, float]] | None = None) ->
     return (prices or DEFAULT_PRICES).get(model_name(spec))
 
 
-def cost_usd(spec: str, tokens_in: int, tokens_out: int, prices: dict[str, tuple[float, float]] | None = None):
+def cost_usd(
+    spec: str, tokens_in: int, tokens_out: int, prices: dict[str, tuple[float, float]] | None = None
+) -> float | None:
     """Cost of the given token counts, or None when the model has no known price."""
     price = price_of(spec, prices)
     if price is None:
