@@ -20,6 +20,7 @@ class FakeOpenAI:
         self.grade_for, self.logprobs, self.delay = grade_for, logprobs, delay
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request
         self.inflight = self.max_inflight = 0
         self.rate_limited: set[str] = set()
         self._lock = threading.Lock()
@@ -33,6 +34,7 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
                     server.requests.append(body)
+                    server.arrivals.append(time.monotonic())
                     server.auth_headers.append(self.headers.get("Authorization", ""))
                     server.inflight += 1
                     server.max_inflight = max(server.max_inflight, server.inflight)

@@ -61,3 +61,14 @@ def test_dry_run_calls_nothing_and_real_run_records_cost(tmp_path, monkeypatch):
     assert again["cost_usd"] == 0 and again["cached"] == 5, "cache hits are not paid again"
     manifest = json.loads((tmp_path / "t.run.json").read_text())
     assert manifest["cost_usd"] == 0 and manifest["llm"] == llm
+
+
+def test_progress_text_shows_tokens_and_running_cost(monkeypatch):
+    from qrelkit.judge import Judge
+    from qrelkit.llm.openai_backend import OpenAIBackend
+
+    monkeypatch.setenv("QRELKIT_API_KEY", "sk-test")
+    priced = Judge(OpenAIBackend("http://127.0.0.1:9/v1#gpt-4o"))
+    assert priced._spend(1_000_000, 1_000) == "1,000,000+1,000 tok $2.5100"
+    unpriced = Judge(OpenAIBackend("http://127.0.0.1:9/v1#no-such-model"))
+    assert unpriced._spend(10, 1) == "10+1 tok", "no price known: no made-up cost"

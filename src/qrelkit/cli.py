@@ -101,6 +101,8 @@ def judge(
     concurrency: Annotated[int, typer.Option(help="requests in flight (HTTP backends)")] = 4,
     prices: Annotated[Path | None, typer.Option(help="YAML price table: {model: {input: $/1M, output: $/1M}}")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="estimate tokens and cost; call nothing")] = False,
+    rpm: Annotated[float | None, typer.Option(help="max requests per minute (HTTP backends)")] = None,
+    tpm: Annotated[float | None, typer.Option(help="max tokens per minute (HTTP backends)")] = None,
 ) -> None:
     """Grade pairs 0–3 with the teacher LLM (TREC qrels + judgments.jsonl + run.json with tokens and cost)."""
     from .judge import failures_file
@@ -116,6 +118,8 @@ def judge(
         concurrency=concurrency,
         prices=prices,
         dry_run=dry_run,
+        rpm=rpm,
+        tpm=tpm,
     )
     _show(stats)
     if dry_run:
@@ -145,11 +149,40 @@ def label(
     pairs: Path,
     model: Annotated[Path, typer.Option("-m", "--model", help="student folder from distill")],
     output: Annotated[Path, typer.Option("-o", "--output", help=".qrels, .jsonl or .parquet")] = Path("labels.qrels"),
+    runtime: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after `qrelkit export`)")] = "torch",
+    chunk: Annotated[int, typer.Option(help="pairs per checkpoint")] = 4096,
+    batch_size: int = 64,
+    engine: Annotated[str, typer.Option(help="local (streaming, resumable) or ray")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (engine ray); default: local")] = None,
+    actors: Annotated[int, typer.Option(help="student actors (engine ray)")] = 2,
 ) -> None:
-    """Grade any query–document pairs with a student."""
+    """Grade any query–document pairs with a student: streamed, checkpointed, resumable after a kill."""
     from .pipeline import label_file
 
-    _show(label_file(pairs, model, output))
+    _show(
+        label_file(
+            pairs,
+            model,
+            output,
+            runtime=runtime,
+            chunk=chunk,
+            batch_size=batch_size,
+            engine=engine,
+            ray_address=ray_address,
+            actors=actors,
+        )
+    )
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="student folder from distill")],
+    quantize: Annotated[bool, typer.Option(help="also write the int8 model")] = True,
+) -> None:
+    """Export a student's encoder to ONNX (fp32, and int8 dynamic quantisation) for `label --runtime onnx*`."""
+    from .onnx_runtime import export_onnx
+
+    _show({k: str(v) for k, v in export_onnx(model, quantize=quantize).items()})
 
 
 @app.command()

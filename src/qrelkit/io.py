@@ -264,36 +264,83 @@ PAIR_FIELDS = ("qid", "query", "doc_id", "text")
 def read_pairs(path: str | Path, *, skip_bad: bool = False) -> list[Pair]:
     """Read pairs from Parquet (``qrelkit mine``) or JSONL with fields qid, query, doc_id, text."""
     p = require_file(path)
+    pairs: list[Pair] = []
+    seen: set[tuple[str, str]] = set()
+    for n, pair in _iter_pairs(p, skip_bad=skip_bad):
+        key = (pair.qid, pair.doc_id)
+        if key in seen:
+            raise InputError(p, f"duplicate pair {key}", line=n)
+        seen.add(key)
+        pairs.append(pair)
+    if not pairs:
+        raise InputError(p, "no pairs")
+    return pairs
+
+
+def iter_pair_chunks(path: str | Path, chunk: int, *, skip: int = 0) -> Iterator[list[Pair]]:
+    """Stream pairs in lists of ``chunk`` without holding the file in memory, after skipping the first ``skip``.
+
+    Parquet is read batch by batch (pyarrow); JSONL line by line. Unlike :func:`read_pairs`, duplicates are
+    not checked (that would keep every key of a million-pair file in memory).
+    """
+    p = require_file(path)
+    out: list[Pair] = []
+    for i, (_, pair) in enumerate(_iter_pairs(p)):
+        if i < skip:
+            continue
+        out.append(pair)
+        if len(out) == chunk:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+def count_pairs(path: str | Path) -> int:
+    """Number of pairs in a Parquet (from its metadata) or JSONL file (non-blank lines)."""
+    p = require_file(path)
     if p.suffix.lower() == ".parquet":
-        rows: Iterable[tuple[int, dict[str, Any]]] = enumerate(read_parquet(p), start=1)
+        return int(pq.ParquetFile(p).metadata.num_rows)
+    with p.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _iter_pairs(p: Path, *, skip_bad: bool = False) -> Iterator[tuple[int, Pair]]:
+    rows: Iterable[tuple[int, dict[str, Any]]]
+    if p.suffix.lower() == ".parquet":
+        rows = _iter_parquet_rows(p)
     elif p.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         rows = iter_jsonl(p, skip_bad=skip_bad)
     else:
         raise InputError(p, "pairs must be .parquet or .jsonl")
-    pairs: list[Pair] = []
-    seen: set[tuple[str, str]] = set()
     for n, row in rows:
         for f in PAIR_FIELDS:
             if row.get(f) is None:
                 raise InputError(p, "missing field", line=n, field=f)
-        key = (str(row["qid"]), str(row["doc_id"]))
-        if key in seen:
-            raise InputError(p, f"duplicate pair {key}", line=n)
-        seen.add(key)
-        pairs.append(
+        yield (
+            n,
             Pair(
-                qid=key[0],
+                qid=str(row["qid"]),
                 query=str(row["query"]),
-                doc_id=key[1],
+                doc_id=str(row["doc_id"]),
                 text=str(row["text"]),
                 source=str(row.get("source") or "given"),
                 bm25_rank=row.get("bm25_rank"),
                 bm25_score=row.get("bm25_score"),
-            )
+            ),
         )
-    if not pairs:
-        raise InputError(p, "no pairs")
-    return pairs
+
+
+def _iter_parquet_rows(p: Path, batch_rows: int = 8192) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        reader = pq.ParquetFile(p)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(p, f"not a readable Parquet file ({e})") from None
+    n = 0
+    for batch in reader.iter_batches(batch_size=batch_rows):
+        for row in batch.to_pylist():
+            n += 1
+            yield n, row
 
 
 def write_pairs(path: str | Path, pairs: Sequence[Pair]) -> None:

@@ -19,6 +19,8 @@ from .errors import QrelkitError
 from .io import write_jsonl, write_qrels
 from .llm import LLM, ResultCache, cache_key, get_llm
 from .llm.openai_backend import LogprobsUnavailable, OpenAIBackend, redact
+from .llm.ratelimit import RateLimiter
+from .pricing import cost_usd
 from .progress import progress_bar
 from .prompts import Prompt, load_prompt
 from .records import GRADES, Judgment, Pair
@@ -68,7 +70,12 @@ class Judge:
         max_chars: int = 1200,
         concurrency: int = 1,
         use_logprobs: bool = True,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        prices: dict[str, tuple[float, float]] | None = None,
     ):
+        """``rpm`` / ``tpm`` cap requests and tokens per minute on HTTP backends; ``prices`` (USD per 1M
+        input/output tokens by model name, see :mod:`qrelkit.pricing`) prices the progress bar's running cost."""
         self.llm = get_llm(llm) if isinstance(llm, str) else llm
         self.prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
         self.cache = ResultCache(cache) if isinstance(cache, str | Path) else cache
@@ -77,6 +84,9 @@ class Judge:
         self.concurrency = concurrency if isinstance(self.llm, OpenAIBackend) else 1
         self.use_logprobs = use_logprobs
         self._no_logprobs = 0
+        self.prices = prices
+        if isinstance(self.llm, OpenAIBackend) and (rpm or tpm):
+            self.llm.limiter = RateLimiter(rpm, tpm)
 
     def messages(self, pair: Pair) -> list[dict[str, str]]:
         return self.prompt.messages(query=pair.query, passage=truncate(pair.text, self.max_chars))
@@ -160,11 +170,20 @@ class Judge:
 
     def judge(self, pairs: Sequence[Pair], *, show_progress: bool = True) -> list[Judgment]:
         out: list[Judgment] = []
+        tokens_in = tokens_out = 0
         with progress_bar(f"judge ({self.llm.spec})", total=len(pairs), enabled=show_progress) as advance:
             for j in self.iter_judge(pairs):
                 out.append(j)
-                advance(1)
+                if not j.cached:
+                    tokens_in, tokens_out = tokens_in + j.tokens_in, tokens_out + j.tokens_out
+                advance(1, self._spend(tokens_in, tokens_out))
         return out
+
+    def _spend(self, tokens_in: int, tokens_out: int) -> str:
+        """Progress-bar text: tokens sent and received so far and what they cost."""
+        cost = cost_usd(self.llm.spec, tokens_in, tokens_out, self.prices)
+        priced = "" if cost is None else f" ${cost:.4f}"
+        return f"{tokens_in:,}+{tokens_out:,} tok{priced}"
 
 
 def judge_stats(judgments: Sequence[Judgment]) -> dict[str, Any]:

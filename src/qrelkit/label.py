@@ -1,18 +1,33 @@
-"""Label query–document pairs with a distilled student."""
+"""Label query–document pairs with a distilled student: in memory, or streamed and resumable for millions.
+
+Streaming (:func:`label_file_stream`) reads the pairs chunk by chunk, appends each chunk's labels to the
+output, flushes them to disk, then records a checkpoint (pairs done, output bytes). A run killed at any point
+and started again truncates the output to the last checkpoint and goes on from there: no pair is lost or
+labelled twice. Memory stays bounded by the chunk size, whatever the file size.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .io import write_jsonl, write_parquet, write_qrels
+from .errors import QrelkitError
+from .io import count_pairs, iter_pair_chunks, require_file, write_jsonl, write_parquet, write_qrels
 from .progress import progress_bar
 from .records import Pair
 from .student import Student
+
+LABEL_SCHEMA = pa.schema([("qid", pa.string()), ("doc_id", pa.string()), ("score", pa.float32()), ("grade", pa.int8())])
 
 
 def label_pairs(
@@ -44,3 +59,172 @@ def write_labels(path: str | Path, pairs: Sequence[Pair], scores: np.ndarray, gr
         write_parquet(p, list(rows))
     else:
         write_qrels(p, ((pr.qid, pr.doc_id, int(g)) for pr, g in zip(pairs, grades, strict=True)))
+
+
+# ---------------------------------------------------------------- streaming, resumable
+
+
+def checkpoint_file(out: str | Path) -> Path:
+    p = Path(out)
+    return p.with_name(p.name + ".checkpoint.json")
+
+
+def _parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def _identity(pairs: Path, model: str | Path, runtime: str) -> str:
+    """What a checkpoint belongs to: the input file (size, mtime) and the student (its head)."""
+    st = pairs.stat()
+    head = (Path(model) / "head.json").read_bytes()
+    raw = f"{pairs.resolve()}|{st.st_size}|{st.st_mtime_ns}|{hashlib.sha256(head).hexdigest()}|{runtime}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _text_rows(out: Path, qids: Sequence[str], doc_ids: Sequence[str], scores: Any, grades: Any) -> str:
+    """The rows of one chunk as JSONL (with scores) or TREC qrels lines."""
+    if out.suffix == ".jsonl":
+        return "".join(
+            json.dumps({"qid": q, "doc_id": d, "score": round(float(s), 5), "grade": int(g)}) + "\n"
+            for q, d, s, g in zip(qids, doc_ids, scores, grades, strict=True)
+        )
+    return "".join(f"{q} 0 {d} {int(g)}\n" for q, d, g in zip(qids, doc_ids, grades, strict=True))
+
+
+def _label_table(qids: Sequence[str], doc_ids: Sequence[str], scores: Any, grades: Any) -> pa.Table:
+    return pa.table(
+        {
+            "qid": list(qids),
+            "doc_id": list(doc_ids),
+            "score": np.asarray(scores, dtype=np.float32),
+            "grade": np.asarray(grades, dtype=np.int8),
+        },
+        schema=LABEL_SCHEMA,
+    )
+
+
+def write_labels_stream(out: str | Path, batches: Iterable[dict[str, Any]]) -> int:
+    """Write batches of ``{qid, doc_id, score, grade}`` columns to ``out`` as they come (atomically at the end)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    n = 0
+    if out.suffix == ".parquet":
+        with pq.ParquetWriter(tmp, LABEL_SCHEMA) as writer:
+            for b in batches:
+                writer.write_table(_label_table(b["qid"], b["doc_id"], b["score"], b["grade"]))
+                n += len(b["qid"])
+    else:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for b in batches:
+                fh.write(_text_rows(out, b["qid"], b["doc_id"], b["score"], b["grade"]))
+                n += len(b["qid"])
+    os.replace(tmp, out)
+    return n
+
+
+def label_file_stream(
+    pairs: str | Path,
+    model: str | Path,
+    out: str | Path,
+    *,
+    runtime: str = "torch",
+    chunk: int = 4096,
+    batch_size: int = 64,
+    show_progress: bool = True,
+    student: Student | None = None,
+) -> dict[str, Any]:
+    """Label a pairs file (Parquet or JSONL, any size) into ``out`` (.qrels/.txt, .jsonl or .parquet).
+
+    Resumes from ``<out>.checkpoint.json`` when it belongs to the same input and student; a finished run
+    is not repeated. Parquet output is written as one part file per chunk, merged at the end.
+    """
+    src, out = require_file(pairs), Path(out)
+    if chunk < 1:
+        raise QrelkitError(f"chunk must be at least 1, got {chunk}")
+    identity = _identity(src, model, runtime)
+    ckpt_path = checkpoint_file(out)
+    ckpt = json.loads(ckpt_path.read_text()) if ckpt_path.exists() else {}
+    if ckpt.get("identity") != identity or (ckpt.get("complete") and not out.exists()):
+        ckpt = {"identity": identity, "done": 0, "bytes": 0, "parts": 0, "complete": False}
+        out.unlink(missing_ok=True)
+        shutil.rmtree(_parts_dir(out), ignore_errors=True)
+    if ckpt["complete"] and out.exists():
+        return {**ckpt["stats"], "resumed_from": ckpt["done"], "skipped": True}
+    total = count_pairs(src)
+    resumed_from = ckpt["done"]
+    _rollback(out, ckpt)
+    student = student or Student.load(model, runtime=runtime)
+    t0 = time.perf_counter()
+    labelled = 0
+    with progress_bar(f"label ({runtime})", total=total, enabled=show_progress) as advance:
+        advance(ckpt["done"])
+        for part in iter_pair_chunks(src, chunk, skip=ckpt["done"]):
+            scores, grades = student.predict_pairs(part, batch_size=batch_size)
+            _append(out, ckpt, part, scores, grades)
+            ckpt["done"] += len(part)
+            _save_checkpoint(ckpt_path, ckpt)  # only after the chunk's labels are on disk
+            labelled += len(part)
+            advance(len(part))
+    if out.suffix == ".parquet":
+        _merge_parts(out, ckpt["parts"])
+    secs = time.perf_counter() - t0
+    stats = {
+        "pairs": ckpt["done"],
+        "labelled_this_run": labelled,
+        "resumed_from": resumed_from,
+        "seconds": round(secs, 3),
+        "pairs_per_s": labelled / secs if secs > 0 else None,
+        "runtime": runtime,
+    }
+    ckpt.update({"complete": True, "stats": stats})
+    _save_checkpoint(ckpt_path, ckpt)
+    shutil.rmtree(_parts_dir(out), ignore_errors=True)  # only once the merged file is recorded as complete
+    return stats
+
+
+def _rollback(out: Path, ckpt: dict[str, Any]) -> None:
+    """Drop whatever a killed run wrote after its last checkpoint."""
+    if out.suffix == ".parquet":
+        parts = _parts_dir(out)
+        parts.mkdir(parents=True, exist_ok=True)
+        for f in parts.iterdir():
+            if not f.name.endswith(".parquet") or int(f.stem.split("-")[1]) >= ckpt["parts"]:
+                f.unlink()
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("ab") as fh:
+        fh.truncate(ckpt["bytes"])
+
+
+def _append(out: Path, ckpt: dict[str, Any], part: Sequence[Pair], scores: np.ndarray, grades: np.ndarray) -> None:
+    qids, doc_ids = [p.qid for p in part], [p.doc_id for p in part]
+    if out.suffix == ".parquet":
+        table = _label_table(qids, doc_ids, scores, grades)
+        final = _parts_dir(out) / f"part-{ckpt['parts']:06d}.parquet"
+        tmp = final.with_suffix(".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
+        ckpt["parts"] += 1
+        return
+    data = _text_rows(out, qids, doc_ids, scores, grades).encode("utf-8")
+    with out.open("ab") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    ckpt["bytes"] += len(data)
+
+
+def _save_checkpoint(path: Path, ckpt: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(ckpt))
+    os.replace(tmp, path)
+
+
+def _merge_parts(out: Path, n_parts: int) -> None:
+    parts = _parts_dir(out)
+    tmp = out.with_name(out.name + ".tmp")
+    with pq.ParquetWriter(tmp, LABEL_SCHEMA) as writer:
+        for i in range(n_parts):
+            writer.write_table(pq.read_table(parts / f"part-{i:06d}.parquet"))
+    os.replace(tmp, out)

@@ -33,13 +33,12 @@ from .io import (
     write_pairs,
 )
 from .judge import Judge, judgments_file, sidecar, truncate, write_judgments
-from .label import label_pairs, write_labels
+from .label import label_file_stream
 from .llm import DEFAULT_LLM
 from .mine import mine_pairs
 from .pricing import cost_usd, load_prices, price_of
 from .prompts import load_prompt
 from .records import Query
-from .student import Student
 from .synth import synthesize
 
 log = logging.getLogger("qrelkit")
@@ -105,6 +104,8 @@ def judge_file(
     concurrency: int = 4,
     prices: str | Path | None = None,
     dry_run: bool = False,
+    rpm: float | None = None,
+    tpm: float | None = None,
 ) -> dict[str, Any]:
     """Grade pairs; writes ``out`` (qrels), ``<stem>.judgments.jsonl`` and ``<stem>.run.json`` (stats, tokens, cost).
 
@@ -128,7 +129,16 @@ def judge_file(
             "price_per_1m_tokens": price_of(llm, table),
             "est_cost_usd": cost_usd(llm, est_in, est_out, table),
         }
-    judge = Judge(llm, prompt=prompt, cache=cache, max_chars=max_chars, concurrency=concurrency)
+    judge = Judge(
+        llm,
+        prompt=prompt,
+        cache=cache,
+        max_chars=max_chars,
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        prices=table,
+    )
     judgments = judge.judge(prs)
     stats = write_judgments(judgments, out)
     stats["pairs_per_s"] = stats["graded"] / stats["model_seconds"] if stats["model_seconds"] else None
@@ -168,11 +178,28 @@ def distill_file(
     return {k: student.card[k] for k in ("train_pairs", "train_queries", "target", "train_seconds")}
 
 
-def label_file(pairs: str | Path, model: str | Path, out: str | Path) -> dict[str, Any]:
-    prs = read_pairs(pairs)
-    scores, grades, stats = label_pairs(prs, Student.load(model))
-    write_labels(out, prs, scores, grades)
-    return stats
+def label_file(
+    pairs: str | Path,
+    model: str | Path,
+    out: str | Path,
+    *,
+    runtime: str = "torch",
+    chunk: int = 4096,
+    batch_size: int = 64,
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors: int = 2,
+) -> dict[str, Any]:
+    """Label pairs with a student, streamed and resumable (``engine="local"``) or with Ray Data (``"ray"``)."""
+    if engine == "ray":
+        from .label_ray import label_file_ray
+
+        return label_file_ray(
+            pairs, model, out, runtime=runtime, batch_size=batch_size, address=ray_address, actors=actors
+        )
+    if engine != "local":
+        raise QrelkitError(f"unknown engine {engine!r}; choose local or ray")
+    return label_file_stream(pairs, model, out, runtime=runtime, chunk=chunk, batch_size=batch_size)
 
 
 def evaluate_file(labels: str | Path, human: str | Path, out: str | Path | None = None) -> dict[str, Any]:

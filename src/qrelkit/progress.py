@@ -17,10 +17,10 @@ from rich.progress import (
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(n)`` function that moves a bar (or does nothing when disabled)."""
+def progress_bar(description: str, total: int | None, *, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(n, info="")``: moves the bar by ``n`` and shows ``info`` (e.g. tokens and cost so far)."""
     if not enabled or os.environ.get("QRELKIT_PROGRESS", "1") == "0":
-        yield lambda n: None
+        yield lambda n, info="": None
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -29,7 +29,12 @@ def progress_bar(description: str, total: int | None, *, enabled: bool = True) -
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
     )
     with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        task = bar.add_task(description, total=total, info="")
+
+        def advance(n: int, info: str = "") -> None:
+            bar.update(task, advance=n, info=info)
+
+        yield advance

@@ -101,18 +101,34 @@ class Student:
         return cls(encoder, head={}, card={"base": base, "max_length": max_length})
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "cpu") -> Student:
-        """Load a student folder written by :meth:`save` (or ``qrelkit distill``)."""
-        from sentence_transformers import SentenceTransformer
+    def load(cls, path: str | Path, *, device: str = "cpu", runtime: str = "torch") -> Student:
+        """Load a student folder written by :meth:`save` (or ``qrelkit distill``).
+
+        ``runtime``: ``torch`` (sentence-transformers), ``onnx`` (ONNX Runtime fp32) or ``onnx-int8`` (dynamic
+        int8 quantisation); the ONNX files come from :func:`qrelkit.onnx_runtime.export_onnx` (``qrelkit export``).
+        """
+        from .onnx_runtime import ONNX_FILES, RUNTIMES, OnnxEncoder
 
         p = Path(path)
         if not (p / "head.json").exists():
             raise QrelkitError(f"{p}: not a qrelkit student folder (no head.json)")
+        if runtime not in RUNTIMES:
+            raise QrelkitError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         head = json.loads((p / "head.json").read_text())
         card = json.loads((p / "card.json").read_text()) if (p / "card.json").exists() else {}
-        encoder = SentenceTransformer(str(p / "encoder"), device=device)
-        encoder.max_seq_length = int(card.get("max_length", 256))
-        return cls(encoder, head, card)
+        max_length = int(card.get("max_length", 256))
+        encoder: Any
+        if runtime == "torch":
+            from sentence_transformers import SentenceTransformer
+
+            encoder = SentenceTransformer(str(p / "encoder"), device=device)
+            encoder.max_seq_length = max_length
+        else:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(p / "encoder"))
+            encoder = OnnxEncoder(p / ONNX_FILES[runtime], tokenizer, max_length=max_length)
+        return cls(encoder, head, {**card, "runtime": runtime})
 
     def save(self, path: str | Path) -> None:
         p = Path(path)

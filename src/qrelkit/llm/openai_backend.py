@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import QrelkitError
 from .base import LLM, ChoiceProbs, Completion, Message
+from .ratelimit import RateLimiter
 
 SECRET_VARS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "QRELKIT_API_KEY")
 
@@ -31,15 +32,25 @@ class LogprobsUnavailable(QrelkitError):
 class OpenAIBackend(LLM):
     """``openai:MODEL``, ``azure:DEPLOYMENT`` or ``http(s)://HOST:PORT/v1#MODEL``."""
 
-    def __init__(self, spec: str, *, timeout: float | None = None, max_retries: int | None = None):
+    def __init__(
+        self,
+        spec: str,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+    ):
         """``timeout`` (seconds per request) and ``max_retries`` (the SDK retries 429, 5xx, timeouts and dropped
-        connections with exponential backoff, honouring Retry-After) default to QRELKIT_TIMEOUT / QRELKIT_RETRIES."""
+        connections with exponential backoff and jitter, honouring Retry-After) default to QRELKIT_TIMEOUT /
+        QRELKIT_RETRIES; ``rpm`` / ``tpm`` (requests / tokens per minute) to QRELKIT_RPM / QRELKIT_TPM (unset: none)."""
         import logging
 
         import openai
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
         self.spec = spec
+        self.limiter = RateLimiter(rpm or _env_float("QRELKIT_RPM"), tpm or _env_float("QRELKIT_TPM"))
         timeout = timeout if timeout is not None else float(os.environ.get("QRELKIT_TIMEOUT", "60"))
         max_retries = max_retries if max_retries is not None else int(os.environ.get("QRELKIT_RETRIES", "5"))
         if spec.startswith("openai:"):
@@ -73,10 +84,12 @@ class OpenAIBackend(LLM):
     def complete(
         self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0, seed: int = 0
     ) -> Completion:
+        estimate = self._acquire(messages, max_tokens)
         r = self.client.chat.completions.create(
             model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed
         )
         usage = r.usage
+        self._settle(estimate, usage)
         return Completion(
             text=r.choices[0].message.content or "",
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
@@ -84,6 +97,7 @@ class OpenAIBackend(LLM):
         )
 
     def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
+        estimate = self._acquire(messages, 1)
         r = self.client.chat.completions.create(
             model=self.model,
             messages=messages,
@@ -92,6 +106,7 @@ class OpenAIBackend(LLM):
             logprobs=True,
             top_logprobs=20,
         )
+        self._settle(estimate, r.usage)
         lp = r.choices[0].logprobs
         if lp is None or not lp.content:
             raise LogprobsUnavailable(f"{self.spec}: the server returned no logprobs")
@@ -107,3 +122,23 @@ class OpenAIBackend(LLM):
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )
+
+    def _acquire(self, messages: list[Message], max_tokens: int) -> int:
+        """Wait for the rate limits; returns the token estimate charged (about 4 characters a token)."""
+        estimate = sum(len(m["content"]) for m in messages) // 4 + max_tokens
+        self.limiter.acquire(estimate)
+        return estimate
+
+    def _settle(self, estimate: int, usage: Any) -> None:
+        actual = (getattr(usage, "prompt_tokens", 0) or 0) + (getattr(usage, "completion_tokens", 0) or 0)
+        self.limiter.settle(estimate, actual)
+
+
+def _env_float(name: str) -> float | None:
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise QrelkitError(f"{name}={value!r} is not a number") from None

@@ -1,0 +1,94 @@
+"""Label pairs on a Ray cluster: Ray Data reads the pairs, a pool of student actors scores them.
+
+The scoring function is the one the local engine uses (:meth:`Student.predict`), so both engines give the
+same labels. Without ``address`` Ray starts on this machine; with ``address="auto"`` (or ``ray://HOST:10001``)
+it joins a running cluster (``ray start --head`` on one node, ``ray start --address=HEAD:6379`` on the others).
+The student folder must be readable at the same path on every node (a shared file system or a copy).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import QrelkitError
+from .io import require_file
+
+
+class StudentScorer:
+    """A Ray Data actor: loads the student once, then grades batches of pairs."""
+
+    def __init__(self, model: str, runtime: str, batch_size: int):
+        from .student import Student
+
+        self.student = Student.load(model, runtime=runtime)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        scores, grades = self.student.predict(
+            [str(q) for q in batch["query"]], [str(t) for t in batch["text"]], batch_size=self.batch_size
+        )
+        return {
+            "qid": np.array([str(q) for q in batch["qid"]]),
+            "doc_id": np.array([str(d) for d in batch["doc_id"]]),
+            "score": np.asarray(scores, dtype=np.float64),
+            "grade": np.asarray(grades, dtype=np.int64),
+        }
+
+
+def label_file_ray(
+    pairs: str | Path,
+    model: str | Path,
+    out: str | Path,
+    *,
+    runtime: str = "torch",
+    batch_size: int = 64,
+    address: str | None = None,
+    actors: int = 2,
+    rows_per_task: int = 4096,
+) -> dict[str, Any]:
+    """Label a pairs file with ``actors`` student actors under Ray Data; output as :func:`label_file_stream`."""
+    try:
+        import ray
+    except ImportError:
+        raise QrelkitError("the ray engine needs Ray: pip install 'qrelkit[ray]'") from None
+    from .label import write_labels_stream
+
+    src, out = require_file(pairs), Path(out)
+    model = Path(model).resolve()
+    if not (model / "head.json").exists():
+        raise QrelkitError(f"{model}: not a qrelkit student folder (no head.json)")
+    started_here = not ray.is_initialized()
+    if started_here:
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": os.cpu_count() or 1}
+        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # output rows in input order, like the local engine
+        ctx.enable_progress_bars = os.environ.get("QRELKIT_PROGRESS", "1") != "0"
+        if src.suffix.lower() == ".parquet":
+            ds = ray.data.read_parquet(str(src.resolve()), columns=["qid", "query", "doc_id", "text"])
+        elif src.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            ds = ray.data.read_json(str(src.resolve()), lines=True).select_columns(["qid", "query", "doc_id", "text"])
+        else:
+            raise QrelkitError(f"{src}: pairs must be .parquet or .jsonl")
+        t0 = time.perf_counter()
+        labelled = ds.map_batches(
+            StudentScorer,
+            fn_constructor_args=(str(model), runtime, batch_size),
+            batch_size=rows_per_task,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=max(1.0, (os.cpu_count() or 1) / actors) if not address else 1,
+        )
+        n = write_labels_stream(out, labelled.iter_batches(batch_size=rows_per_task, batch_format="numpy"))
+        secs = time.perf_counter() - t0
+    finally:
+        if started_here:
+            ray.shutdown()
+    return {"pairs": n, "seconds": round(secs, 3), "pairs_per_s": n / secs if secs else None, "engine": "ray"}
