@@ -54,6 +54,15 @@ def truncate(text: str, max_chars: int) -> str:
     return cut[: cut.rfind(" ")] if " " in cut else cut
 
 
+# A document that closes the passage tag itself could write text the model reads as ours.
+_PASSAGE_TAG = re.compile(r"<\s*/?\s*passage\b[^>]*>", re.IGNORECASE)
+
+
+def neutralise_delimiters(text: str) -> str:
+    """Turn ``<passage>``/``</passage>`` tags inside an untrusted document into inert ``[passage]`` text."""
+    return _PASSAGE_TAG.sub("[passage]", text)
+
+
 class Judge:
     """Grades pairs with one LLM and one prompt; results are cached so reruns make no model calls.
 
@@ -89,7 +98,8 @@ class Judge:
             self.llm.limiter = RateLimiter(rpm, tpm)
 
     def messages(self, pair: Pair) -> list[dict[str, str]]:
-        return self.prompt.messages(query=pair.query, passage=truncate(pair.text, self.max_chars))
+        passage = neutralise_delimiters(truncate(pair.text, self.max_chars))
+        return self.prompt.messages(query=pair.query, passage=passage)
 
     def judge_one(self, pair: Pair) -> Judgment:
         messages = self.messages(pair)

@@ -22,9 +22,12 @@ from .io import require_file
 class StudentScorer:
     """A Ray Data actor: loads the student once, then grades batches of pairs."""
 
-    def __init__(self, model: str, runtime: str, batch_size: int):
+    def __init__(self, model: str, runtime: str, batch_size: int, threads: int):
+        import torch
+
         from .student import Student
 
+        torch.set_num_threads(threads)  # Ray gives fractional CPUs; use the node's share of whole cores
         self.student = Student.load(model, runtime=runtime)
         self.batch_size = batch_size
 
@@ -72,19 +75,25 @@ def label_file_ray(
         ctx.execution_options.preserve_order = True  # output rows in input order, like the local engine
         ctx.enable_progress_bars = os.environ.get("QRELKIT_PROGRESS", "1") != "0"
         if src.suffix.lower() == ".parquet":
-            ds = ray.data.read_parquet(str(src.resolve()), columns=["qid", "query", "doc_id", "text"])
+            ds = ray.data.read_parquet(
+                str(src.resolve()), columns=["qid", "query", "doc_id", "text"], ray_remote_args={"num_cpus": 0.05}
+            )
         elif src.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            ds = ray.data.read_json(str(src.resolve()), lines=True).select_columns(["qid", "query", "doc_id", "text"])
+            # No select_columns: a projection is one more task wanting a whole CPU; the scorer picks its columns.
+            ds = ray.data.read_json(str(src.resolve()), lines=True, ray_remote_args={"num_cpus": 0.05})
         else:
             raise QrelkitError(f"{src}: pairs must be .parquet or .jsonl")
+        # Actors must not claim every CPU the scheduler sees, or the read tasks never run: leave a sliver.
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        per_actor = max(0.1, cpus / actors - 0.1)
         t0 = time.perf_counter()
         labelled = ds.map_batches(
             StudentScorer,
-            fn_constructor_args=(str(model), runtime, batch_size),
+            fn_constructor_args=(str(model), runtime, batch_size, max(1, int(per_actor + 0.1))),
             batch_size=rows_per_task,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=max(1.0, (os.cpu_count() or 1) / actors) if not address else 1,
+            num_cpus=per_actor,
         )
         n = write_labels_stream(out, labelled.iter_batches(batch_size=rows_per_task, batch_format="numpy"))
         secs = time.perf_counter() - t0

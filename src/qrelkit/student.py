@@ -126,6 +126,8 @@ class Student:
         else:
             from transformers import AutoTokenizer
 
+            if not (p / ONNX_FILES[runtime]).exists():
+                raise QrelkitError(f"{p}: no {ONNX_FILES[runtime]}; run `qrelkit export {p}` first")
             tokenizer = AutoTokenizer.from_pretrained(str(p / "encoder"))
             encoder = OnnxEncoder(p / ONNX_FILES[runtime], tokenizer, max_length=max_length)
         return cls(encoder, head, {**card, "runtime": runtime})
