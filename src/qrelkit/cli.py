@@ -201,6 +201,44 @@ def evaluate(
 
 
 @app.command()
+def bench(
+    pairs: Annotated[int, typer.Option(help="benchmark pairs every student runtime labels")] = 2000,
+    teacher: Annotated[str, typer.Option(help="local teacher (gguf:/hf: or an alias)")] = DEFAULT_LLM,
+    teacher_pairs: Annotated[int, typer.Option(help="how many of the pairs the local teacher grades")] = 100,
+    endpoint: Annotated[
+        str | None, typer.Option(help="also time an API teacher: openai:MODEL or http://HOST:PORT/v1#MODEL")
+    ] = None,
+    student: Annotated[
+        Path | None, typer.Option(help="student folder with ONNX exports (default: distil one from GPT-4o labels)")
+    ] = None,
+    runtime: Annotated[
+        list[str] | None, typer.Option(help="student runtimes (default: torch, onnx, onnx-int8)")
+    ] = None,
+    batch_pairs: Annotated[int, typer.Option(help="pairs per student call (the latency unit)")] = 128,
+    usd_per_hour: Annotated[float, typer.Option(help="price of this machine, for $/1k pairs")] = 0.10,
+    benchmark: Annotated[Path | None, typer.Option(help="benchmark folder (default: ../shared/benchmarks/…)")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="results folder")] = Path("benchmarks/results"),
+) -> None:
+    """Teacher vs student (PyTorch, ONNX, ONNX int8) on the same pairs: pairs/s, latency, RSS, $, efficiency."""
+    from .bench import STUDENT_RUNTIMES, format_markdown, run_bench, write_bench
+
+    result = run_bench(
+        pairs=pairs,
+        teacher=teacher,
+        teacher_pairs=teacher_pairs,
+        endpoint=endpoint,
+        student=student,
+        runtimes=tuple(runtime or STUDENT_RUNTIMES),
+        batch_pairs=batch_pairs,
+        usd_per_hour=usd_per_hour,
+        benchmark=benchmark,
+    )
+    paths = write_bench(result, output)
+    out.print(format_markdown(result))
+    out.print(f"written: {paths['json']} and {paths['markdown']}  ({result['seconds']:.0f} s)")
+
+
+@app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="pipeline.yaml")],
     force: Annotated[bool, typer.Option(help="rerun stages even if unchanged")] = False,

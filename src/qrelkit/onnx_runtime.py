@@ -61,7 +61,15 @@ def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, 
 
         int8 = folder / ONNX_FILES["onnx-int8"]
         tmp8 = int8.with_suffix(".tmp")
-        quantize_dynamic(str(fp32), str(tmp8), weight_type=QuantType.QInt8)
+        # Per-channel scales: per-tensor int8 bent some embeddings to cosine 0.88 of fp32; per-channel keeps
+        # them above 0.98 at the same speed.
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.WARNING)  # the quantizer logs a line per tensor on the root logger
+        try:
+            quantize_dynamic(str(fp32), str(tmp8), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
         tmp8.replace(int8)
         out["onnx-int8"] = int8
     return out
@@ -93,7 +101,15 @@ class _Pooled:
 class OnnxEncoder:
     """The subset of ``SentenceTransformer.encode`` the student uses, run by ONNX Runtime on CPU."""
 
-    def __init__(self, model_path: str | Path, tokenizer: Any, *, max_length: int = 256, threads: int | None = None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        tokenizer: Any,
+        *,
+        max_length: int = 256,
+        threads: int | None = None,
+        token_budget: int = 8192,
+    ):
         import onnxruntime as ort
 
         if not Path(model_path).exists():
@@ -105,23 +121,32 @@ class OnnxEncoder:
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = tokenizer
         self.max_seq_length = max_length
+        self.pad_id = int(tokenizer.pad_token_id or 0)
+        self.token_budget = token_budget
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, **_: Any) -> np.ndarray:
+        """Embed texts in length-sorted batches of at most ``batch_size`` texts and ``token_budget`` tokens
+        (padded), so that long texts come in small batches: attention memory stays flat, padding stays low."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out: list[np.ndarray] = [np.empty(0)] * len(texts)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            enc = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_seq_length,
-                return_tensors="np",
-            )
-            feed = {k: enc[k].astype(np.int64) for k in _INPUTS if k in self.input_names and k in enc}
-            emb = self.session.run(None, feed)[0]
-            for i, e in zip(idx, emb, strict=True):
+        start = 0
+        while start < len(order):
+            longest = len(ids[order[start]])
+            size = max(1, min(batch_size, self.token_budget // longest))
+            idx = order[start : start + size]
+            for i, e in zip(idx, self._run([ids[i] for i in idx], longest), strict=True):
                 out[i] = e
+            start += size
         return np.stack(out)
+
+    def _run(self, batch: list[list[int]], width: int) -> np.ndarray:
+        input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, seq in enumerate(batch):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
+        return np.asarray(self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0])

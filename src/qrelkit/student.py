@@ -9,11 +9,13 @@ how the teacher maps similarity and term overlap to grades.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,10 +87,21 @@ class Student:
     >>> scores, grades = student.predict(["vpn client"], ["Install the VPN client from ..."])  # doctest: +SKIP
     """
 
-    def __init__(self, encoder: Any, head: dict[str, Any], card: dict[str, Any] | None = None):
+    def __init__(
+        self, encoder: Any, head: dict[str, Any], card: dict[str, Any] | None = None, *, cache_size: int = 100_000
+    ):
         self.encoder = encoder
         self.head = head
         self.card = card or {}
+        # The encoder is frozen, so a text's embedding never changes: labeling BM25 top-k pairs meets the
+        # same passages and queries again and again. Bounded FIFO keyed by a digest (≈1.6 KB an entry).
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._cache_owner = id(encoder)
+
+    def clear_cache(self) -> None:
+        """Forget cached embeddings (benchmarks call this so that every timed text is really encoded)."""
+        self._cache.clear()
 
     # ------------------------------------------------------------ construction
 
@@ -161,13 +174,26 @@ class Student:
         return np.asarray(rows, dtype=np.float64)
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        unique = list(dict.fromkeys(texts))
-        show = len(unique) > 500 and os.environ.get("QRELKIT_PROGRESS", "1") != "0"
-        emb = self.encoder.encode(
-            unique, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show
-        )
-        pos = {t: i for i, t in enumerate(unique)}
-        return np.asarray(emb)[[pos[t] for t in texts]]
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        if self._cache_owner != id(self.encoder):  # a new encoder makes every cached embedding stale
+            self._cache.clear()
+            self._cache_owner = id(self.encoder)
+        keys = {t: hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in dict.fromkeys(texts)}
+        todo = [t for t, k in keys.items() if k not in self._cache]
+        found = {t: self._cache[k] for t, k in keys.items() if k in self._cache}
+        if todo:
+            show = len(todo) > 500 and os.environ.get("QRELKIT_PROGRESS", "1") != "0"
+            emb = self.encoder.encode(
+                todo, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show
+            )
+            for t, e in zip(todo, np.asarray(emb), strict=True):
+                found[t] = e = e.copy()  # a row of its own, so the batch array can be freed
+                if self.cache_size > 0:
+                    self._cache[keys[t]] = e
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
     def score_features(self, x: np.ndarray) -> np.ndarray:
         h = self.head

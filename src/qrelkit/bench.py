@@ -1,0 +1,403 @@
+"""``qrelkit bench``: the teacher and the student in every runtime on the same pairs, on this machine, in one run.
+
+Each labeler runs in its own fresh process (so its peak RSS is its own), labels the same pairs, and reports
+pairs/s, per-batch latency, peak RSS and $/1,000 pairs. The student's efficiency is the dense FLOPs of the
+tokens it actually encoded (no padding counted) per second, divided by this machine's fp32 matmul throughput
+measured by a GEMM probe in the same run. Quality kept: each runtime's grades against PyTorch fp32 and
+against human grades.
+
+>>> result = run_bench(pairs=2000, teacher_pairs=100)     # doctest: +SKIP
+>>> write_bench(result, "benchmarks/results")             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import QrelkitError
+from .io import iter_jsonl, read_qrels
+from .records import Pair
+
+log = logging.getLogger("qrelkit")
+
+BENCHMARKS_ENV = "QRELKIT_BENCHMARKS"
+DEFAULT_BENCHMARK = "llmjudge-trecdl2023"
+TEACHER_LABELS = "llm_labels/test/Olz-gpt4o.txt"  # the student's teacher: GPT-4o on the open test queries
+STUDENT_RUNTIMES = ("torch", "onnx", "onnx-int8")
+EXPORT_VERSION = 2  # bump when distill or export changes, so a cached bench student is rebuilt
+
+
+# ------------------------------------------------------------------ data
+
+
+def benchmark_dir(name: str = DEFAULT_BENCHMARK) -> Path:
+    """``$QRELKIT_BENCHMARKS/NAME``, else ``../shared/benchmarks/NAME`` beside the working or project folder."""
+    roots = [Path(os.environ[BENCHMARKS_ENV])] if BENCHMARKS_ENV in os.environ else []
+    roots += [
+        Path.cwd().parent / "shared" / "benchmarks",
+        Path(__file__).resolve().parents[3] / "shared" / "benchmarks",
+    ]
+    for root in roots:
+        if (root / name / "queries.jsonl").exists():
+            return root / name
+    raise QrelkitError(f"benchmark data {name!r} not found; set {BENCHMARKS_ENV} to the folder that holds it")
+
+
+def _texts(data: Path, pids: set[str]) -> dict[str, str]:
+    return {str(r["pid"]): str(r["text"]) for _, r in iter_jsonl(data / "passages.jsonl") if str(r["pid"]) in pids}
+
+
+def _pairs_for(data: Path, keys: list[tuple[str, str]]) -> list[Pair]:
+    queries = {str(r["qid"]): str(r["text"]) for _, r in iter_jsonl(data / "queries.jsonl")}
+    texts = _texts(data, {d for _, d in keys})
+    return [Pair(qid=q, query=queries[q], doc_id=d, text=texts[d]) for q, d in keys]
+
+
+def bench_pairs(data: Path, n: int, *, seed: int = 0) -> tuple[list[Pair], dict[tuple[str, str], int]]:
+    """``n`` human-judged dev pairs (none of their queries is in the student's training data), sorted by query."""
+    human = read_qrels(data / "qrels" / "human.dev.txt")
+    keys = sorted(human)
+    random.Random(seed).shuffle(keys)
+    chosen = sorted(keys[:n])
+    return _pairs_for(data, chosen), {k: human[k] for k in chosen}
+
+
+def bench_student(data: Path, cache_dir: Path) -> Path:
+    """A student distilled from GPT-4o labels of the open test queries, exported to ONNX; cached by its inputs."""
+    from .distill import distill
+    from .onnx_runtime import ONNX_FILES, export_onnx
+
+    labels = data / TEACHER_LABELS
+    recipe = f"distill+export v{EXPORT_VERSION}".encode()
+    key = hashlib.sha256(recipe + labels.read_bytes() + (data / "pairs" / "test-open.tsv").read_bytes()).hexdigest()[
+        :12
+    ]
+    folder = cache_dir / f"bench-student-{key}"
+    if all((folder / f).exists() for f in ("head.json", *ONNX_FILES.values())):
+        return folder
+    teacher = {k: min(v, 3) for k, v in read_qrels(labels).items()}
+    open_keys = [tuple(line.split()[:2]) for line in (data / "pairs" / "test-open.tsv").read_text().splitlines()]
+    keys = [(q, d) for q, d in open_keys if (q, d) in teacher]
+    log.info("training the bench student on %d GPT-4o labels of the open test queries", len(keys))
+    distill(_pairs_for(data, keys), teacher).save(folder)
+    export_onnx(folder)
+    return folder
+
+
+# ------------------------------------------------------------------ machine
+
+
+def machine_name() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    return f"{cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def gemm_peak_gflops(size: int = 1024, seconds: float = 2.0) -> float:
+    """Best fp32 dense matmul throughput (GFLOP/s) over ``seconds`` of ``size``² products, all cores."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.matmul(a, b)  # warm-up: thread pool and caches
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        for _ in range(4):
+            torch.matmul(a, b)
+        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - t0))
+    return best / 1e9
+
+
+def encoder_flops(config: dict[str, Any], lengths: list[int]) -> float:
+    """Dense FLOPs of a BERT-style encoder over texts of the given token lengths: the linear layers
+    (2 FLOPs per multiply-add) and attention's two length² products; embeddings and norms are negligible."""
+    d, ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    n = np.asarray(lengths, dtype=np.float64)
+    per_layer = n * 2 * (4 * d * d + 2 * d * ff) + 4 * n * n * d
+    return float(per_layer.sum() * layers)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# ------------------------------------------------------------------ labelers (each runs in a fresh process)
+
+
+def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
+    os.environ.setdefault("QRELKIT_PROGRESS", "0")
+    from .student import Student
+
+    student = Student.load(model, runtime=runtime)
+    queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
+    student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up: first-call allocations, lazy init
+    student.clear_cache()  # every timed text is encoded for real
+    latencies, scores, grades = [], [], []
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), batch_pairs):
+        t = time.perf_counter()
+        s, g = student.predict(queries[start : start + batch_pairs], docs[start : start + batch_pairs])
+        latencies.append(time.perf_counter() - t)
+        scores += s.tolist()
+        grades += g.tolist()
+    seconds = time.perf_counter() - t0
+    # What the encoder processed: each distinct text once (the student caches embeddings), truncated.
+    tokenizer, max_length = student.encoder.tokenizer, int(student.card.get("max_length", 256))
+    texts = list(
+        dict.fromkeys(
+            t for start in range(0, len(rows), batch_pairs) for t in _batch_texts(queries, docs, start, batch_pairs)
+        )
+    )
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    config = json.loads((Path(model) / "encoder" / "config.json").read_text())
+    return {
+        "seconds": seconds,
+        "latencies": latencies,
+        "scores": scores,
+        "grades": grades,
+        "flops": encoder_flops(config, lengths),
+        "tokens": int(sum(lengths)),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _batch_texts(queries: list[str], docs: list[str], start: int, size: int) -> list[str]:
+    return queries[start : start + size] + docs[start : start + size]
+
+
+def _teacher_run(spec: str, rows: list[dict[str, str]], concurrency: int) -> dict[str, Any]:
+    os.environ.setdefault("QRELKIT_PROGRESS", "0")
+    from .judge import Judge
+
+    judge = Judge(spec, cache=None, concurrency=concurrency)
+    pairs = [Pair(qid=r["qid"], query=r["query"], doc_id=r["doc_id"], text=r["text"]) for r in rows]
+    judge.judge_one(pairs[0])  # warm-up: model load and first-call costs are not labeling throughput
+    t0 = time.perf_counter()
+    if concurrency > 1:
+        judgments = judge.judge(pairs)
+        latencies = [j.latency_s for j in judgments]
+    else:
+        judgments, latencies = [], []
+        for p in pairs:
+            t = time.perf_counter()
+            judgments.append(judge.judge_one(p))
+            latencies.append(time.perf_counter() - t)
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "latencies": latencies,
+        "grades": [j.grade for j in judgments],
+        "tokens_in": sum(j.tokens_in for j in judgments),
+        "tokens_out": sum(j.tokens_out for j in judgments),
+        "failures": sum(j.grade is None for j in judgments),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _in_fresh_process(fn: Any, *args: Any) -> dict[str, Any]:
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return dict(pool.submit(fn, *args).result())
+
+
+# ------------------------------------------------------------------ the benchmark
+
+
+def _agreement(grades: list[int | None], reference: list[int]) -> dict[str, float]:
+    from sklearn.metrics import cohen_kappa_score
+
+    keep = [i for i, g in enumerate(grades) if g is not None]
+    a = np.asarray([grades[i] for i in keep], dtype=int)
+    b = np.asarray([reference[i] for i in keep], dtype=int)
+    both = len(set(a.tolist()) | set(b.tolist())) > 1
+    return {
+        "n": len(keep),
+        "exact": float((a == b).mean()) if keep else float("nan"),
+        "kappa": float(cohen_kappa_score(b, a, labels=[0, 1, 2, 3])) if both else float("nan"),
+        "kappa_quadratic": float(cohen_kappa_score(b, a, labels=[0, 1, 2, 3], weights="quadratic"))
+        if both
+        else float("nan"),
+    }
+
+
+def _latency_ms(latencies: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(latencies) * 1000, q)) if latencies else float("nan")
+
+
+def run_bench(
+    *,
+    pairs: int = 2000,
+    teacher: str = "qwen2.5-coder-1.5b",
+    teacher_pairs: int = 100,
+    endpoint: str | None = None,
+    endpoint_concurrency: int = 8,
+    student: str | Path | None = None,
+    runtimes: tuple[str, ...] = STUDENT_RUNTIMES,
+    batch_pairs: int = 128,
+    usd_per_hour: float = 0.10,
+    benchmark: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Teacher(s) and student runtimes on the same benchmark pairs; returns the ``bench.json`` record.
+
+    The local teacher grades the first ``teacher_pairs`` of the pairs (an LLM is slow; its pairs/s is
+    stable well before 2,000); every student runtime grades all ``pairs``. ``usd_per_hour`` prices this
+    machine; an ``endpoint`` teacher (``openai:gpt-4o``, ``http://HOST/v1#MODEL``) is priced per token.
+    """
+    from .evaluate import agreement
+    from .pricing import cost_usd, is_local
+
+    data = Path(benchmark) if benchmark else benchmark_dir()
+    cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "qrelkit"
+    sample, human = bench_pairs(data, pairs, seed=seed)
+    rows = [p.model_dump(include={"qid", "query", "doc_id", "text"}) for p in sample]
+    model = Path(student) if student else bench_student(data, cache)
+    card = json.loads((model / "card.json").read_text()) if (model / "card.json").exists() else {}
+    truth = [human[(p.qid, p.doc_id)] for p in sample]
+    started = time.perf_counter()
+    peak = gemm_peak_gflops()
+    log.info("fp32 matmul peak on this machine: %.1f GFLOP/s", peak)
+
+    runs: list[dict[str, Any]] = []
+    teacher_specs = [teacher, endpoint] if endpoint else [teacher]
+    n_t = min(teacher_pairs, len(rows))
+    for spec in teacher_specs:
+        local = is_local(spec)
+        log.info("teacher %s on %d pairs", spec, n_t)
+        r = _in_fresh_process(_teacher_run, spec, rows[:n_t], 1 if local else endpoint_concurrency)
+        pps = n_t / r["seconds"]
+        if local:
+            usd = usd_per_hour / 3600 / pps * 1000
+        else:
+            api = cost_usd(spec, r["tokens_in"], r["tokens_out"])
+            usd = api / n_t * 1000 if api is not None else float("nan")
+        runs.append(
+            {
+                "labeler": spec,
+                "role": "teacher",
+                "runtime": ("transformers" if spec.startswith("hf:") else "llama.cpp") if local else "http",
+                "pairs": n_t,
+                "pairs_per_s": pps,
+                "batch_pairs": 1,
+                "p50_batch_ms": _latency_ms(r["latencies"], 50),
+                "p95_batch_ms": _latency_ms(r["latencies"], 95),
+                "peak_rss_mb": r["peak_rss_mb"],
+                "usd_per_1k_pairs": usd,
+                "efficiency": None,
+                "tokens_per_pair": (r["tokens_in"] + r["tokens_out"]) / n_t,
+                "failures": r["failures"],
+                "vs_human": agreement_or_none(agreement, r["grades"], truth[:n_t]),
+                "grades": r["grades"],
+            }
+        )
+
+    fp32_grades: list[int] | None = None
+    for runtime in runtimes:
+        log.info("student %s on %d pairs", runtime, len(rows))
+        r = _in_fresh_process(_student_run, str(model), runtime, rows, batch_pairs)
+        pps = len(rows) / r["seconds"]
+        if runtime == "torch":
+            fp32_grades = r["grades"]
+        runs.append(
+            {
+                "labeler": f"student {card.get('base', 'MiniLM')}",
+                "role": "student",
+                "runtime": {"torch": "pytorch-fp32", "onnx": "onnxruntime-fp32", "onnx-int8": "onnxruntime-int8"}[
+                    runtime
+                ],
+                "pairs": len(rows),
+                "pairs_per_s": pps,
+                "batch_pairs": batch_pairs,
+                "p50_batch_ms": _latency_ms(r["latencies"], 50),
+                "p95_batch_ms": _latency_ms(r["latencies"], 95),
+                "peak_rss_mb": r["peak_rss_mb"],
+                "usd_per_1k_pairs": usd_per_hour / 3600 / pps * 1000,
+                "efficiency": r["flops"] / r["seconds"] / 1e9 / peak,
+                "gflops_per_s": r["flops"] / r["seconds"] / 1e9,
+                "tokens_per_pair": r["tokens"] / len(rows),
+                "vs_pytorch_fp32": _agreement(r["grades"], fp32_grades) if fp32_grades else None,
+                "vs_human": agreement_or_none(agreement, r["grades"], truth),
+                "vs_human_on_teacher_pairs": agreement_or_none(agreement, r["grades"][:n_t], truth[:n_t]),
+                "grades": r["grades"],
+            }
+        )
+    teacher_run = next((x for x in runs if x["role"] == "teacher"), None)
+    for x in runs:
+        if teacher_run and x is not teacher_run:
+            x["speedup_vs_local_teacher"] = x["pairs_per_s"] / teacher_run["pairs_per_s"]
+            x["cost_ratio_vs_local_teacher"] = x["usd_per_1k_pairs"] / teacher_run["usd_per_1k_pairs"]
+    return {
+        "machine": machine_name(),
+        "pairs": len(rows),
+        "max_length": int(card.get("max_length", 256)),
+        "matmul_peak_gflops": peak,
+        "usd_per_hour": usd_per_hour,
+        "benchmark": data.name,
+        "student": str(model),
+        "seconds": time.perf_counter() - started,
+        "runs": runs,
+    }
+
+
+def agreement_or_none(fn: Any, grades: list[int | None], truth: list[int]) -> dict[str, float] | None:
+    """Cohen's and quadratic kappa against humans over the pairs that got a grade."""
+    keep = [i for i, g in enumerate(grades) if g is not None]
+    if len(keep) < 2:
+        return None
+    m = fn([grades[i] for i in keep], [truth[i] for i in keep])
+    return {"n": m["n"], "kappa": m["kappa"], "kappa_quadratic": m["kappa_quadratic"], "accuracy": m["accuracy"]}
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """The README table: one row per labeler and runtime, ratios against the local teacher."""
+    lines = [
+        f"{result['pairs']} pairs ({result['benchmark']} dev, max {result['max_length']} tokens) "
+        f"on {result['machine']}; "
+        f"fp32 matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s; machine priced at ${result['usd_per_hour']}/h.",
+        "",
+        "| labeler | runtime | pairs | pairs/s | × teacher | p50 / p95 batch ms | peak RSS MB | $ / 1k pairs "
+        "| % matmul peak | same grade as fp32 | κ / quad κ vs human |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["runs"]:
+        eff = f"{100 * r['efficiency']:.0f}%" if r.get("efficiency") is not None else "–"
+        same = f"{100 * r['vs_pytorch_fp32']['exact']:.1f}%" if r.get("vs_pytorch_fp32") else "–"
+        vh = r.get("vs_human") or {}
+        kh = f"{vh['kappa']:.3f} / {vh['kappa_quadratic']:.3f}" if vh else "–"
+        ratio = f"{r['speedup_vs_local_teacher']:.0f}×" if "speedup_vs_local_teacher" in r else "1×"
+        lines.append(
+            f"| {r['labeler']} | {r['runtime']} | {r['pairs']} | {r['pairs_per_s']:.1f} | {ratio} "
+            f"| {r['p50_batch_ms']:.0f} / {r['p95_batch_ms']:.0f} (batch {r['batch_pairs']}) | {r['peak_rss_mb']:.0f} "
+            f"| {r['usd_per_1k_pairs']:.5f} | {eff} | {same} | {kh} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_bench(result: dict[str, Any], out_dir: str | Path = "benchmarks/results") -> dict[str, Path]:
+    """``bench.json`` (without per-pair grades) and ``bench.md`` in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    slim = {**result, "runs": [{k: v for k, v in r.items() if k != "grades"} for r in result["runs"]]}
+    (out / "bench.json").write_text(json.dumps(slim, indent=1))
+    (out / "bench.md").write_text(format_markdown(result))
+    return {"json": out / "bench.json", "markdown": out / "bench.md"}

@@ -1,0 +1,75 @@
+"""`qrelkit bench`: FLOP arithmetic, and a small real run (SmolLM2 teacher, every student runtime) end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_student import TOPICS, topic_pairs
+
+from qrelkit.bench import benchmark_dir, encoder_flops, gemm_peak_gflops
+from qrelkit.errors import QrelkitError
+
+MINILM = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6}
+
+
+def test_encoder_flops_count_linear_layers_and_attention():
+    # one 10-token text: per layer 2·(4·384² + 2·384·1536) FLOPs per token plus 4·10²·384 for attention
+    per_layer = 10 * 2 * (4 * 384 * 384 + 2 * 384 * 1536) + 4 * 100 * 384
+    assert encoder_flops(MINILM, [10]) == pytest.approx(6 * per_layer)
+    assert encoder_flops(MINILM, [10, 10]) == pytest.approx(2 * encoder_flops(MINILM, [10]))
+    assert encoder_flops(MINILM, [20]) > 2 * encoder_flops(MINILM, [10]), "attention grows with length squared"
+
+
+def test_gemm_probe_measures_a_plausible_rate():
+    gflops = gemm_peak_gflops(size=256, seconds=0.3)
+    assert 0.1 < gflops < 1e5
+
+
+def test_missing_benchmark_data_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("QRELKIT_BENCHMARKS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(QrelkitError, match="QRELKIT_BENCHMARKS"):
+        benchmark_dir("no-such-benchmark")
+
+
+@pytest.mark.slow
+def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
+    pytest.importorskip("llama_cpp")
+    try:
+        benchmark_dir()
+    except QrelkitError:
+        pytest.skip("../shared/benchmarks is not here")
+    from qrelkit.distill import distill
+    from qrelkit.onnx_runtime import export_onnx
+
+    train, teacher = topic_pairs(list(TOPICS)[:5])
+    distill(train, teacher).save(tmp_path / "student")
+    export_onnx(tmp_path / "student")
+    cmd = [sys.executable, "-m", "qrelkit", "bench", "--pairs", "60", "--teacher", "gguf:smollm2-135m"]
+    cmd += ["--teacher-pairs", "4", "--student", str(tmp_path / "student"), "-o", str(tmp_path / "results")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "QRELKIT_PROGRESS": "0"})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    result = json.loads((tmp_path / "results" / "bench.json").read_text())
+    assert result["pairs"] == 60 and result["max_length"] == 256 and result["matmul_peak_gflops"] > 0
+    assert isinstance(result["machine"], str) and result["machine"]
+    runs = {r["runtime"]: r for r in result["runs"]}
+    assert set(runs) == {"llama.cpp", "pytorch-fp32", "onnxruntime-fp32", "onnxruntime-int8"}
+    assert runs["llama.cpp"]["role"] == "teacher" and runs["llama.cpp"]["pairs"] == 4
+    assert runs["llama.cpp"]["efficiency"] is None
+    for name in ("pytorch-fp32", "onnxruntime-fp32", "onnxruntime-int8"):
+        r = runs[name]
+        assert r["role"] == "student" and r["pairs"] == 60 and "grades" not in r
+        assert r["pairs_per_s"] > 0 and r["p95_batch_ms"] >= r["p50_batch_ms"] > 0
+        assert r["peak_rss_mb"] > 100 and r["usd_per_1k_pairs"] > 0 and r["efficiency"] > 0
+        assert r["speedup_vs_local_teacher"] == pytest.approx(r["pairs_per_s"] / runs["llama.cpp"]["pairs_per_s"])
+        assert r["vs_human"]["n"] == 60
+    assert runs["onnxruntime-fp32"]["vs_pytorch_fp32"]["exact"] == 1.0, "fp32 ONNX gives the PyTorch grades"
+    assert runs["onnxruntime-int8"]["vs_pytorch_fp32"]["exact"] >= 0.9
+    table = Path(tmp_path / "results" / "bench.md").read_text()
+    assert table.count("| student") == 3 and "onnxruntime-int8" in table
