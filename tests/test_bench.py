@@ -51,7 +51,16 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
     distill(train, teacher).save(tmp_path / "student")
     export_onnx(tmp_path / "student")
     cmd = [sys.executable, "-m", "qrelkit", "bench", "--pairs", "60", "--teacher", "gguf:smollm2-135m"]
-    cmd += ["--teacher-pairs", "4", "--student", str(tmp_path / "student"), "-o", str(tmp_path / "results")]
+    cmd += [
+        "--teacher-pairs",
+        "4",
+        "--batch-pairs",
+        "16",
+        "--student",
+        str(tmp_path / "student"),
+        "-o",
+        str(tmp_path / "results"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "QRELKIT_PROGRESS": "0"})
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -59,10 +68,11 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
     assert result["pairs"] == 60 and result["max_length"] == 256 and result["matmul_peak_gflops"] > 0
     assert isinstance(result["machine"], str) and result["machine"]
     runs = {r["runtime"]: r for r in result["runs"]}
-    assert set(runs) == {"llama.cpp", "pytorch-fp32", "onnxruntime-fp32", "onnxruntime-int8"}
+    students = ("pytorch-fp32", "onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-int8-mixed")
+    assert set(runs) == {"llama.cpp", *students}
     assert runs["llama.cpp"]["role"] == "teacher" and runs["llama.cpp"]["pairs"] == 4
     assert runs["llama.cpp"]["efficiency"] is None
-    for name in ("pytorch-fp32", "onnxruntime-fp32", "onnxruntime-int8"):
+    for name in students:
         r = runs[name]
         assert r["role"] == "student" and r["pairs"] == 60 and "grades" not in r
         assert r["pairs_per_s"] > 0 and r["p95_batch_ms"] >= r["p50_batch_ms"] > 0
@@ -72,4 +82,4 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
     assert runs["onnxruntime-fp32"]["vs_pytorch_fp32"]["exact"] == 1.0, "fp32 ONNX gives the PyTorch grades"
     assert runs["onnxruntime-int8"]["vs_pytorch_fp32"]["exact"] >= 0.9
     table = Path(tmp_path / "results" / "bench.md").read_text()
-    assert table.count("| student") == 3 and "onnxruntime-int8" in table
+    assert table.count("| student") == 4 and "onnxruntime-int8" in table

@@ -30,5 +30,10 @@ def test_onnx_fp32_and_int8_students_match_torch(tmp_path):
     q = Student.load(tmp_path / "model", runtime="onnx-int8")
     int8_scores, _ = q.predict_pairs(test)
     assert np.corrcoef(int8_scores, ref_scores)[0, 1] > 0.98
+    mixed = Student.load(tmp_path / "model", runtime="onnx-int8-mixed")
+    mixed_scores, _ = mixed.predict_pairs(test)
+    size = files["onnx-int8-mixed"].stat().st_size
+    assert files["onnx-int8"].stat().st_size < size < files["onnx"].stat().st_size, "some layers stay fp32"
+    assert np.abs(mixed_scores - ref_scores).mean() < np.abs(int8_scores - ref_scores).mean(), "closer to fp32"
     with pytest.raises(QrelkitError, match="unknown runtime"):
         Student.load(tmp_path / "model", runtime="tensorrt")

@@ -36,8 +36,14 @@ log = logging.getLogger("qrelkit")
 BENCHMARKS_ENV = "QRELKIT_BENCHMARKS"
 DEFAULT_BENCHMARK = "llmjudge-trecdl2023"
 TEACHER_LABELS = "llm_labels/test/Olz-gpt4o.txt"  # the student's teacher: GPT-4o on the open test queries
-STUDENT_RUNTIMES = ("torch", "onnx", "onnx-int8")
-EXPORT_VERSION = 2  # bump when distill or export changes, so a cached bench student is rebuilt
+STUDENT_RUNTIMES = ("torch", "onnx", "onnx-int8", "onnx-int8-mixed")
+EXPORT_VERSION = 3
+RUNTIME_NAMES = {
+    "torch": "pytorch-fp32",
+    "onnx": "onnxruntime-fp32",
+    "onnx-int8": "onnxruntime-int8",
+    "onnx-int8-mixed": "onnxruntime-int8-mixed",
+}  # bump when distill or export changes, so a cached bench student is rebuilt
 
 
 # ------------------------------------------------------------------ data
@@ -252,7 +258,7 @@ def run_bench(
     endpoint_concurrency: int = 8,
     student: str | Path | None = None,
     runtimes: tuple[str, ...] = STUDENT_RUNTIMES,
-    batch_pairs: int = 128,
+    batch_pairs: int = 500,
     usd_per_hour: float = 0.10,
     benchmark: str | Path | None = None,
     cache_dir: str | Path | None = None,
@@ -322,9 +328,7 @@ def run_bench(
             {
                 "labeler": f"student {card.get('base', 'MiniLM')}",
                 "role": "student",
-                "runtime": {"torch": "pytorch-fp32", "onnx": "onnxruntime-fp32", "onnx-int8": "onnxruntime-int8"}[
-                    runtime
-                ],
+                "runtime": RUNTIME_NAMES[runtime],
                 "pairs": len(rows),
                 "pairs_per_s": pps,
                 "batch_pairs": batch_pairs,

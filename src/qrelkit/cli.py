@@ -149,7 +149,9 @@ def label(
     pairs: Path,
     model: Annotated[Path, typer.Option("-m", "--model", help="student folder from distill")],
     output: Annotated[Path, typer.Option("-o", "--output", help=".qrels, .jsonl or .parquet")] = Path("labels.qrels"),
-    runtime: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (after `qrelkit export`)")] = "torch",
+    runtime: Annotated[
+        str, typer.Option(help="torch, onnx, onnx-int8 or onnx-int8-mixed (after `qrelkit export`)")
+    ] = "torch",
     chunk: Annotated[int, typer.Option(help="pairs per checkpoint")] = 4096,
     batch_size: int = 64,
     engine: Annotated[str, typer.Option(help="local (streaming, resumable) or ray")] = "local",
@@ -212,9 +214,9 @@ def bench(
         Path | None, typer.Option(help="student folder with ONNX exports (default: distil one from GPT-4o labels)")
     ] = None,
     runtime: Annotated[
-        list[str] | None, typer.Option(help="student runtimes (default: torch, onnx, onnx-int8)")
+        list[str] | None, typer.Option(help="student runtimes (default: torch, onnx, onnx-int8, onnx-int8-mixed)")
     ] = None,
-    batch_pairs: Annotated[int, typer.Option(help="pairs per student call (the latency unit)")] = 128,
+    batch_pairs: Annotated[int, typer.Option(help="pairs per student call (the latency unit)")] = 500,
     usd_per_hour: Annotated[float, typer.Option(help="price of this machine, for $/1k pairs")] = 0.10,
     benchmark: Annotated[Path | None, typer.Option(help="benchmark folder (default: ../shared/benchmarks/…)")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="results folder")] = Path("benchmarks/results"),

