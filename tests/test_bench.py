@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_openai import FakeOpenAI
 from test_student import TOPICS, topic_pairs
 
 from qrelkit.bench import benchmark_dir, encoder_flops, gemm_peak_gflops
@@ -61,7 +62,10 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
         "-o",
         str(tmp_path / "results"),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "QRELKIT_PROGRESS": "0"})
+    env = {**os.environ, "QRELKIT_PROGRESS": "0", "QRELKIT_API_KEY": "sk-test"}
+    with FakeOpenAI(grade_for=lambda text: 2) as server:
+        cmd += ["--endpoint", f"{server.url}#gpt-4o-mini"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
 
     result = json.loads((tmp_path / "results" / "bench.json").read_text())
@@ -69,7 +73,10 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
     assert isinstance(result["machine"], str) and result["machine"]
     runs = {r["runtime"]: r for r in result["runs"]}
     students = ("pytorch-fp32", "onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-int8-mixed")
-    assert set(runs) == {"llama.cpp", *students}
+    assert set(runs) == {"llama.cpp", "http", *students}
+    api = runs["http"]
+    assert api["role"] == "teacher" and api["pairs"] == 4 and api["failures"] == 0 and len(server.requests) >= 4
+    assert api["usd_per_1k_pairs"] > 0, "an API teacher is priced per token (gpt-4o-mini is in the table)"
     assert runs["llama.cpp"]["role"] == "teacher" and runs["llama.cpp"]["pairs"] == 4
     assert runs["llama.cpp"]["efficiency"] is None
     for name in students:

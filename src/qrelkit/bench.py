@@ -296,7 +296,7 @@ def run_bench(
             usd = usd_per_hour / 3600 / pps * 1000
         else:
             api = cost_usd(spec, r["tokens_in"], r["tokens_out"])
-            usd = api / n_t * 1000 if api is not None else float("nan")
+            usd = api / n_t * 1000 if api is not None else None  # a model the price table does not know
         runs.append(
             {
                 "labeler": spec,
@@ -349,7 +349,8 @@ def run_bench(
     for x in runs:
         if teacher_run and x is not teacher_run:
             x["speedup_vs_local_teacher"] = x["pairs_per_s"] / teacher_run["pairs_per_s"]
-            x["cost_ratio_vs_local_teacher"] = x["usd_per_1k_pairs"] / teacher_run["usd_per_1k_pairs"]
+            if x["usd_per_1k_pairs"] is not None:
+                x["cost_ratio_vs_local_teacher"] = x["usd_per_1k_pairs"] / teacher_run["usd_per_1k_pairs"]
     return {
         "machine": machine_name(),
         "pairs": len(rows),
@@ -388,11 +389,12 @@ def format_markdown(result: dict[str, Any]) -> str:
         same = f"{100 * r['vs_pytorch_fp32']['exact']:.1f}%" if r.get("vs_pytorch_fp32") else "–"
         vh = r.get("vs_human") or {}
         kh = f"{vh['kappa']:.3f} / {vh['kappa_quadratic']:.3f}" if vh else "–"
+        usd = "?" if r["usd_per_1k_pairs"] is None else f"{r['usd_per_1k_pairs']:.5f}"
         ratio = f"{r['speedup_vs_local_teacher']:.0f}×" if "speedup_vs_local_teacher" in r else "1×"
         lines.append(
             f"| {r['labeler']} | {r['runtime']} | {r['pairs']} | {r['pairs_per_s']:.1f} | {ratio} "
             f"| {r['p50_batch_ms']:.0f} / {r['p95_batch_ms']:.0f} (batch {r['batch_pairs']}) | {r['peak_rss_mb']:.0f} "
-            f"| {r['usd_per_1k_pairs']:.5f} | {eff} | {same} | {kh} |"
+            f"| {usd} | {eff} | {same} | {kh} |"
         )
     return "\n".join(lines) + "\n"
 
