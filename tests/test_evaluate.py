@@ -35,3 +35,47 @@ def test_evaluate_qrels_counts_missing():
     human = {("q", "a"): 3, ("q", "b"): 0, ("q", "c"): 1}
     m = evaluate_qrels({("q", "a"): 3, ("q", "b"): 1}, human)
     assert m["n"] == 2 and m["missing"] == 1
+
+
+def test_pairwise_accuracy_counts_pairs_with_different_human_grades():
+    from qrelkit.evaluate import pairwise_accuracy
+
+    keys = [("q1", "a"), ("q1", "b"), ("q1", "c"), ("q2", "d"), ("q2", "e")]
+    human = np.array([3, 1, 1, 0, 2])
+    # q1 pairs with different human grades: (a,b), (a,c); q2: (d,e). Labeler: a>b right, a=c tie (½), d>e wrong.
+    label = np.array([2, 1, 2, 3, 1])
+    assert pairwise_accuracy(keys, label, human) == pytest.approx((1 + 0.5 + 0) / 3)
+    assert pairwise_accuracy(keys, human, human) == 1.0
+
+
+def test_ndcg_at_10_is_one_for_the_human_order_and_lower_reversed():
+    from qrelkit.evaluate import ndcg_at_10
+
+    keys = [("q1", f"d{i}") for i in range(5)]
+    human = np.array([3, 2, 1, 0, 0])
+    assert ndcg_at_10(keys, human, human) == pytest.approx(1.0)
+    assert ndcg_at_10(keys, 3 - human, human) < 0.8
+
+
+def test_bootstrap_resamples_queries_and_gives_paired_differences():
+    from qrelkit.evaluate import bootstrap_intervals, compare_qrels
+
+    rng = np.random.default_rng(0)
+    keys = [(f"q{i // 20}", f"d{i}") for i in range(400)]
+    human = rng.integers(0, 4, 400)
+    good = np.where(rng.random(400) < 0.8, human, rng.integers(0, 4, 400))
+    noisy = np.where(rng.random(400) < 0.3, human, rng.integers(0, 4, 400))
+    ci = bootstrap_intervals(keys, {"good": good, "noisy": noisy}, human, n=200)
+    lo, hi = ci["good - noisy"]["kappa"]
+    assert 0 < lo < hi, "a clearly better labeler's kappa difference excludes 0"
+    lo, hi = ci["good"]["kappa"]
+    assert lo < agreement(good, human)["kappa"] < hi, "the interval holds the full-sample estimate"
+    same = bootstrap_intervals(keys, {"a": good, "b": good}, human, n=50)["a - b"]
+    assert same["kappa"] == (0.0, 0.0) and same["ndcg@10"] == (0.0, 0.0)
+
+    as_qrels = lambda y: {k: int(g) for k, g in zip(keys, y, strict=True)}  # noqa: E731
+    report = compare_qrels(as_qrels(good), as_qrels(noisy), as_qrels(human), bootstrap=100)
+    assert report["n"] == 400 and report["queries"] == 20
+    diff = report["point"]["labels - reference"]["kappa"]
+    lo, hi = report["ci"]["labels - reference"]["kappa"]
+    assert lo <= diff <= hi and diff > 0

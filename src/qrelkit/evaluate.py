@@ -69,13 +69,122 @@ def agreement(y_label: Sequence[int] | np.ndarray, y_human: Sequence[int] | np.n
     }
 
 
-def evaluate_qrels(labels: Qrels, human: Qrels) -> dict[str, Any]:
-    """Agreement of ``labels`` with ``human`` on the pairs both graded."""
+def pairwise_accuracy(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> float:
+    """Over document pairs of one query with different human grades, the share the labeler orders the same
+    way (a labeler tie counts one half). ``y_label`` may be grades or continuous scores."""
+    by_query: dict[str, list[int]] = {}
+    for i, (q, _) in enumerate(keys):
+        by_query.setdefault(q, []).append(i)
+    agree, total = 0.0, 0
+    for idx in by_query.values():
+        lab, hum = np.asarray(y_label)[idx], np.asarray(y_human)[idx]
+        dh = np.sign(hum[:, None] - hum[None, :])
+        dl = np.sign(lab[:, None] - lab[None, :])
+        upper = np.triu(dh != 0, k=1)
+        total += int(upper.sum())
+        agree += float((dl[upper] == dh[upper]).sum()) + 0.5 * float((dl[upper] == 0).sum())
+    return agree / total if total else float("nan")
+
+
+def ndcg_at_10(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> float:
+    """Mean over queries of nDCG@10 (ir_measures) of the judged documents ranked by the labeler's grade,
+    with human grades as gains: does the labeler put the documents humans value on top?"""
+    import ir_measures
+    from ir_measures import nDCG
+
+    qrels = [ir_measures.Qrel(q, d, int(g)) for (q, d), g in zip(keys, y_human, strict=True)]
+    run = [ir_measures.ScoredDoc(q, d, float(s)) for (q, d), s in zip(keys, y_label, strict=True)]
+    return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
+
+
+def _headline(keys: Sequence[tuple[str, str]], y_lab: np.ndarray, y_hum: np.ndarray) -> dict[str, float]:
+    m = agreement(y_lab, y_hum)
+    return {
+        "accuracy": m["accuracy"],
+        "kappa": m["kappa"],
+        "kappa_quadratic": m["kappa_quadratic"],
+        "binary_kappa": m["binary_kappa"],
+        "pairwise_accuracy": pairwise_accuracy(keys, y_lab, y_hum),
+        "ndcg@10": ndcg_at_10(keys, y_lab, y_hum),
+    }
+
+
+def _query_resamples(keys: Sequence[tuple[str, str]], n: int, seed: int) -> list[list[tuple[int, int]]]:
+    """``n`` bootstrap samples of whole queries: (pair index, draw number) for every pair of every draw."""
+    by_query: dict[str, list[int]] = {}
+    for i, (q, _) in enumerate(keys):
+        by_query.setdefault(q, []).append(i)
+    queries = sorted(by_query)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        drawn = rng.choice(len(queries), size=len(queries))
+        samples.append([(i, draw) for draw, qi in enumerate(drawn) for i in by_query[queries[qi]]])
+    return samples
+
+
+def bootstrap_intervals(
+    keys: Sequence[tuple[str, str]],
+    labelers: Mapping[str, np.ndarray],
+    y_hum: np.ndarray,
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Percentile intervals of the headline metrics, resampling queries (pairs of one query are not
+    independent). With two labelers the same resamples also give ``"A - B"``, the paired difference."""
+    samples = _query_resamples(keys, n, seed)
+    values: dict[str, dict[str, list[float]]] = {name: {} for name in labelers}
+    names = list(labelers)
+    if len(names) == 2:
+        values[f"{names[0]} - {names[1]}"] = {}
+    for sample in samples:
+        # each draw of a query is its own query, so a query drawn twice does not mix its documents
+        ks = [(f"{keys[i][0]}#{draw}", keys[i][1]) for i, draw in sample]
+        idx = [i for i, _ in sample]
+        per = {name: _headline(ks, np.asarray(y)[idx], y_hum[idx]) for name, y in labelers.items()}
+        for name, m in per.items():
+            for k, v in m.items():
+                values[name].setdefault(k, []).append(v)
+        if len(names) == 2:
+            for k in per[names[0]]:
+                values[f"{names[0]} - {names[1]}"].setdefault(k, []).append(per[names[0]][k] - per[names[1]][k])
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return {
+        name: {k: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) for k, v in ms.items()}
+        for name, ms in values.items()
+    }
+
+
+def evaluate_qrels(labels: Qrels, human: Qrels, *, bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Agreement of ``labels`` with ``human`` on the pairs both graded; with ``bootstrap`` > 0, 95% intervals
+    of the headline metrics from that many query resamples (under ``"ci"``)."""
     keys, y_lab, y_hum = align(labels, human)
     out = agreement(y_lab, y_hum)
+    out["pairwise_accuracy"] = pairwise_accuracy(keys, y_lab, y_hum)
+    out["ndcg@10"] = ndcg_at_10(keys, y_lab, y_hum)
     out["missing"] = len(set(human) - set(labels))
     out["queries"] = len({q for q, _ in keys})
+    if bootstrap:
+        out["ci"] = bootstrap_intervals(keys, {"labels": y_lab}, y_hum, n=bootstrap, seed=seed)["labels"]
     return out
+
+
+def compare_qrels(
+    labels: Qrels, reference: Qrels, human: Qrels, *, bootstrap: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Two labelers (say student and teacher) on the pairs all three graded: each one's headline metrics and
+    the paired difference ``labels - reference`` with its 95% interval, resampling queries."""
+    keys = sorted(set(labels) & set(reference) & set(human))
+    if not keys:
+        raise QrelkitError("the two label sets and the human qrels share no (qid, doc_id) pair")
+    ys = {k: np.array([min(max(q[p], 0), 3) for p in keys]) for k, q in (("labels", labels), ("reference", reference))}
+    y_hum = np.array([min(max(human[p], 0), 3) for p in keys])
+    point = {name: _headline(keys, y, y_hum) for name, y in ys.items()}
+    point["labels - reference"] = {k: point["labels"][k] - point["reference"][k] for k in point["labels"]}
+    ci = bootstrap_intervals(keys, ys, y_hum, n=bootstrap, seed=seed)
+    return {"n": len(keys), "queries": len({q for q, _ in keys}), "point": point, "ci": ci}
 
 
 HEADLINE = [
@@ -88,6 +197,8 @@ HEADLINE = [
     ("spearman", "ρ"),
     ("binary_f1", "F1≥2"),
     ("binary_kappa", "κ≥2"),
+    ("pairwise_accuracy", "pair acc"),
+    ("ndcg@10", "nDCG@10"),
 ]
 
 
@@ -103,6 +214,23 @@ def format_table(rows: Mapping[str, Mapping[str, Any]], extra: Sequence[tuple[st
     lines = ["| labeler | " + " | ".join(h for _, h in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in rows.items():
         lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k, "")) for k, _ in cols) + " |")
+    return "\n".join(lines)
+
+
+def format_intervals(
+    intervals: Mapping[str, Mapping[str, tuple[float, float]]],
+    points: Mapping[str, Mapping[str, float]] | None = None,
+) -> str:
+    """A Markdown table of 95% intervals (with the point estimate in front when given)."""
+    metrics = list(next(iter(intervals.values())))
+    lines = ["| labeler | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for name, ci in intervals.items():
+        cells = []
+        for m in metrics:
+            lo, hi = ci[m]
+            point = f"{_fmt((points or {}).get(name, {}).get(m, float('nan')))} " if points else ""
+            cells.append(f"{point}[{_fmt(lo)}, {_fmt(hi)}]")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

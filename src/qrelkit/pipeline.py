@@ -202,8 +202,11 @@ def label_file(
     return label_file_stream(pairs, model, out, runtime=runtime, chunk=chunk, batch_size=batch_size)
 
 
-def evaluate_file(labels: str | Path, human: str | Path, out: str | Path | None = None) -> dict[str, Any]:
-    metrics = evaluate_qrels(read_qrels(labels), read_qrels(human))
+def evaluate_file(
+    labels: str | Path, human: str | Path, out: str | Path | None = None, *, bootstrap: int = 0
+) -> dict[str, Any]:
+    """Agreement of a labels qrels file with human qrels; ``bootstrap`` query resamples give 95% intervals."""
+    metrics = evaluate_qrels(read_qrels(labels), read_qrels(human), bootstrap=bootstrap)
     if out:
         write_metrics(out, metrics)
     return metrics
