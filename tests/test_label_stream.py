@@ -15,6 +15,7 @@ import pytest
 from test_student import TOPICS, topic_pairs
 
 from qrelkit.distill import distill
+from qrelkit.errors import QrelkitError
 from qrelkit.io import read_pairs, read_qrels
 from qrelkit.label import checkpoint_file, label_file_stream, label_pairs
 from qrelkit.records import Pair
@@ -148,3 +149,9 @@ def test_sigkill_midway_then_resume(tmp_path, model_dir):
     assert [(p.qid, p.doc_id) for p in read_pairs(tmp_path / "pairs.jsonl")] == keys
     assert killed == (tmp_path / "clean.jsonl").read_text().splitlines()
     assert json.loads(ckpt.read_text())["stats"]["resumed_from"] == done_at_kill
+
+
+def test_a_folder_that_is_not_a_student_is_a_clear_error(tmp_path):
+    write_pairs_jsonl(tmp_path / "pairs.jsonl", 5)
+    with pytest.raises(QrelkitError, match="not a qrelkit student folder"):
+        label_file_stream(tmp_path / "pairs.jsonl", tmp_path, tmp_path / "labels.qrels")

@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import QrelkitError
-from .io import count_pairs, iter_pair_chunks, require_file, write_jsonl, write_parquet, write_qrels
+from .io import count_pairs, iter_pair_chunks, require_file
 from .progress import progress_bar
 from .records import Pair
-from .student import Student
+from .student import Student, student_dir
 
 LABEL_SCHEMA = pa.schema([("qid", pa.string()), ("doc_id", pa.string()), ("score", pa.float32()), ("grade", pa.int8())])
 
@@ -46,21 +46,6 @@ def label_pairs(
     return scores, grades, {"pairs": len(pairs), "seconds": round(secs, 3), "pairs_per_s": len(pairs) / secs}
 
 
-def write_labels(path: str | Path, pairs: Sequence[Pair], scores: np.ndarray, grades: np.ndarray) -> None:
-    """TREC qrels (``.qrels``/``.txt``), JSONL or Parquet (with scores), chosen by the file suffix."""
-    p = Path(path)
-    rows = (
-        {"qid": pr.qid, "doc_id": pr.doc_id, "score": round(float(s), 5), "grade": int(g)}
-        for pr, s, g in zip(pairs, scores, grades, strict=True)
-    )
-    if p.suffix == ".jsonl":
-        write_jsonl(p, rows)
-    elif p.suffix == ".parquet":
-        write_parquet(p, list(rows))
-    else:
-        write_qrels(p, ((pr.qid, pr.doc_id, int(g)) for pr, g in zip(pairs, grades, strict=True)))
-
-
 # ---------------------------------------------------------------- streaming, resumable
 
 
@@ -76,7 +61,7 @@ def _parts_dir(out: Path) -> Path:
 def _identity(pairs: Path, model: str | Path, runtime: str) -> str:
     """What a checkpoint belongs to: the input file (size, mtime) and the student (its head)."""
     st = pairs.stat()
-    head = (Path(model) / "head.json").read_bytes()
+    head = (student_dir(model) / "head.json").read_bytes()
     raw = f"{pairs.resolve()}|{st.st_size}|{st.st_mtime_ns}|{hashlib.sha256(head).hexdigest()}|{runtime}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 

@@ -60,11 +60,10 @@ def label_file_ray(
     except ImportError:
         raise QrelkitError("the ray engine needs Ray: pip install 'qrelkit[ray]'") from None
     from .label import write_labels_stream
+    from .student import student_dir
 
     src, out = require_file(pairs), Path(out)
-    model = Path(model).resolve()
-    if not (model / "head.json").exists():
-        raise QrelkitError(f"{model}: not a qrelkit student folder (no head.json)")
+    model = student_dir(Path(model).resolve())
     started_here = not ray.is_initialized()
     if started_here:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")

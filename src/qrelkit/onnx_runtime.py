@@ -131,10 +131,10 @@ class OnnxEncoder:
         threads: int | None = None,
         token_budget: int = 1024,
     ):
+        if not Path(model_path).exists():  # before importing onnxruntime: the advice holds without it too
+            raise QrelkitError(f"{model_path}: no ONNX model; run `qrelkit export {Path(model_path).parent}` first")
         import onnxruntime as ort
 
-        if not Path(model_path).exists():
-            raise QrelkitError(f"{model_path}: no ONNX model; run `qrelkit export {Path(model_path).parent}` first")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("QRELKIT_THREADS", "0")) or (os.cpu_count() or 1)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -80,6 +80,14 @@ def content_terms(text: str) -> set[str]:
     return {t[:6] for t in _TOKEN.findall(text.lower()) if t not in _STOP}
 
 
+def student_dir(path: str | Path) -> Path:
+    """``path`` as a student folder (one that :meth:`Student.save` wrote), or a clear error."""
+    p = Path(path)
+    if not (p / "head.json").exists():
+        raise QrelkitError(f"{p}: not a qrelkit student folder (no head.json)")
+    return p
+
+
 class Student:
     """A relevance labeler distilled from a teacher. Save with :meth:`save`, load with :meth:`load`.
 
@@ -122,9 +130,7 @@ class Student:
         """
         from .onnx_runtime import ONNX_FILES, RUNTIMES, OnnxEncoder
 
-        p = Path(path)
-        if not (p / "head.json").exists():
-            raise QrelkitError(f"{p}: not a qrelkit student folder (no head.json)")
+        p = student_dir(path)
         if runtime not in RUNTIMES:
             raise QrelkitError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         head = json.loads((p / "head.json").read_text())
@@ -139,8 +145,6 @@ class Student:
         else:
             from transformers import AutoTokenizer
 
-            if not (p / ONNX_FILES[runtime]).exists():
-                raise QrelkitError(f"{p}: no {ONNX_FILES[runtime]}; run `qrelkit export {p}` first")
             tokenizer = AutoTokenizer.from_pretrained(str(p / "encoder"))
             encoder = OnnxEncoder(p / ONNX_FILES[runtime], tokenizer, max_length=max_length)
         return cls(encoder, head, {**card, "runtime": runtime})
