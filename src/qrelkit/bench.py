@@ -228,23 +228,6 @@ def _in_fresh_process(fn: Any, *args: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------ the benchmark
 
 
-def _agreement(grades: list[int | None], reference: list[int]) -> dict[str, float]:
-    from sklearn.metrics import cohen_kappa_score
-
-    keep = [i for i, g in enumerate(grades) if g is not None]
-    a = np.asarray([grades[i] for i in keep], dtype=int)
-    b = np.asarray([reference[i] for i in keep], dtype=int)
-    both = len(set(a.tolist()) | set(b.tolist())) > 1
-    return {
-        "n": len(keep),
-        "exact": float((a == b).mean()) if keep else float("nan"),
-        "kappa": float(cohen_kappa_score(b, a, labels=[0, 1, 2, 3])) if both else float("nan"),
-        "kappa_quadratic": float(cohen_kappa_score(b, a, labels=[0, 1, 2, 3], weights="quadratic"))
-        if both
-        else float("nan"),
-    }
-
-
 def _latency_ms(latencies: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(latencies) * 1000, q)) if latencies else float("nan")
 
@@ -270,7 +253,6 @@ def run_bench(
     stable well before 2,000); every student runtime grades all ``pairs``. ``usd_per_hour`` prices this
     machine; an ``endpoint`` teacher (``openai:gpt-4o``, ``http://HOST/v1#MODEL``) is priced per token.
     """
-    from .evaluate import agreement
     from .pricing import cost_usd, is_local
 
     data = Path(benchmark) if benchmark else benchmark_dir()
@@ -312,7 +294,7 @@ def run_bench(
                 "efficiency": None,
                 "tokens_per_pair": (r["tokens_in"] + r["tokens_out"]) / n_t,
                 "failures": r["failures"],
-                "vs_human": agreement_or_none(agreement, r["grades"], truth[:n_t]),
+                "vs_human": _agreement(r["grades"], truth[:n_t]),
                 "grades": r["grades"],
             }
         )
@@ -339,9 +321,9 @@ def run_bench(
                 "efficiency": r["flops"] / r["seconds"] / 1e9 / peak,
                 "gflops_per_s": r["flops"] / r["seconds"] / 1e9,
                 "tokens_per_pair": r["tokens"] / len(rows),
-                "vs_pytorch_fp32": _agreement(r["grades"], fp32_grades) if fp32_grades else None,
-                "vs_human": agreement_or_none(agreement, r["grades"], truth),
-                "vs_human_on_teacher_pairs": agreement_or_none(agreement, r["grades"][:n_t], truth[:n_t]),
+                "vs_pytorch_fp32": _same_as(r["grades"], fp32_grades) if fp32_grades else None,
+                "vs_human": _agreement(r["grades"], truth),
+                "vs_human_on_teacher_pairs": _agreement(r["grades"][:n_t], truth[:n_t]),
                 "grades": r["grades"],
             }
         )
@@ -364,13 +346,22 @@ def run_bench(
     }
 
 
-def agreement_or_none(fn: Any, grades: list[int | None], truth: list[int]) -> dict[str, float] | None:
-    """Cohen's and quadratic kappa against humans over the pairs that got a grade."""
-    keep = [i for i, g in enumerate(grades) if g is not None]
-    if len(keep) < 2:
+def _agreement(grades: list[int | None], reference: list[int]) -> dict[str, float] | None:
+    """Share of identical grades, Cohen's and quadratic kappa against ``reference`` (human or fp32 grades)
+    over the pairs that got a grade; None with fewer than two."""
+    from .evaluate import agreement
+
+    graded = [(g, r) for g, r in zip(grades, reference, strict=True) if g is not None]
+    if len(graded) < 2:
         return None
-    m = fn([grades[i] for i in keep], [truth[i] for i in keep])
+    m = agreement([g for g, _ in graded], [r for _, r in graded])
     return {"n": m["n"], "kappa": m["kappa"], "kappa_quadratic": m["kappa_quadratic"], "accuracy": m["accuracy"]}
+
+
+def _same_as(grades: list[int], reference: list[int]) -> dict[str, float] | None:
+    """:func:`_agreement` with a reference run, its accuracy named ``exact``."""
+    m = _agreement(list[int | None](grades), reference)
+    return m and {"n": m["n"], "exact": m["accuracy"], "kappa": m["kappa"], "kappa_quadratic": m["kappa_quadratic"]}
 
 
 def format_markdown(result: dict[str, Any]) -> str:

@@ -22,9 +22,20 @@ def align(labels: Qrels, human: Qrels) -> tuple[list[tuple[str, str]], np.ndarra
     keys = sorted(set(labels) & set(human))
     if not keys:
         raise QrelkitError("the labels and the human qrels share no (qid, doc_id) pair")
-    y_lab = np.array([min(max(labels[k], 0), 3) for k in keys])
-    y_hum = np.array([min(max(human[k], 0), 3) for k in keys])
-    return keys, y_lab, y_hum
+    return keys, _grades(labels, keys), _grades(human, keys)
+
+
+def _grades(qrels: Qrels, keys: Sequence[tuple[str, str]]) -> np.ndarray:
+    """The grades of ``keys``, clipped to 0–3 (TREC files may hold -1 or 4)."""
+    return np.array([min(max(qrels[k], 0), 3) for k in keys])
+
+
+def _group_by_query(keys: Sequence[tuple[str, str]]) -> dict[str, list[int]]:
+    """Positions of each query's pairs in ``keys``."""
+    by_query: dict[str, list[int]] = {}
+    for i, (q, _) in enumerate(keys):
+        by_query.setdefault(q, []).append(i)
+    return by_query
 
 
 def agreement(y_label: Sequence[int] | np.ndarray, y_human: Sequence[int] | np.ndarray) -> dict[str, Any]:
@@ -72,11 +83,8 @@ def agreement(y_label: Sequence[int] | np.ndarray, y_human: Sequence[int] | np.n
 def pairwise_accuracy(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> float:
     """Over document pairs of one query with different human grades, the share the labeler orders the same
     way (a labeler tie counts one half). ``y_label`` may be grades or continuous scores."""
-    by_query: dict[str, list[int]] = {}
-    for i, (q, _) in enumerate(keys):
-        by_query.setdefault(q, []).append(i)
     agree, total = 0.0, 0
-    for idx in by_query.values():
+    for idx in _group_by_query(keys).values():
         lab, hum = np.asarray(y_label)[idx], np.asarray(y_human)[idx]
         dh = np.sign(hum[:, None] - hum[None, :])
         dl = np.sign(lab[:, None] - lab[None, :])
@@ -111,9 +119,7 @@ def _headline(keys: Sequence[tuple[str, str]], y_lab: np.ndarray, y_hum: np.ndar
 
 def _query_resamples(keys: Sequence[tuple[str, str]], n: int, seed: int) -> list[list[tuple[int, int]]]:
     """``n`` bootstrap samples of whole queries: (pair index, draw number) for every pair of every draw."""
-    by_query: dict[str, list[int]] = {}
-    for i, (q, _) in enumerate(keys):
-        by_query.setdefault(q, []).append(i)
+    by_query = _group_by_query(keys)
     queries = sorted(by_query)
     rng = np.random.default_rng(seed)
     samples = []
@@ -179,8 +185,8 @@ def compare_qrels(
     keys = sorted(set(labels) & set(reference) & set(human))
     if not keys:
         raise QrelkitError("the two label sets and the human qrels share no (qid, doc_id) pair")
-    ys = {k: np.array([min(max(q[p], 0), 3) for p in keys]) for k, q in (("labels", labels), ("reference", reference))}
-    y_hum = np.array([min(max(human[p], 0), 3) for p in keys])
+    ys = {"labels": _grades(labels, keys), "reference": _grades(reference, keys)}
+    y_hum = _grades(human, keys)
     point = {name: _headline(keys, y, y_hum) for name, y in ys.items()}
     point["labels - reference"] = {k: point["labels"][k] - point["reference"][k] for k in point["labels"]}
     ci = bootstrap_intervals(keys, ys, y_hum, n=bootstrap, seed=seed)
