@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from qrelkit.bench import benchmark_pairs, teacher_training_set
 from qrelkit.distill import distill
-from qrelkit.io import iter_jsonl, read_qrels
+from qrelkit.io import read_qrels
 from qrelkit.judge import Judge
 from qrelkit.records import Pair
 
@@ -39,20 +40,11 @@ def irrelevant_dev_pairs(n: int, seed: int = 7) -> list[Pair]:
     human = read_qrels(SHARED / "qrels" / "human.dev.txt")
     zeros = sorted(k for k, g in human.items() if g == 0)
     random.Random(seed).shuffle(zeros)
-    keys = sorted(zeros[:n])
-    queries = {str(r["qid"]): r["text"] for _, r in iter_jsonl(SHARED / "queries.jsonl")}
-    need = {d for _, d in keys}
-    texts = {str(r["pid"]): r["text"] for _, r in iter_jsonl(SHARED / "passages.jsonl") if str(r["pid"]) in need}
-    return [Pair(qid=q, query=queries[q], doc_id=d, text=texts[d]) for q, d in keys]
+    return benchmark_pairs(SHARED, sorted(zeros[:n]))
 
 
 def train_student() -> tuple[object, float]:
-    human = read_qrels(SHARED / "qrels" / "human.test-open.txt")
-    teacher = {k: min(v, 3) for k, v in read_qrels(SHARED / "llm_labels" / "test" / "Olz-gpt4o.txt").items()}
-    queries = {str(r["qid"]): r["text"] for _, r in iter_jsonl(SHARED / "queries.jsonl")}
-    need = {d for _, d in human}
-    texts = {str(r["pid"]): r["text"] for _, r in iter_jsonl(SHARED / "passages.jsonl") if str(r["pid"]) in need}
-    pairs = [Pair(qid=q, query=queries[q], doc_id=d, text=texts[d]) for q, d in sorted(human) if (q, d) in teacher]
+    pairs, teacher = teacher_training_set(SHARED)
     t0 = time.perf_counter()
     return distill(pairs, teacher), time.perf_counter() - t0
 

@@ -66,7 +66,8 @@ def _texts(data: Path, pids: set[str]) -> dict[str, str]:
     return {str(r["pid"]): str(r["text"]) for _, r in iter_jsonl(data / "passages.jsonl") if str(r["pid"]) in pids}
 
 
-def _pairs_for(data: Path, keys: list[tuple[str, str]]) -> list[Pair]:
+def benchmark_pairs(data: Path, keys: list[tuple[str, str]]) -> list[Pair]:
+    """The (qid, pid) ``keys`` of a benchmark folder as pairs with their query and passage texts."""
     queries = {str(r["qid"]): str(r["text"]) for _, r in iter_jsonl(data / "queries.jsonl")}
     texts = _texts(data, {d for _, d in keys})
     return [Pair(qid=q, query=queries[q], doc_id=d, text=texts[d]) for q, d in keys]
@@ -78,7 +79,16 @@ def bench_pairs(data: Path, n: int, *, seed: int = 0) -> tuple[list[Pair], dict[
     keys = sorted(human)
     random.Random(seed).shuffle(keys)
     chosen = sorted(keys[:n])
-    return _pairs_for(data, chosen), {k: human[k] for k in chosen}
+    return benchmark_pairs(data, chosen), {k: human[k] for k in chosen}
+
+
+def teacher_training_set(data: Path) -> tuple[list[Pair], dict[tuple[str, str], int]]:
+    """The open test queries' pairs that GPT-4o graded, and those grades (clipped to 0–3): the benchmark
+    students' training data. No dev query is among them."""
+    teacher = {k: min(v, 3) for k, v in read_qrels(data / TEACHER_LABELS).items()}
+    open_keys = [tuple(line.split()[:2]) for line in (data / "pairs" / "test-open.tsv").read_text().splitlines()]
+    keys = [(q, d) for q, d in open_keys if (q, d) in teacher]
+    return benchmark_pairs(data, keys), teacher
 
 
 def bench_student(data: Path, cache_dir: Path) -> Path:
@@ -94,11 +104,9 @@ def bench_student(data: Path, cache_dir: Path) -> Path:
     folder = cache_dir / f"bench-student-{key}"
     if all((folder / f).exists() for f in ("head.json", *ONNX_FILES.values())):
         return folder
-    teacher = {k: min(v, 3) for k, v in read_qrels(labels).items()}
-    open_keys = [tuple(line.split()[:2]) for line in (data / "pairs" / "test-open.tsv").read_text().splitlines()]
-    keys = [(q, d) for q, d in open_keys if (q, d) in teacher]
-    log.info("training the bench student on %d GPT-4o labels of the open test queries", len(keys))
-    distill(_pairs_for(data, keys), teacher).save(folder)
+    pairs, teacher = teacher_training_set(data)
+    log.info("training the bench student on %d GPT-4o labels of the open test queries", len(pairs))
+    distill(pairs, teacher).save(folder)
     export_onnx(folder)
     return folder
 
