@@ -222,6 +222,38 @@ def evaluate(
 
 
 @app.command()
+def report(
+    labels: Annotated[list[str], typer.Argument(help="qrels files of the labelers, each PATH or NAME=PATH")],
+    human: Annotated[Path, typer.Option("--human", help="human TREC qrels")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for report.html, report.md, plots")] = Path(
+        "report"
+    ),
+    reference: Annotated[
+        str | None, typer.Option(help="labeler (NAME) the others are compared with, e.g. the teacher")
+    ] = None,
+    queries: Annotated[Path | None, typer.Option(help="queries file (qid, text) to name queries in the report")] = None,
+    bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals (0: none)")] = 1000,
+    title: Annotated[str, typer.Option(help="report title")] = "qrelkit evaluation report",
+) -> None:
+    """Several labelers vs human grades: report.html (tables + plots), report.md, PNGs and per-query agreement."""
+    from .evaluate import format_table
+    from .io import read_qrels, read_queries
+    from .report import build_report, write_report
+
+    named: dict[str, Any] = {}
+    for item in labels:
+        name, _, path = item.rpartition("=") if "=" in item else (Path(item).stem, "", item)
+        if name in named:
+            raise QrelkitError(f"two labelers are called {name!r}; name them NAME=PATH")
+        named[name] = read_qrels(path)
+    texts = {str(q["qid"]): str(q["text"]) for q in read_queries(queries)} if queries else None
+    rep = build_report(named, read_qrels(human), reference=reference, queries=texts, bootstrap=bootstrap, title=title)
+    paths = write_report(rep, output)
+    out.print(format_table(rep["metrics"]))
+    out.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name}, plots, per_query.csv)")
+
+
+@app.command()
 def bench(
     pairs: Annotated[int, typer.Option(help="benchmark pairs every student runtime labels")] = 2000,
     teacher: Annotated[str, typer.Option(help="local teacher (gguf:/hf: or an alias)")] = DEFAULT_LLM,

@@ -105,16 +105,42 @@ def ndcg_at_10(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np
     return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
 
 
-def _headline(keys: Sequence[tuple[str, str]], y_lab: np.ndarray, y_hum: np.ndarray) -> dict[str, float]:
-    m = agreement(y_lab, y_hum)
-    return {
-        "accuracy": m["accuracy"],
-        "kappa": m["kappa"],
-        "kappa_quadratic": m["kappa_quadratic"],
-        "binary_kappa": m["binary_kappa"],
-        "pairwise_accuracy": pairwise_accuracy(keys, y_lab, y_hum),
-        "ndcg@10": ndcg_at_10(keys, y_lab, y_hum),
+def _kappa_from_confusion(cm: np.ndarray, weights: str | None) -> float:
+    """Cohen's kappa from a confusion matrix (same as sklearn's, without its per-call overhead: the
+    bootstrap calls this thousands of times)."""
+    k = cm.shape[0]
+    total = cm.sum()
+    if total == 0:
+        return float("nan")
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / total
+    d = np.abs(np.subtract.outer(np.arange(k), np.arange(k))).astype(float)
+    w = (d > 0).astype(float) if weights is None else d if weights == "linear" else d**2
+    denom = (w * expected).sum()
+    return float(1 - (w * cm).sum() / denom) if denom else float("nan")
+
+
+def _headline(
+    keys: Sequence[tuple[str, str]], y_lab: np.ndarray, y_hum: np.ndarray, metrics: Sequence[str] | None = None
+) -> dict[str, float]:
+    wanted = metrics or DEFAULT_INTERVAL_METRICS
+    a, h = np.asarray(y_lab).astype(int), np.asarray(y_hum).astype(int)
+    cm = np.bincount(h * 4 + a, minlength=16).reshape(4, 4).astype(float)
+    binary = np.array([[cm[:2, :2].sum(), cm[:2, 2:].sum()], [cm[2:, :2].sum(), cm[2:, 2:].sum()]])
+    out = {
+        "accuracy": float(np.trace(cm) / cm.sum()),
+        "kappa": _kappa_from_confusion(cm, None),
+        "kappa_linear": _kappa_from_confusion(cm, "linear"),
+        "kappa_quadratic": _kappa_from_confusion(cm, "quadratic"),
+        "binary_kappa": _kappa_from_confusion(binary, None),
     }
+    if "pairwise_accuracy" in wanted:
+        out["pairwise_accuracy"] = pairwise_accuracy(keys, y_lab, y_hum)
+    if "ndcg@10" in wanted:
+        out["ndcg@10"] = ndcg_at_10(keys, y_lab, y_hum)
+    return {k: out[k] for k in wanted}
+
+
+DEFAULT_INTERVAL_METRICS = ("accuracy", "kappa", "kappa_quadratic", "binary_kappa", "pairwise_accuracy", "ndcg@10")
 
 
 def _query_resamples(keys: Sequence[tuple[str, str]], n: int, seed: int) -> list[list[tuple[int, int]]]:
@@ -137,25 +163,31 @@ def bootstrap_intervals(
     n: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    reference: str | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, dict[str, tuple[float, float]]]:
-    """Percentile intervals of the headline metrics, resampling queries (pairs of one query are not
-    independent). With two labelers the same resamples also give ``"A - B"``, the paired difference."""
+    """Percentile intervals of the headline metrics (or ``metrics``), resampling queries (pairs of one query
+    are not independent). The same resamples give paired differences: ``"A - ref"`` for every other labeler
+    when ``reference`` is named, else ``"A - B"`` when there are exactly two labelers."""
     samples = _query_resamples(keys, n, seed)
-    values: dict[str, dict[str, list[float]]] = {name: {} for name in labelers}
     names = list(labelers)
-    if len(names) == 2:
-        values[f"{names[0]} - {names[1]}"] = {}
+    if reference is not None:
+        diffs = [(a, reference) for a in names if a != reference]
+    else:
+        diffs = [(names[0], names[1])] if len(names) == 2 else []
+    values: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    values.update({f"{a} - {b}": {} for a, b in diffs})
     for sample in samples:
         # each draw of a query is its own query, so a query drawn twice does not mix its documents
         ks = [(f"{keys[i][0]}#{draw}", keys[i][1]) for i, draw in sample]
         idx = [i for i, _ in sample]
-        per = {name: _headline(ks, np.asarray(y)[idx], y_hum[idx]) for name, y in labelers.items()}
+        per = {name: _headline(ks, np.asarray(y)[idx], y_hum[idx], metrics) for name, y in labelers.items()}
         for name, m in per.items():
             for k, v in m.items():
                 values[name].setdefault(k, []).append(v)
-        if len(names) == 2:
-            for k in per[names[0]]:
-                values[f"{names[0]} - {names[1]}"].setdefault(k, []).append(per[names[0]][k] - per[names[1]][k])
+        for a, b in diffs:
+            for k in per[a]:
+                values[f"{a} - {b}"].setdefault(k, []).append(per[a][k] - per[b][k])
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     return {
         name: {k: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) for k, v in ms.items()}
