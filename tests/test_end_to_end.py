@@ -70,6 +70,28 @@ def test_cli_chain_from_folder_to_evaluation(tmp_path, small_corpus):
     r = run("evaluate", "labels.qrels", "--human", "teacher.qrels", "-o", "metrics.json", cwd=tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == len(teacher) and "κ" in r.stdout
+    # the teacher's grade distribution as soft labels of a classification head; two judges as an ensemble
+    run("distill", "pairs.parquet", "teacher.qrels", "-o", "soft", "--head", "logistic", cwd=tmp_path)
+    card = json.loads((tmp_path / "soft" / "card.json").read_text())
+    assert card["head"] == "logistic" and card["target"] == "teacher grade distribution (soft labels)"
+    (tmp_path / "second.qrels").write_text("".join(f"{q} 0 {d} {min(g + 1, 3)}\n" for (q, d), g in teacher.items()))
+    run("distill", "pairs.parquet", "teacher.qrels", "second.qrels", "-o", "duo", cwd=tmp_path)
+    assert json.loads((tmp_path / "duo" / "card.json").read_text())["teacher"] == "ensemble of 2 judges"
+    run(
+        "report",
+        "student=labels.qrels",
+        "teacher.qrels",
+        "--human",
+        "teacher.qrels",
+        "--reference",
+        "teacher",
+        "--bootstrap",
+        "20",
+        "-o",
+        "rep",
+        cwd=tmp_path,
+    )
+    assert "data:image/png;base64," in (tmp_path / "rep" / "report.html").read_text()
     # A rerun of judge is served from the cache.
     run("judge", "pairs.parquet", "-o", "again.qrels", "--llm", LLM, "--cache", cache, cwd=tmp_path)
     again = [json.loads(x) for x in (tmp_path / "again.judgments.jsonl").read_text().splitlines()]

@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qrelkit.distill import distill
+from qrelkit.distill import distill, ensemble
+from qrelkit.errors import QrelkitError
 from qrelkit.records import Pair
-from qrelkit.student import Student, distribution_thresholds
+from qrelkit.student import FEATURES, Student, distribution_thresholds, fit_head, head_scores
 
 TOPICS = {
     "vpn": ("vpn client download", "The VPN client 5.2 can be downloaded from the IT portal under Software."),
@@ -52,3 +53,52 @@ def test_distribution_thresholds_match_teacher_shares():
     t = distribution_thresholds(scores, grades)
     cut = np.searchsorted(t, scores, side="right")
     assert [int((cut == g).sum()) for g in range(4)] == [50, 25, 15, 10]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["logistic", "cosine"])
+def test_every_head_separates_unseen_queries_and_survives_save(tmp_path, head):
+    names = list(TOPICS)
+    train, teacher = topic_pairs(names[:5])
+    student = distill(train, teacher, head=head, label_smoothing=0.1 if head == "logistic" else 0.0)
+    assert student.head["kind"] == head and student.card["head"] == head
+    test, truth = topic_pairs(names[5:])
+    scores, grades = student.predict_pairs(test)
+    gold = np.array([truth[(p.qid, p.doc_id)] for p in test])
+    assert scores[gold == 3].min() > scores[gold == 0].max()
+    assert (grades[gold == 0] == 0).mean() > 0.8
+    student.save(tmp_path / head)
+    np.testing.assert_allclose(Student.load(tmp_path / head).predict_pairs(test)[0], scores, rtol=1e-5)
+
+
+def test_logistic_head_learns_soft_labels_as_expected_grades():
+    # one feature; the soft target says a high value means grade 3 with p 0.5 and grade 2 with p 0.5
+    rng = np.random.default_rng(0)
+    x = np.zeros((400, len(FEATURES)))
+    x[:, 0] = np.r_[rng.normal(0, 0.1, 200), rng.normal(1, 0.1, 200)]
+    grades = np.r_[np.zeros(200, int), np.full(200, 3)]
+    dist = np.r_[np.tile([1.0, 0, 0, 0], (200, 1)), np.tile([0, 0, 0.5, 0.5], (200, 1))]
+    soft = fit_head(x, grades.astype(float), grades, kind="logistic", distribution=dist)
+    hard = fit_head(x, grades.astype(float), grades, kind="logistic")
+    high = x[200:]
+    assert head_scores(soft, high).mean() == pytest.approx(2.5, abs=0.1)
+    assert head_scores(hard, high).mean() == pytest.approx(3.0, abs=0.1)
+    assert head_scores(soft, x[:200]).mean() == pytest.approx(0.0, abs=0.1)
+
+
+def test_unknown_head_is_a_clear_error():
+    x = np.random.default_rng(0).normal(size=(20, len(FEATURES)))
+    with pytest.raises(QrelkitError, match="unknown head"):
+        fit_head(x, np.zeros(20), np.r_[np.zeros(10, int), np.ones(10, int)], kind="mlp")
+
+
+def test_ensemble_of_judges_gives_mean_rounded_grade_and_shares():
+    a = {("q", "d1"): 3, ("q", "d2"): 0, ("q", "d3"): 1}
+    b = {("q", "d1"): 2, ("q", "d2"): 0, ("q", "d3"): 5}  # 5 is clipped to 3
+    c = {("q", "d1"): 2, ("q", "d2"): 1}
+    hard, mean, dist = ensemble([a, b, c])
+    assert set(hard) == {("q", "d1"), ("q", "d2")}  # only pairs every judge graded
+    assert mean[("q", "d1")] == pytest.approx(7 / 3) and hard[("q", "d1")] == 2
+    assert dist[("q", "d2")] == pytest.approx([2 / 3, 1 / 3, 0, 0])
+    _, mean2, _ = ensemble([a, b])
+    assert mean2[("q", "d3")] == 2.0

@@ -132,16 +132,32 @@ def judge(
 @app.command()
 def distill(
     pairs: Path,
-    teacher: Annotated[Path, typer.Argument(help="teacher.qrels (judgments.jsonl beside it adds soft labels)")],
+    teacher: Annotated[
+        list[Path],
+        typer.Argument(help="teacher.qrels (judgments.jsonl beside it adds soft labels); several: an ensemble"),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output")] = Path("model"),
+    head: Annotated[str, typer.Option(help="ridge (regression), logistic (4-class, soft labels) or cosine")] = "ridge",
+    label_smoothing: Annotated[float, typer.Option(help="logistic head, hard labels: mass on other grades")] = 0.0,
     base: Annotated[str, typer.Option(help="sentence-transformers model or path")] = "all-MiniLM-L6-v2",
     max_length: int = 256,
     seed: int = 0,
 ) -> None:
-    """Train the student on the teacher's grades and save it as a folder."""
+    """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder."""
     from .pipeline import distill_file
 
-    _show(distill_file(pairs, teacher, output, base=base, max_length=max_length, seed=seed))
+    _show(
+        distill_file(
+            pairs,
+            teacher,
+            output,
+            head=head,
+            label_smoothing=label_smoothing,
+            base=base,
+            max_length=max_length,
+            seed=seed,
+        )
+    )
 
 
 @app.command()
@@ -251,6 +267,37 @@ def report(
     paths = write_report(rep, output)
     out.print(format_table(rep["metrics"]))
     out.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name}, plots, per_query.csv)")
+
+
+@app.command()
+def experiment(
+    benchmark: Annotated[
+        list[str] | None, typer.Option(help="benchmark folder name (repeatable); default: every known benchmark")
+    ] = None,
+    teacher: Annotated[str | None, typer.Option(help="label set students learn from (default: per benchmark)")] = None,
+    folds: Annotated[int, typer.Option(help="folds by query over the open test queries")] = 5,
+    student: Annotated[list[str] | None, typer.Option(help="student variant (repeatable); default: all")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="results folder")] = Path("benchmarks/results"),
+    bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals")] = 1000,
+) -> None:
+    """Teacher vs distilled students on human-labelled benchmarks (query-disjoint k-fold): qrels per student for
+    every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/."""
+    from .experiment import BENCHMARKS, STUDENTS, format_headline, run_experiment, summary_table
+
+    names = benchmark or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise QrelkitError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    variants = [s for s in STUDENTS if not student or s.name in student]
+    if student and len(variants) != len(set(student)):
+        raise QrelkitError(f"unknown student variant; known: {', '.join(s.name for s in STUDENTS)}")
+    for name in names:
+        summary = run_experiment(
+            name, out_dir=output, folds=folds, students=variants, bootstrap=bootstrap, teacher=teacher
+        )
+        out.print(summary_table(summary))
+        out.print(format_headline(summary))
+        out.print(f"report: {summary['report']}")
 
 
 @app.command()

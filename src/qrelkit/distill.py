@@ -29,19 +29,58 @@ def soft_targets(path: str | Path) -> dict[tuple[str, str], float]:
     return out
 
 
+def grade_distributions(path: str | Path) -> dict[tuple[str, str], list[float]]:
+    """P(grade 0..3) per pair from a ``judgments.jsonl``, where the backend returned log-probabilities."""
+    out = {}
+    for _, row in iter_jsonl(path):
+        probs = row.get("probs")
+        if row.get("grade") is not None and isinstance(probs, list) and len(probs) == len(GRADES):
+            out[(str(row["qid"]), str(row["doc_id"]))] = [float(p) for p in probs]
+    return out
+
+
+PairKey = tuple[str, str]
+
+
+def ensemble(teachers: Sequence[Qrels]) -> tuple[Qrels, dict[PairKey, float], dict[PairKey, list[float]]]:
+    """Several judges as one teacher, on the pairs every judge graded: the rounded mean grade (hard label),
+    the mean grade (regression target) and the share of judges giving each grade (soft label)."""
+    if not teachers:
+        raise QrelkitError("an ensemble needs at least one teacher")
+    common = set(teachers[0])
+    for t in teachers[1:]:
+        common &= set(t)
+    hard: Qrels = {}
+    mean: dict[tuple[str, str], float] = {}
+    dist: dict[tuple[str, str], list[float]] = {}
+    for key in common:
+        grades = np.clip([t[key] for t in teachers], 0, 3)
+        mean[key] = float(grades.mean())
+        hard[key] = int(np.floor(mean[key] + 0.5))
+        dist[key] = [float((grades == g).mean()) for g in GRADES]
+    return hard, mean, dist
+
+
 def distill(
     pairs: Sequence[Pair],
     teacher: Qrels,
     *,
     soft: dict[tuple[str, str], float] | None = None,
+    distribution: dict[tuple[str, str], list[float]] | None = None,
+    head: str = "ridge",
+    label_smoothing: float = 0.0,
     base: str = MINILM_ALIAS,
     max_length: int = 256,
     seed: int = 0,
     card: dict[str, Any] | None = None,
+    student: Student | None = None,
 ) -> Student:
     """Train a :class:`Student` on the pairs the teacher graded.
 
-    ``soft`` (the teacher's expected grades) is the regression target where given; the hard grade otherwise.
+    ``head`` (see :func:`qrelkit.student.fit_head`): ``ridge`` regresses ``soft`` (the teacher's expected
+    grades) where given, the hard grade otherwise; ``logistic`` classifies 0–3 on ``distribution`` (P(grade)
+    per pair) where given, else on hard grades with ``label_smoothing``; ``cosine`` only calibrates the
+    encoder's similarity. ``student`` reuses an encoder already loaded (its embedding cache too).
 
     >>> student = distill(read_pairs("pairs.parquet"), read_qrels("teacher.qrels"))   # doctest: +SKIP
     >>> student.save("model/")                                                          # doctest: +SKIP
@@ -49,22 +88,29 @@ def distill(
     labelled = [p for p in pairs if (p.qid, p.doc_id) in teacher]
     if len(labelled) < 10:
         raise QrelkitError(f"only {len(labelled)} pairs have a teacher grade; need at least 10")
-    grades = np.array([min(teacher[(p.qid, p.doc_id)], 3) for p in labelled])
+    grades = np.array([min(max(teacher[(p.qid, p.doc_id)], 0), 3) for p in labelled])
     if len(set(grades.tolist())) < 2:
         raise QrelkitError(f"the teacher gave every pair grade {grades[0]}; nothing to learn from")
     soft = soft or {}
     target = np.array([soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(labelled, grades, strict=True)])
+    dist = None
+    if distribution:
+        one_hot = np.eye(len(GRADES))
+        rows = [distribution.get((p.qid, p.doc_id), one_hot[g]) for p, g in zip(labelled, grades, strict=True)]
+        dist = np.array(rows)
     t0 = time.perf_counter()
     np.random.seed(seed)
-    student = Student.from_base(base, max_length=max_length)
-    x = student.features([p.query for p in labelled], [p.text for p in labelled])
-    student.head = fit_head(x, target, grades)
+    encoder = student or Student.from_base(base, max_length=max_length)
+    x = encoder.features([p.query for p in labelled], [p.text for p in labelled])
+    fitted = fit_head(x, target, grades, kind=head, distribution=dist, label_smoothing=label_smoothing)
+    student = encoder.with_head(fitted)
     student.card.update(card or {})
     student.card.update(
         {
+            "head": head,
             "train_pairs": len(labelled),
             "train_queries": len({p.qid for p in labelled}),
-            "target": "teacher expected grade (soft)" if soft else "teacher grade",
+            "target": _target_name(head, bool(soft), dist is not None, label_smoothing),
             "seed": seed,
             "epochs": 0,
             "teacher_grade_counts": {g: int((grades == g).sum()) for g in GRADES},
@@ -73,3 +119,13 @@ def distill(
         }
     )
     return student
+
+
+def _target_name(head: str, soft: bool, distribution: bool, smoothing: float) -> str:
+    if head == "cosine":
+        return "teacher grade distribution (thresholds only)"
+    if head == "logistic":
+        if distribution:
+            return "teacher grade distribution (soft labels)"
+        return f"teacher grade (label smoothing {smoothing})" if smoothing else "teacher grade"
+    return "teacher expected grade (soft)" if soft else "teacher grade"

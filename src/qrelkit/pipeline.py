@@ -12,14 +12,14 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 __version__ = "0.1.0"
-from .distill import distill, soft_targets
+from .distill import distill, ensemble, grade_distributions, soft_targets
 from .errors import InputError, QrelkitError
 from .evaluate import evaluate_qrels, write_metrics
 from .io import (
@@ -156,26 +156,46 @@ def judge_file(
 
 def distill_file(
     pairs: str | Path,
-    teacher: str | Path,
+    teacher: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
+    head: str = "ridge",
+    label_smoothing: float = 0.0,
     base: str = "all-MiniLM-L6-v2",
     max_length: int = 256,
     seed: int = 0,
     judgments: str | Path | None = None,
 ) -> dict[str, Any]:
-    teacher = Path(teacher)
-    judgments = Path(judgments) if judgments else judgments_file(teacher)
-    soft = soft_targets(judgments) if judgments.exists() else None
-    card: dict[str, Any] = {"teacher_qrels": str(teacher)}
-    if judgments.exists():
-        first: dict[str, Any] = next((json.loads(line) for line in judgments.open() if line.strip()), {})
-        card.update({"teacher": first.get("model"), "teacher_prompt": first.get("prompt_id")})
+    """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
+    or on several teachers' qrels as an ensemble (mean grade, share of judges per grade)."""
+    teachers = [Path(teacher)] if isinstance(teacher, str | Path) else [Path(t) for t in teacher]
+    if not teachers:
+        raise QrelkitError("distill needs at least one teacher qrels file")
+    card: dict[str, Any] = {"teacher_qrels": ", ".join(map(str, teachers))}
+    if len(teachers) > 1:
+        grades, soft, dist = ensemble([read_qrels(t) for t in teachers])
+        card["teacher"] = f"ensemble of {len(teachers)} judges"
+    else:
+        grades, soft, dist = read_qrels(teachers[0]), None, None
+        jpath = Path(judgments) if judgments else judgments_file(teachers[0])
+        if jpath.exists():
+            soft, dist = soft_targets(jpath) or None, grade_distributions(jpath) or None
+            first: dict[str, Any] = next((json.loads(line) for line in jpath.open() if line.strip()), {})
+            card.update({"teacher": first.get("model"), "teacher_prompt": first.get("prompt_id")})
     student = distill(
-        read_pairs(pairs), read_qrels(teacher), soft=soft, base=base, max_length=max_length, seed=seed, card=card
+        read_pairs(pairs),
+        grades,
+        soft=soft,
+        distribution=dist,
+        head=head,
+        label_smoothing=label_smoothing,
+        base=base,
+        max_length=max_length,
+        seed=seed,
+        card=card,
     )
     student.save(out)
-    return {k: student.card[k] for k in ("train_pairs", "train_queries", "target", "train_seconds")}
+    return {k: student.card[k] for k in ("head", "train_pairs", "train_queries", "target", "train_seconds")}
 
 
 def label_file(
@@ -239,7 +259,10 @@ def _hash_path(path: Path) -> str:
 def stage_fingerprint(name: str, args: dict[str, Any]) -> str:
     parts: dict[str, Any] = {"stage": name, "version": __version__}
     for k, v in sorted(args.items()):
-        parts[k] = _hash_path(Path(v)) if k in FILE_ARGS and v and Path(v).exists() else v
+        if k in FILE_ARGS and isinstance(v, list | tuple):  # several files (an ensemble of teachers)
+            parts[k] = [_hash_path(Path(x)) if Path(x).exists() else x for x in v]
+        else:
+            parts[k] = _hash_path(Path(v)) if k in FILE_ARGS and v and Path(v).exists() else v
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -280,6 +303,8 @@ def run_pipeline(config: str | Path | dict[str, Any], *, force: bool = False) ->
         for k, v in list(args.items()):
             if (k in FILE_ARGS or k in ("out", "cache")) and isinstance(v, str):
                 args[k] = str(run_dir / v) if not Path(v).is_absolute() else v
+            elif k in FILE_ARGS and isinstance(v, list):
+                args[k] = [str(run_dir / x) if not Path(x).is_absolute() else x for x in v]
         # Fingerprint the effective parameters, defaults included: a changed default must rerun the stage.
         bound = signature.bind(**args)
         bound.apply_defaults()

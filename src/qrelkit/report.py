@@ -50,10 +50,12 @@ def build_report(
     seed: int = 0,
     title: str = "qrelkit evaluation report",
     notes: Sequence[str] = (),
+    point_only: Mapping[str, Qrels] | None = None,
 ) -> dict[str, Any]:
     """Metrics of every labeler on the pairs that all of them and the humans graded (so rows are comparable),
     95% intervals resampling queries, the paired difference of each labeler minus ``reference``, and
-    per-query agreement. ``queries`` (qid → text) only labels the per-query table."""
+    per-query agreement. ``queries`` (qid → text) only labels the per-query table. ``point_only`` labelers
+    (say, 30 other LLM judges) get a row in the metrics table but no interval, plot or per-query column."""
     if not labelers:
         raise QrelkitError("no labelers to report on")
     if reference is not None and reference not in labelers:
@@ -66,8 +68,12 @@ def build_report(
         raise QrelkitError("the labelers and the human qrels share no (qid, doc_id) pair")
     y_hum = _grades(human, keys)
     ys = {name: _grades(qrels, keys) for name, qrels in labelers.items()}
+    others = {}
+    for name, qrels in (point_only or {}).items():
+        if set(keys) <= set(qrels):
+            others[name] = _grades(qrels, keys)
     metrics = {}
-    for name, y in ys.items():
+    for name, y in {**ys, **others}.items():
         m = agreement(y, y_hum)
         m["pairwise_accuracy"] = pairwise_accuracy(keys, y, y_hum)
         m["ndcg@10"] = ndcg_at_10(keys, y, y_hum)
@@ -93,6 +99,7 @@ def build_report(
         "human_grade_counts": [int((y_hum == g).sum()) for g in GRADES],
         "reference": reference,
         "bootstrap": bootstrap,
+        "labelers": list(ys),
         "metrics": metrics,
         "intervals": intervals,
         "differences": differences,
@@ -152,7 +159,8 @@ def write_plots(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
     paths: dict[str, Path] = {}
-    for name, m in report["metrics"].items():
+    main = {name: report["metrics"][name] for name in report["labelers"]}
+    for name, m in main.items():
         cm = np.asarray(m["confusion"], dtype=float)
         share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         fig, ax = plt.subplots(figsize=(3.6, 3.2), dpi=100)
@@ -173,7 +181,7 @@ def write_plots(report: Mapping[str, Any], out: Path) -> dict[str, Path]:
         paths[f"confusion:{name}"] = path
     fig, ax = plt.subplots(figsize=(4.8, 4.0), dpi=100)
     ax.plot([0, 3], [0, 3], color="grey", linestyle="--", linewidth=1, label="calibrated")
-    for name, m in report["metrics"].items():
+    for name, m in main.items():
         cm = np.asarray(m["confusion"], dtype=float)
         given = cm.sum(axis=0)
         mean_human = (cm * np.arange(4)[:, None]).sum(axis=0) / np.maximum(given, 1)
@@ -221,7 +229,7 @@ def _interval_rows(report: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
 
 def _worst_queries(report: Mapping[str, Any], limit: int = 10) -> tuple[str, list[Mapping[str, Any]]]:
     """The labeler the per-query table is sorted by (the first that is not the reference) and its worst queries."""
-    names = [n for n in report["metrics"] if n != report["reference"]] or list(report["metrics"])
+    names = [n for n in report["labelers"] if n != report["reference"]] or list(report["labelers"])
     focus = names[0]
     rows = sorted(report["per_query"], key=lambda r: _nan_last(r[f"{focus}:pairwise_accuracy"]))
     return focus, rows[:limit]
@@ -254,7 +262,7 @@ def format_markdown(report: Mapping[str, Any], plots: Mapping[str, Path] | None 
         lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in _interval_rows(report)]
         lines.append("")
     focus, worst = _worst_queries(report)
-    names = list(report["metrics"])
+    names = list(report["labelers"])
     lines += [f"## Queries where {focus} agrees least (pairwise accuracy)", ""]
     lines += ["| qid | query | pairs | " + " | ".join(f"{n} pair acc" for n in names) + " |"]
     lines += ["|---" * (3 + len(names)) + "|"]
@@ -311,7 +319,7 @@ def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
     if "calibration" in plots:
         parts.append(_img(plots["calibration"], "calibration"))
     focus, _ = _worst_queries(report)
-    names = list(report["metrics"])
+    names = list(report["labelers"])
     parts.append(f"</div><h2>Per query (sorted by {e(focus)}'s pairwise accuracy, worst first)</h2>")
     qhead = "".join(f"<th>{e(n)} pair acc</th><th>{e(n)} nDCG@10</th>" for n in names)
     parts.append(f"<table><tr><th>qid</th><th>query</th><th>pairs</th><th>human mean</th>{qhead}</tr>")

@@ -111,6 +111,13 @@ class Student:
         """Forget cached embeddings (benchmarks call this so that every timed text is really encoded)."""
         self._cache.clear()
 
+    def with_head(self, head: dict[str, Any], card: dict[str, Any] | None = None) -> Student:
+        """A student sharing this one's encoder and embedding cache, with another head (k-fold training
+        fits many heads over one frozen encoder)."""
+        sibling = Student(self.encoder, head, {**self.card, **(card or {})}, cache_size=self.cache_size)
+        sibling._cache = self._cache
+        return sibling
+
     # ------------------------------------------------------------ construction
 
     @classmethod
@@ -200,11 +207,11 @@ class Student:
         return np.stack([found[t] for t in texts])
 
     def score_features(self, x: np.ndarray) -> np.ndarray:
+        """A continuous 0–3 grade estimate per row of :meth:`features` (the head's kind decides how)."""
         h = self.head
         if not h:
             raise QrelkitError("this student has no trained head; run distill first")
-        z = (x - np.asarray(h["mean"])) / np.asarray(h["scale"])
-        return np.clip(z @ np.asarray(h["coef"]) + h["intercept"], 0.0, 3.0)
+        return head_scores(h, x)
 
     def grades_from_scores(self, scores: np.ndarray) -> np.ndarray:
         return np.searchsorted(np.asarray(self.head["thresholds"]), scores, side="right").astype(int)
@@ -220,24 +227,86 @@ class Student:
         return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
 
 
-def fit_head(x: np.ndarray, target: np.ndarray, teacher_grades: np.ndarray, *, alpha: float = 1.0) -> dict[str, Any]:
-    """Ridge regression of the (soft) teacher grade on standardised features, and ordinal thresholds
-    that reproduce the teacher's grade distribution on the training pairs."""
-    from sklearn.linear_model import Ridge
+HEADS = ("ridge", "logistic", "cosine")
 
+
+def fit_head(
+    x: np.ndarray,
+    target: np.ndarray,
+    teacher_grades: np.ndarray,
+    *,
+    kind: str = "ridge",
+    distribution: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
+    alpha: float = 1.0,
+) -> dict[str, Any]:
+    """Fit a head on :data:`FEATURES` rows ``x`` and cut its scores into grades by ordinal thresholds that
+    reproduce the teacher's grade distribution on the training pairs.
+
+    ``kind``:
+    - ``ridge``: regression of ``target`` (the teacher's grade, or its expected grade) on standardised features.
+    - ``logistic``: 4-class classification; the score is the expected grade under the predicted distribution.
+      Trains on ``distribution`` (one row of P(grade 0..3) per pair: the teacher's, or several judges') where
+      given, else on the hard grade with ``label_smoothing``.
+    - ``cosine``: the encoder's cosine similarity alone, only calibrated (no weights learnt): the most
+      query-agnostic student, and the one that keeps the base's relevance ranking untouched.
+    """
+    if kind not in HEADS:
+        raise QrelkitError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
-    model = Ridge(alpha=alpha).fit((x - mean) / scale, target)
-    head = {
-        "features": list(FEATURES),
-        "mean": mean.tolist(),
-        "scale": scale.tolist(),
-        "coef": model.coef_.tolist(),
-        "intercept": float(model.intercept_),
-    }
-    scores = np.clip(((x - mean) / scale) @ model.coef_ + model.intercept_, 0.0, 3.0)
-    head["thresholds"] = distribution_thresholds(scores, teacher_grades)
+    head: dict[str, Any] = {"kind": kind, "features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist()}
+    z = (x - mean) / scale
+    if kind == "ridge":
+        from sklearn.linear_model import Ridge
+
+        model = Ridge(alpha=alpha).fit(z, target)
+        head.update(coef=model.coef_.tolist(), intercept=float(model.intercept_))
+    elif kind == "logistic":
+        head.update(_fit_logistic(z, teacher_grades, distribution, label_smoothing, alpha))
+    head["thresholds"] = distribution_thresholds(head_scores(head, x), teacher_grades)
     return head
+
+
+def _fit_logistic(
+    z: np.ndarray, grades: np.ndarray, distribution: np.ndarray | None, smoothing: float, alpha: float
+) -> dict[str, Any]:
+    """Multinomial logistic regression on soft targets: each pair appears once per grade, weighted by that
+    grade's probability (the cross-entropy with a soft target is exactly this weighted sum)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if distribution is None:
+        distribution = np.full((len(grades), 4), smoothing / 3)
+        distribution[np.arange(len(grades)), np.clip(grades, 0, 3)] = 1.0 - smoothing
+    dist = np.asarray(distribution, dtype=float)
+    dist = dist / dist.sum(axis=1, keepdims=True)
+    rows = np.repeat(np.arange(len(z)), 4)
+    labels = np.tile(np.arange(4), len(z))
+    weights = dist.reshape(-1)
+    keep = weights > 0
+    model = LogisticRegression(C=1.0 / alpha, max_iter=2000)
+    model.fit(z[rows[keep]], labels[keep], sample_weight=weights[keep])
+    coef = np.zeros((4, z.shape[1]))
+    intercept = np.full(4, -1e9)  # a grade never seen in training gets probability 0
+    for i, c in enumerate(model.classes_):
+        coef[c] = model.coef_[i] if len(model.classes_) > 2 else (model.coef_[0] if i else -model.coef_[0])
+        intercept[c] = model.intercept_[i] if len(model.classes_) > 2 else (model.intercept_[0] if i else 0.0)
+    return {"coef": coef.tolist(), "intercept": intercept.tolist()}
+
+
+def head_scores(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """The head's continuous 0–3 score for feature rows ``x`` (heads without ``kind`` are ridge heads)."""
+    kind = head.get("kind", "ridge")
+    if kind == "cosine":
+        return np.asarray(x[:, FEATURES.index("cosine")], dtype=np.float64)
+    z = (x - np.asarray(head["mean"])) / np.asarray(head["scale"])
+    if kind == "logistic":
+        logits = z @ np.asarray(head["coef"]).T + np.asarray(head["intercept"])
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        return np.asarray(p @ np.arange(4, dtype=np.float64))
+    return np.clip(z @ np.asarray(head["coef"]) + head["intercept"], 0.0, 3.0)
 
 
 def distribution_thresholds(scores: np.ndarray, grades: np.ndarray) -> list[float]:
@@ -248,7 +317,14 @@ def distribution_thresholds(scores: np.ndarray, grades: np.ndarray) -> list[floa
 
 
 def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
-    weights = ", ".join(f"{f} {c:+.3f}" for f, c in zip(head.get("features", []), head.get("coef", []), strict=False))
+    kind = head.get("kind", "ridge")
+    if kind == "ridge":
+        pairs = zip(head.get("features", []), head.get("coef", []), strict=False)
+        weights = "standardised feature weights: " + ", ".join(f"{f} {c:+.3f}" for f, c in pairs)
+    elif kind == "logistic":
+        weights = "4-class logistic regression on the standardised features; score = expected grade"
+    else:
+        weights = "cosine similarity of the frozen encoder, calibrated by thresholds only"
     lines = [
         "# qrelkit student",
         "",
@@ -279,5 +355,5 @@ def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
     ):
         if k in card:
             lines.append(f"| {k} | {card[k]} |")
-    lines += ["", f"Head (standardised feature weights): {weights}", f"Thresholds: {head.get('thresholds')}", ""]
+    lines += ["", f"Head ({kind}): {weights}", f"Thresholds: {head.get('thresholds')}", ""]
     return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""The k-fold distillation experiment on a small benchmark folder with the real MiniLM student."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qrelkit import experiment as exp
+from qrelkit.errors import QrelkitError
+from qrelkit.io import read_qrels
+
+TOPICS = {
+    "vpn": ("vpn client download", "The VPN client 5.2 can be downloaded from the IT portal under Software."),
+    "pay": ("when is payroll paid", "Payroll is paid on the 25th of every month by bank transfer."),
+    "leave": ("annual leave allowance", "Each employee has 25 days of annual leave per year."),
+    "print": ("add network printer", "To add a network printer open settings and enter its IP address."),
+    "phish": ("report phishing email", "Report phishing emails with the report button in the mail client."),
+    "park": ("staff parking permit", "Parking permits for staff are issued by the facilities desk."),
+    "badge": ("lost id badge", "If you lose your ID badge, contact security to have it deactivated."),
+    "wifi": ("guest wifi password", "The guest wifi password changes weekly and is posted at reception."),
+}
+HELDOUT = ("badge", "wifi")
+
+
+def make_benchmark(root: Path) -> Path:
+    """Benchmark layout as in ../shared/benchmarks: 6 open queries, 2 held out, a teacher and a second judge."""
+    data = root / "toy"
+    for sub in ("pairs", "qrels", "llm_labels/test"):
+        (data / sub).mkdir(parents=True)
+    (data / "queries.jsonl").write_text("".join(json.dumps({"qid": q, "text": t[0]}) + "\n" for q, t in TOPICS.items()))
+    (data / "passages.jsonl").write_text(
+        "".join(json.dumps({"pid": f"p-{d}", "text": t[1]}) + "\n" for d, t in TOPICS.items())
+    )
+    split = {"test-open": [q for q in TOPICS if q not in HELDOUT], "test-heldout": list(HELDOUT)}
+    for name, qids in split.items():
+        (data / "pairs" / f"{name}.tsv").write_text("".join(f"{q}\tp-{d}\n" for q in qids for d in TOPICS))
+    human = "".join(f"{q} 0 p-{d} {3 if q == d else 0}\n" for q in split["test-open"] for d in TOPICS)
+    (data / "qrels" / "human.test-open.txt").write_text(human)
+    teacher = "".join(f"{q} 0 p-{d} {3 if q == d else 0}\n" for q in TOPICS for d in TOPICS)
+    (data / "llm_labels" / "test" / "big-llm.txt").write_text(teacher)
+    judge = "".join(f"{q} 0 p-{d} {2 if q == d else (1 if d == 'vpn' else 0)}\n" for q in TOPICS for d in TOPICS)
+    (data / "llm_labels" / "test" / "other-llm.txt").write_text(judge)
+    return data
+
+
+@pytest.mark.slow
+def test_experiment_is_query_disjoint_and_writes_qrels_and_report(tmp_path, monkeypatch):
+    data = make_benchmark(tmp_path)
+    trained_on: list[set[str]] = []
+    graded: list[set[str]] = []
+    real_distill, real_grade = exp.distill, exp._grade
+
+    def spy_distill(pairs, *a, **k):
+        trained_on.append({p.qid for p in pairs})
+        return real_distill(pairs, *a, **k)
+
+    def spy_grade(student, pairs):
+        graded.append({p.qid for p in pairs})
+        return real_grade(student, pairs)
+
+    monkeypatch.setattr(exp, "distill", spy_distill)
+    monkeypatch.setattr(exp, "_grade", spy_grade)
+    students = [s for s in exp.STUDENTS if s.name in ("minilm-cosine", "minilm-logistic-ensemble")]
+    summary = exp.run_experiment(
+        exp.Benchmark("toy", "big-llm"),
+        out_dir=tmp_path / "out",
+        folds=3,
+        students=students,
+        bootstrap=50,
+        data_root=data,
+    )
+    # every grading call follows the training call of its student, and never grades a query it trained on
+    assert len(trained_on) == len(graded) == 2 * (3 + 1)
+    for seen, scored in zip(trained_on, graded, strict=True):
+        assert scored and not (seen & scored), (seen, scored)
+    for name in ("minilm-cosine", "minilm-logistic-ensemble"):
+        qrels = read_qrels(tmp_path / "out" / "toy" / f"{name}.qrels")
+        assert len(qrels) == len(TOPICS) ** 2  # every test pair, held-out queries included
+        # on queries it never saw, the student grades each query's own document at least as high as the 7 others
+        for q in TOPICS:
+            assert qrels[(q, f"p-{q}")] >= max(qrels[(q, f"p-{d}")] for d in TOPICS if d != q), (name, q)
+        assert sum(qrels[(q, f"p-{q}")] >= 2 for q in TOPICS) >= 6
+        others = [qrels[(q, f"p-{d}")] for q in TOPICS for d in TOPICS if d != q]
+        assert sum(g == 0 for g in others) / len(others) > 0.8
+    assert summary["heldout_pairs"] == 16 and summary["open_queries"] == 6
+    assert summary["best_student"] in ("minilm-cosine", "minilm-logistic-ensemble")
+    report = json.loads((tmp_path / "out" / "toy" / "report" / "report.json").read_text())
+    assert "judge other-llm" in report["metrics"] and "judge other-llm" not in report["intervals"]
+    assert report["metrics"]["teacher big-llm"]["kappa"] == pytest.approx(1.0)
+    assert (tmp_path / "out" / "toy" / "report" / "report.html").exists()
+    assert "| teacher big-llm |" in (tmp_path / "out" / "toy" / "headline.md").read_text()
+
+
+def test_folds_deal_queries_round_robin_and_need_enough_queries():
+    folds = exp.fold_of_queries(["q3", "q1", "q2", "q1", "q4"], 2)
+    assert folds == {"q1": 0, "q2": 1, "q3": 0, "q4": 1}
+    with pytest.raises(QrelkitError, match="cannot make"):
+        exp.fold_of_queries(["q1", "q2"], 3)
+
+
+def test_unknown_teacher_label_set_is_a_clear_error(tmp_path):
+    data = make_benchmark(tmp_path)
+    with pytest.raises(QrelkitError, match="no teacher label set"):
+        exp.load_benchmark(exp.Benchmark("toy", "gpt-9"), data)
