@@ -282,13 +282,13 @@ def experiment(
 ) -> None:
     """Teacher vs distilled students on human-labelled benchmarks (query-disjoint k-fold): qrels per student for
     every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/."""
-    from .experiment import BENCHMARKS, STUDENTS, format_headline, run_experiment, summary_table
+    from .experiment import BENCHMARKS, EXTRA_STUDENTS, STUDENTS, format_headline, run_experiment, summary_table
 
     names = benchmark or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise QrelkitError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    variants = [s for s in STUDENTS if not student or s.name in student]
+    variants = [s for s in (*STUDENTS, *EXTRA_STUDENTS) if s.name in student] if student else list(STUDENTS)
     if student and len(variants) != len(set(student)):
         raise QrelkitError(f"unknown student variant; known: {', '.join(s.name for s in STUDENTS)}")
     for name in names:

@@ -77,6 +77,15 @@ STUDENTS = (
     ),
     StudentSpec("minilm-ridge-dev", dev=True, about="regression; also the dev queries' Llama-3-8B labels"),
 )
+# Selectable with --student, not run by default: a LoRA-tuned causal LM wants a GPU (hours on 2 CPU cores).
+EXTRA_STUDENTS = (
+    StudentSpec(
+        "smollm2-lora",
+        head="causal-lora",
+        teachers="ensemble",
+        about="SmolLM2-135M + LoRA reading P(grade) from its next token, soft labels of all LLM judges",
+    ),
+)
 
 
 @dataclass
@@ -131,7 +140,7 @@ def fold_of_queries(qids: Sequence[str], folds: int) -> dict[str, int]:
 
 def _train(
     spec: StudentSpec, base: Student, data: BenchmarkData, train_pairs: list[Pair], teacher: str
-) -> tuple[Student, float]:
+) -> tuple[Any, float]:
     """Fit one variant on ``train_pairs`` (plus the dev pairs for ``dev`` variants); returns it and seconds."""
     grades: Qrels = dict(data.label_sets[teacher])
     soft: dict[PairKey, float] | None = None
@@ -147,6 +156,10 @@ def _train(
         soft = {**(soft or {}), **dev_mean}
         pairs += [p for p in data.dev_pairs if (p.qid, p.doc_id) in dev_hard]
     t0 = time.perf_counter()
+    if spec.head == "causal-lora":
+        from .causal_student import distill_causal
+
+        return distill_causal(pairs, grades, distribution=dist, base="smollm2-135m", epochs=1), time.perf_counter() - t0
     student = distill(
         pairs,
         grades,
@@ -246,7 +259,7 @@ def run_experiment(
     return summary
 
 
-def _grade(student: Student, pairs: Sequence[Pair]) -> dict[PairKey, int]:
+def _grade(student: Any, pairs: Sequence[Pair]) -> dict[PairKey, int]:
     if not pairs:
         return {}
     _, grades = student.predict_pairs(pairs)
