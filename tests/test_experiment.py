@@ -6,21 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from topics import TOPICS
 
 from qrelkit import experiment as exp
 from qrelkit.errors import QrelkitError
 from qrelkit.io import read_qrels
 
-TOPICS = {
-    "vpn": ("vpn client download", "The VPN client 5.2 can be downloaded from the IT portal under Software."),
-    "pay": ("when is payroll paid", "Payroll is paid on the 25th of every month by bank transfer."),
-    "leave": ("annual leave allowance", "Each employee has 25 days of annual leave per year."),
-    "print": ("add network printer", "To add a network printer open settings and enter its IP address."),
-    "phish": ("report phishing email", "Report phishing emails with the report button in the mail client."),
-    "park": ("staff parking permit", "Parking permits for staff are issued by the facilities desk."),
-    "badge": ("lost id badge", "If you lose your ID badge, contact security to have it deactivated."),
-    "wifi": ("guest wifi password", "The guest wifi password changes weekly and is posted at reception."),
-}
 HELDOUT = ("badge", "wifi")
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import QrelkitError
-from .io import Qrels
+from .io import Qrels, folder_replaced
 from .records import GRADES, Pair
 from .student import distribution_thresholds
 
@@ -110,16 +109,10 @@ class CausalStudent:
         return cls(tok, model, meta["card"], meta["thresholds"])
 
     def save(self, path: str | Path) -> None:
-        p = Path(path)
-        tmp = p.with_name(p.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        self.model.save_pretrained(str(tmp / "adapter"))
-        (tmp / "causal.json").write_text(json.dumps({"card": self.card, "thresholds": self.thresholds}, indent=1))
-        if p.exists():
-            shutil.rmtree(p)
-        tmp.rename(p)
+        with folder_replaced(path) as tmp:
+            self.model.save_pretrained(str(tmp / "adapter"))
+            meta = {"card": self.card, "thresholds": self.thresholds}
+            (tmp / "causal.json").write_text(json.dumps(meta, indent=1))
 
     # ------------------------------------------------------------ prompts and scoring
 

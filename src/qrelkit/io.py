@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -420,3 +422,18 @@ def read_queries(path: str | Path) -> list[dict[str, Any]]:
     if not out:
         raise InputError(p, "no queries")
     return out
+
+
+@contextmanager
+def folder_replaced(path: str | Path) -> Iterator[Path]:
+    """Write a folder in a sibling ``.tmp`` folder and swap it in only when the block succeeds, so a crash
+    mid-save never leaves a half-written model where a good one was."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if p.exists():
+        shutil.rmtree(p)
+    tmp.rename(p)

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import shutil
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import QrelkitError
+from .io import folder_replaced
 from .models import MINILM_ALIAS, resolve_encoder
 from .records import GRADES, Pair
 
@@ -157,18 +157,11 @@ class Student:
         return cls(encoder, head, {**card, "runtime": runtime})
 
     def save(self, path: str | Path) -> None:
-        p = Path(path)
-        tmp = p.with_name(p.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        self.encoder.save(str(tmp / "encoder"))
-        (tmp / "head.json").write_text(json.dumps(self.head, indent=1))
-        (tmp / "card.json").write_text(json.dumps(self.card, indent=1, default=str))
-        (tmp / "README.md").write_text(model_card(self.card, self.head))
-        if p.exists():
-            shutil.rmtree(p)
-        tmp.rename(p)
+        with folder_replaced(path) as tmp:
+            self.encoder.save(str(tmp / "encoder"))
+            (tmp / "head.json").write_text(json.dumps(self.head, indent=1))
+            (tmp / "card.json").write_text(json.dumps(self.card, indent=1, default=str))
+            (tmp / "README.md").write_text(model_card(self.card, self.head))
 
     # ------------------------------------------------------------ features and prediction
 
