@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from .distill import teacher_targets
 from .errors import QrelkitError
 from .io import Qrels, folder_replaced
 from .records import GRADES, Pair
-from .student import distribution_thresholds
+from .student import distribution_thresholds, grades_from_thresholds
 
 log = logging.getLogger("qrelkit")
 
@@ -35,17 +36,9 @@ PROMPT = (
 
 def _load_base(name: str, device: str) -> tuple[Any, Any]:
     """Tokenizer and fp32 model from an HF folder/hub name, or a GGUF file/alias (dequantised once, cached)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from .llm.hf_backend import load_causal_lm
 
-    from .llm.hf_backend import _load_from_gguf
-    from .models import resolve_gguf
-
-    if name.endswith(".gguf") or not (Path(name).exists() or "/" in name):
-        tok, model = _load_from_gguf(resolve_gguf(name))
-    else:
-        tok = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    tok, model = load_causal_lm(name)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"  # the grade is read at the last position of every row
@@ -147,7 +140,7 @@ class CausalStudent:
         if self.thresholds is None:
             raise QrelkitError("this causal student is not trained; run distill_causal first")
         scores = self.grade_probs(queries, docs, batch_size=batch_size) @ np.arange(len(GRADES), dtype=float)
-        return scores, np.searchsorted(np.asarray(self.thresholds), scores, side="right").astype(int)
+        return scores, grades_from_thresholds(self.thresholds, scores)
 
     def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
@@ -208,15 +201,10 @@ def distill_causal(
     """Train a :class:`CausalStudent` on the pairs the teacher graded: soft targets from ``distribution``
     (P(grade) per pair) where given, one-hot teacher grades otherwise; thresholds reproduce the teacher's
     grade shares on the training pairs, as for the encoder student."""
-    labelled = [p for p in pairs if (p.qid, p.doc_id) in teacher]
-    if len(labelled) < 10:
-        raise QrelkitError(f"only {len(labelled)} pairs have a teacher grade; need at least 10")
-    grades = np.array([min(max(teacher[(p.qid, p.doc_id)], 0), 3) for p in labelled])
-    one_hot = np.eye(len(GRADES))
-    soft = distribution or {}
-    targets = np.array([soft.get((p.qid, p.doc_id), one_hot[g]) for p, g in zip(labelled, grades, strict=True)])
+    labelled, grades, targets = teacher_targets(pairs, teacher, distribution or {})
     t0 = time.perf_counter()
     student = CausalStudent.from_base(base, lora_r=lora_r, device=device)
+    assert targets is not None  # a distribution was passed, so teacher_targets gives one row per pair
     losses = student.fit(labelled, targets, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     scores = student.grade_probs([p.query for p in labelled], [p.text for p in labelled]) @ np.arange(4.0)
     student.thresholds = distribution_thresholds(scores, grades)

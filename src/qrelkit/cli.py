@@ -282,20 +282,21 @@ def experiment(
 ) -> None:
     """Teacher vs distilled students on human-labelled benchmarks (query-disjoint k-fold): qrels per student for
     every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/."""
-    from .experiment import BENCHMARKS, EXTRA_STUDENTS, STUDENTS, format_headline, run_experiment, summary_table
+    from .experiment import BENCHMARKS, EXTRA_STUDENTS, STUDENTS, format_headline, run_experiment
 
     names = benchmark or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise QrelkitError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    variants = [s for s in (*STUDENTS, *EXTRA_STUDENTS) if s.name in student] if student else list(STUDENTS)
+    known = (*STUDENTS, *EXTRA_STUDENTS)
+    variants = [s for s in known if s.name in student] if student else list(STUDENTS)
     if student and len(variants) != len(set(student)):
-        raise QrelkitError(f"unknown student variant; known: {', '.join(s.name for s in STUDENTS)}")
+        raise QrelkitError(f"unknown student variant; known: {', '.join(s.name for s in known)}")
     for name in names:
         summary = run_experiment(
             name, out_dir=output, folds=folds, students=variants, bootstrap=bootstrap, teacher=teacher
         )
-        out.print(summary_table(summary))
+        out.print(summary["table"])
         out.print(format_headline(summary))
         out.print(f"report: {summary['report']}")
 

@@ -14,7 +14,7 @@ import numpy as np
 from .errors import QrelkitError
 from .io import Qrels, iter_jsonl
 from .models import MINILM_ALIAS
-from .records import GRADES, Pair
+from .records import GRADES, Pair, clip_grade
 from .student import Student, fit_head
 
 log = logging.getLogger("qrelkit")
@@ -51,14 +51,32 @@ def ensemble(teachers: Sequence[Qrels]) -> tuple[Qrels, dict[PairKey, float], di
     for t in teachers[1:]:
         common &= set(t)
     hard: Qrels = {}
-    mean: dict[tuple[str, str], float] = {}
-    dist: dict[tuple[str, str], list[float]] = {}
+    mean: dict[PairKey, float] = {}
+    dist: dict[PairKey, list[float]] = {}
     for key in common:
         grades = np.clip([t[key] for t in teachers], 0, 3)
         mean[key] = float(grades.mean())
         hard[key] = int(np.floor(mean[key] + 0.5))
         dist[key] = [float((grades == g).mean()) for g in GRADES]
     return hard, mean, dist
+
+
+def teacher_targets(
+    pairs: Sequence[Pair], teacher: Qrels, distribution: dict[PairKey, list[float]] | None = None
+) -> tuple[list[Pair], np.ndarray, np.ndarray | None]:
+    """What every student trains on: the pairs the teacher graded, their grades (clipped to 0–3) and, when
+    ``distribution`` is given, one row of P(grade 0..3) per pair (one-hot where it lacks the pair)."""
+    labelled = [p for p in pairs if (p.qid, p.doc_id) in teacher]
+    if len(labelled) < 10:
+        raise QrelkitError(f"only {len(labelled)} pairs have a teacher grade; need at least 10")
+    grades = np.array([clip_grade(teacher[(p.qid, p.doc_id)]) for p in labelled])
+    if len(set(grades.tolist())) < 2:
+        raise QrelkitError(f"the teacher gave every pair grade {grades[0]}; nothing to learn from")
+    if distribution is None:
+        return labelled, grades, None
+    one_hot = np.eye(len(GRADES))
+    rows = [distribution.get((p.qid, p.doc_id), one_hot[g]) for p, g in zip(labelled, grades, strict=True)]
+    return labelled, grades, np.array(rows)
 
 
 def distill(
@@ -85,19 +103,9 @@ def distill(
     >>> student = distill(read_pairs("pairs.parquet"), read_qrels("teacher.qrels"))   # doctest: +SKIP
     >>> student.save("model/")                                                          # doctest: +SKIP
     """
-    labelled = [p for p in pairs if (p.qid, p.doc_id) in teacher]
-    if len(labelled) < 10:
-        raise QrelkitError(f"only {len(labelled)} pairs have a teacher grade; need at least 10")
-    grades = np.array([min(max(teacher[(p.qid, p.doc_id)], 0), 3) for p in labelled])
-    if len(set(grades.tolist())) < 2:
-        raise QrelkitError(f"the teacher gave every pair grade {grades[0]}; nothing to learn from")
+    labelled, grades, dist = teacher_targets(pairs, teacher, distribution or None)
     soft = soft or {}
     target = np.array([soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(labelled, grades, strict=True)])
-    dist = None
-    if distribution:
-        one_hot = np.eye(len(GRADES))
-        rows = [distribution.get((p.qid, p.doc_id), one_hot[g]) for p, g in zip(labelled, grades, strict=True)]
-        dist = np.array(rows)
     t0 = time.perf_counter()
     np.random.seed(seed)
     encoder = student or Student.from_base(base, max_length=max_length)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import QrelkitError
 from .io import Qrels
-from .records import GRADES
+from .records import GRADES, clip_grade
 
 BINARY_CUT = 2  # grade >= 2 counts as relevant (TREC DL convention)
 
@@ -27,7 +27,7 @@ def align(labels: Qrels, human: Qrels) -> tuple[list[tuple[str, str]], np.ndarra
 
 def _grades(qrels: Qrels, keys: Sequence[tuple[str, str]]) -> np.ndarray:
     """The grades of ``keys``, clipped to 0–3 (TREC files may hold -1 or 4)."""
-    return np.array([min(max(qrels[k], 0), 3) for k in keys])
+    return np.array([clip_grade(qrels[k]) for k in keys])
 
 
 def _group_by_query(keys: Sequence[tuple[str, str]]) -> dict[str, list[int]]:
@@ -38,46 +38,81 @@ def _group_by_query(keys: Sequence[tuple[str, str]]) -> dict[str, list[int]]:
     return by_query
 
 
+def _confusion_agreement(y_label: np.ndarray, y_human: np.ndarray) -> dict[str, Any]:
+    """Accuracy, Cohen's kappas (unweighted, linear, quadratic, binary at grade >= 2) and the 4×4 confusion
+    matrix (rows: human), all from one confusion matrix: the bootstrap calls this thousands of times."""
+    a, h = np.asarray(y_label).astype(int), np.asarray(y_human).astype(int)
+    k = len(GRADES)
+    cm = np.bincount(h * k + a, minlength=k * k).reshape(k, k).astype(float)
+    c = BINARY_CUT
+    binary = np.array([[cm[:c, :c].sum(), cm[:c, c:].sum()], [cm[c:, :c].sum(), cm[c:, c:].sum()]])
+    return {
+        "accuracy": float(np.trace(cm) / cm.sum()),
+        "kappa": _kappa_from_confusion(cm, None),
+        "kappa_linear": _kappa_from_confusion(cm, "linear"),
+        "kappa_quadratic": _kappa_from_confusion(cm, "quadratic"),
+        "binary_kappa": _kappa_from_confusion(binary, None),
+        "confusion": cm.astype(int).tolist(),
+    }
+
+
+def _kappa_from_confusion(cm: np.ndarray, weights: str | None) -> float:
+    """Cohen's kappa from a confusion matrix (sklearn's formula); nan when no disagreement is possible."""
+    k = cm.shape[0]
+    total = cm.sum()
+    if total == 0:
+        return float("nan")
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / total
+    d = np.abs(np.subtract.outer(np.arange(k), np.arange(k))).astype(float)
+    w = (d > 0).astype(float) if weights is None else d if weights == "linear" else d**2
+    denom = (w * expected).sum()
+    return float(1 - (w * cm).sum() / denom) if denom else float("nan")
+
+
 def agreement(y_label: Sequence[int] | np.ndarray, y_human: Sequence[int] | np.ndarray) -> dict[str, Any]:
     """Accuracy, Cohen's kappa (unweighted, linear, quadratic), Krippendorff's alpha (ordinal), Spearman,
     binary (grade >= 2) precision/recall/F1/kappa, and the 4×4 confusion matrix (rows: human)."""
     import krippendorff
     from scipy.stats import spearmanr
-    from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support
 
     a, h = np.asarray(y_label), np.asarray(y_human)
-    labels = list(GRADES)
-
-    def kappa(x: np.ndarray, y: np.ndarray, weights: str | None = None, lab: list[int] = labels) -> float:
-        if len(set(x.tolist()) | set(y.tolist())) < 2:
-            return float("nan")
-        return float(cohen_kappa_score(y, x, labels=lab, weights=weights))
-
     rho = spearmanr(a, h).statistic if len(set(a.tolist())) > 1 and len(set(h.tolist())) > 1 else float("nan")
     try:
         alpha = float(
             krippendorff.alpha(
-                reliability_data=np.vstack([h, a]).astype(float), level_of_measurement="ordinal", value_domain=labels
+                reliability_data=np.vstack([h, a]).astype(float),
+                level_of_measurement="ordinal",
+                value_domain=list(GRADES),
             )
         )
     except (ValueError, ZeroDivisionError):
         alpha = float("nan")
     ab, hb = (a >= BINARY_CUT).astype(int), (h >= BINARY_CUT).astype(int)
     p, r, f, _ = precision_recall_fscore_support(hb, ab, average="binary", zero_division=0)
+    c = _confusion_agreement(a, h)
     return {
         "n": len(a),
-        "accuracy": float((a == h).mean()),
-        "kappa": kappa(a, h),
-        "kappa_linear": kappa(a, h, "linear"),
-        "kappa_quadratic": kappa(a, h, "quadratic"),
+        "accuracy": c["accuracy"],
+        "kappa": c["kappa"],
+        "kappa_linear": c["kappa_linear"],
+        "kappa_quadratic": c["kappa_quadratic"],
         "krippendorff_alpha": alpha,
         "spearman": float(rho),
         "binary_precision": float(p),
         "binary_recall": float(r),
         "binary_f1": float(f),
-        "binary_kappa": kappa(ab, hb, lab=[0, 1]),
-        "confusion": confusion_matrix(h, a, labels=labels).tolist(),
+        "binary_kappa": c["binary_kappa"],
+        "confusion": c["confusion"],
     }
+
+
+def point_metrics(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> dict[str, Any]:
+    """:func:`agreement` plus the ranking metrics (pairwise accuracy, nDCG@10) of one labeler."""
+    out = agreement(y_label, y_human)
+    out["pairwise_accuracy"] = pairwise_accuracy(keys, y_label, y_human)
+    out["ndcg@10"] = ndcg_at_10(keys, y_label, y_human)
+    return out
 
 
 def pairwise_accuracy(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> float:
@@ -105,34 +140,11 @@ def ndcg_at_10(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np
     return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
 
 
-def _kappa_from_confusion(cm: np.ndarray, weights: str | None) -> float:
-    """Cohen's kappa from a confusion matrix (same as sklearn's, without its per-call overhead: the
-    bootstrap calls this thousands of times)."""
-    k = cm.shape[0]
-    total = cm.sum()
-    if total == 0:
-        return float("nan")
-    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / total
-    d = np.abs(np.subtract.outer(np.arange(k), np.arange(k))).astype(float)
-    w = (d > 0).astype(float) if weights is None else d if weights == "linear" else d**2
-    denom = (w * expected).sum()
-    return float(1 - (w * cm).sum() / denom) if denom else float("nan")
-
-
 def _headline(
     keys: Sequence[tuple[str, str]], y_lab: np.ndarray, y_hum: np.ndarray, metrics: Sequence[str] | None = None
 ) -> dict[str, float]:
     wanted = metrics or DEFAULT_INTERVAL_METRICS
-    a, h = np.asarray(y_lab).astype(int), np.asarray(y_hum).astype(int)
-    cm = np.bincount(h * 4 + a, minlength=16).reshape(4, 4).astype(float)
-    binary = np.array([[cm[:2, :2].sum(), cm[:2, 2:].sum()], [cm[2:, :2].sum(), cm[2:, 2:].sum()]])
-    out = {
-        "accuracy": float(np.trace(cm) / cm.sum()),
-        "kappa": _kappa_from_confusion(cm, None),
-        "kappa_linear": _kappa_from_confusion(cm, "linear"),
-        "kappa_quadratic": _kappa_from_confusion(cm, "quadratic"),
-        "binary_kappa": _kappa_from_confusion(binary, None),
-    }
+    out = _confusion_agreement(y_lab, y_hum)
     if "pairwise_accuracy" in wanted:
         out["pairwise_accuracy"] = pairwise_accuracy(keys, y_lab, y_hum)
     if "ndcg@10" in wanted:
@@ -199,9 +211,7 @@ def evaluate_qrels(labels: Qrels, human: Qrels, *, bootstrap: int = 0, seed: int
     """Agreement of ``labels`` with ``human`` on the pairs both graded; with ``bootstrap`` > 0, 95% intervals
     of the headline metrics from that many query resamples (under ``"ci"``)."""
     keys, y_lab, y_hum = align(labels, human)
-    out = agreement(y_lab, y_hum)
-    out["pairwise_accuracy"] = pairwise_accuracy(keys, y_lab, y_hum)
-    out["ndcg@10"] = ndcg_at_10(keys, y_lab, y_hum)
+    out = point_metrics(keys, y_lab, y_hum)
     out["missing"] = len(set(human) - set(labels))
     out["queries"] = len({q for q, _ in keys})
     if bootstrap:

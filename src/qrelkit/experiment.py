@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from .distill import PairKey, distill, ensemble
 from .errors import QrelkitError
 from .evaluate import format_table
 from .io import Qrels, iter_jsonl, read_qrels, write_qrels
-from .records import Pair
+from .records import Pair, clip_grade
 from .report import INTERVAL_METRICS, build_report, write_report
 from .student import Student
 
@@ -99,6 +100,19 @@ class BenchmarkData:
     dev_labels: dict[str, Qrels]
     queries: dict[str, str]
 
+    @cached_property
+    def judges(self) -> tuple[Qrels, dict[PairKey, float], dict[PairKey, list[float]]]:
+        """Every LLM label set as one ensemble teacher (:func:`qrelkit.distill.ensemble`), built once for all
+        folds and variants."""
+        return ensemble(list(self.label_sets.values()))
+
+    @cached_property
+    def dev_judges(self) -> tuple[Qrels, dict[PairKey, float], dict[PairKey, list[float]]]:
+        """The dev label sets as one ensemble (other queries than the test ones)."""
+        if not self.dev_labels:
+            raise QrelkitError(f"{self.name} has no dev label sets")
+        return ensemble(list(self.dev_labels.values()))
+
 
 def _pair_keys(path: Path) -> list[PairKey]:
     if not path.exists():
@@ -108,7 +122,7 @@ def _pair_keys(path: Path) -> list[PairKey]:
 
 
 def _clipped(path: Path) -> Qrels:
-    return {k: min(max(v, 0), 3) for k, v in read_qrels(path).items()}
+    return {k: clip_grade(v) for k, v in read_qrels(path).items()}
 
 
 def load_benchmark(spec: Benchmark, root: Path | None = None) -> BenchmarkData:
@@ -142,17 +156,15 @@ def _train(
     spec: StudentSpec, base: Student, data: BenchmarkData, train_pairs: list[Pair], teacher: str
 ) -> tuple[Any, float]:
     """Fit one variant on ``train_pairs`` (plus the dev pairs for ``dev`` variants); returns it and seconds."""
-    grades: Qrels = dict(data.label_sets[teacher])
+    grades: Qrels = data.label_sets[teacher]
     soft: dict[PairKey, float] | None = None
     dist: dict[PairKey, list[float]] | None = None
     pairs = list(train_pairs)
     if spec.teachers == "ensemble":
-        grades, soft, dist = ensemble(list(data.label_sets.values()))
+        grades, soft, dist = data.judges
     if spec.dev:
-        if not data.dev_labels:
-            raise QrelkitError(f"{data.name} has no dev label sets for {spec.name}")
-        dev_hard, dev_mean, _ = ensemble(list(data.dev_labels.values()))
-        grades.update(dev_hard)
+        dev_hard, dev_mean, _ = data.dev_judges
+        grades = {**grades, **dev_hard}  # a new dict: the shared label sets stay untouched
         soft = {**(soft or {}), **dev_mean}
         pairs += [p for p in data.dev_pairs if (p.qid, p.doc_id) in dev_hard]
     t0 = time.perf_counter()
@@ -251,6 +263,7 @@ def run_experiment(
         "machine": machine_name(),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
         "headline": headline(report, teacher_name, best),
+        "table": format_table({n: report["metrics"][n] for n in report["labelers"]}),
         "qrels": {v.name: str(out / f"{v.name}.qrels") for v in variants},
         "report": str(paths["html"]),
     }
@@ -315,8 +328,3 @@ def format_headline(summary: Mapping[str, Any]) -> str:
         f"cached); student labeling: {summary['student_pairs_per_s']:.1f} pairs/s",
     ]
     return "\n".join(lines)
-
-
-def summary_table(summary: Mapping[str, Any]) -> str:
-    report = json.loads((Path(summary["report"]).parent / "report.json").read_text())
-    return format_table({n: report["metrics"][n] for n in report["labelers"]})

@@ -7,6 +7,11 @@ from pydantic import BaseModel, Field
 GRADES = (0, 1, 2, 3)
 
 
+def clip_grade(grade: int) -> int:
+    """A grade on the 0–3 scale (TREC files and LLM judges may write -1, 4 or 10)."""
+    return min(max(grade, GRADES[0]), GRADES[-1])
+
+
 class Document(BaseModel):
     """A corpus document (``documents.parquet`` row)."""
 

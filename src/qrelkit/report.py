@@ -26,13 +26,15 @@ import numpy as np
 from .errors import QrelkitError
 from .evaluate import (
     HEADLINE,
+    _fmt,
     _grades,
     _group_by_query,
-    agreement,
     bootstrap_intervals,
+    format_intervals,
     format_table,
     ndcg_at_10,
     pairwise_accuracy,
+    point_metrics,
 )
 from .io import Qrels
 from .records import GRADES
@@ -74,9 +76,7 @@ def build_report(
             others[name] = _grades(qrels, keys)
     metrics = {}
     for name, y in {**ys, **others}.items():
-        m = agreement(y, y_hum)
-        m["pairwise_accuracy"] = pairwise_accuracy(keys, y, y_hum)
-        m["ndcg@10"] = ndcg_at_10(keys, y, y_hum)
+        m = point_metrics(keys, y, y_hum)
         m["grade_counts"] = [int((y == g).sum()) for g in GRADES]
         metrics[name] = m
     intervals = (
@@ -209,12 +209,6 @@ def _write_per_query_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.3f}"
-    return str(v)
-
-
 def _interval_rows(report: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     """(name, cells) per labeler and per difference: 'point [lo, hi]' for each interval metric."""
     rows = []
@@ -222,7 +216,7 @@ def _interval_rows(report: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     for name, ci in report["intervals"].items():
         if name not in points:
             continue
-        cells = [f"{_cell(points[name][k])} [{_cell(ci[k][0])}, {_cell(ci[k][1])}]" for k in INTERVAL_METRICS]
+        cells = [f"{_fmt(points[name][k])} [{_fmt(ci[k][0])}, {_fmt(ci[k][1])}]" for k in INTERVAL_METRICS]
         rows.append((name, cells))
     return rows
 
@@ -256,18 +250,16 @@ def format_markdown(report: Mapping[str, Any], plots: Mapping[str, Path] | None 
             f"## 95% intervals ({report['bootstrap']} resamples of queries)"
             + (f"; differences are paired, labeler − {report['reference']}" if report["reference"] else ""),
             "",
-            "| labeler | " + " | ".join(INTERVAL_METRICS) + " |",
-            "|---" * (len(INTERVAL_METRICS) + 1) + "|",
+            format_intervals(report["intervals"], {**report["metrics"], **report["differences"]}),
+            "",
         ]
-        lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in _interval_rows(report)]
-        lines.append("")
     focus, worst = _worst_queries(report)
     names = list(report["labelers"])
     lines += [f"## Queries where {focus} agrees least (pairwise accuracy)", ""]
     lines += ["| qid | query | pairs | " + " | ".join(f"{n} pair acc" for n in names) + " |"]
     lines += ["|---" * (3 + len(names)) + "|"]
     for r in worst:
-        cells = " | ".join(_cell(r[f"{n}:pairwise_accuracy"]) for n in names)
+        cells = " | ".join(_fmt(r[f"{n}:pairwise_accuracy"]) for n in names)
         lines.append(f"| {r['qid']} | {r['query'][:60]} | {r['pairs']} | {cells} |")
     if plots:
         lines += ["", "Plots: " + ", ".join(p.name for p in plots.values())]
@@ -285,7 +277,7 @@ def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
     head = "".join(f"<th>{e(h)}</th>" for _, h in HEADLINE)
     body = []
     for name, m in report["metrics"].items():
-        cells = "".join(f"<td>{e(_cell(m.get(k, '')))}</td>" for k, _ in HEADLINE)
+        cells = "".join(f"<td>{e(_fmt(m.get(k, '')))}</td>" for k, _ in HEADLINE)
         body.append(f"<tr><th>{e(name)}</th>{cells}</tr>")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -325,11 +317,11 @@ def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
     parts.append(f"<table><tr><th>qid</th><th>query</th><th>pairs</th><th>human mean</th>{qhead}</tr>")
     for r in sorted(report["per_query"], key=lambda r: _nan_last(r[f"{focus}:pairwise_accuracy"])):
         cells = "".join(
-            f"<td>{_cell(r[f'{n}:pairwise_accuracy'])}</td><td>{_cell(r[f'{n}:ndcg@10'])}</td>" for n in names
+            f"<td>{_fmt(r[f'{n}:pairwise_accuracy'])}</td><td>{_fmt(r[f'{n}:ndcg@10'])}</td>" for n in names
         )
         parts.append(
             f"<tr><th>{e(r['qid'])}</th><td style='text-align:left'>{e(r['query'])}</td><td>{r['pairs']}</td>"
-            f"<td>{_cell(r['human_mean'])}</td>{cells}</tr>"
+            f"<td>{_fmt(r['human_mean'])}</td>{cells}</tr>"
         )
     parts.append("</table></body></html>")
     return "\n".join(parts)

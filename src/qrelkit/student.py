@@ -207,7 +207,7 @@ class Student:
         return head_scores(h, x)
 
     def grades_from_scores(self, scores: np.ndarray) -> np.ndarray:
-        return np.searchsorted(np.asarray(self.head["thresholds"]), scores, side="right").astype(int)
+        return grades_from_thresholds(self.head["thresholds"], scores)
 
     def predict(
         self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
@@ -300,6 +300,11 @@ def head_scores(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
         p /= p.sum(axis=1, keepdims=True)
         return np.asarray(p @ np.arange(4, dtype=np.float64))
     return np.clip(z @ np.asarray(head["coef"]) + head["intercept"], 0.0, 3.0)
+
+
+def grades_from_thresholds(thresholds: Sequence[float], scores: np.ndarray) -> np.ndarray:
+    """Grades 0–3 from scores and the ordinal cut points t1 ≤ t2 ≤ t3 (a score equal to a cut goes above it)."""
+    return np.searchsorted(np.asarray(thresholds), scores, side="right").astype(int)
 
 
 def distribution_thresholds(scores: np.ndarray, grades: np.ndarray) -> list[float]:

@@ -37,21 +37,26 @@ def _load_from_gguf(gguf: Path) -> tuple[Any, Any]:
     return tok, fresh
 
 
+def load_causal_lm(name: str) -> tuple[Any, Any]:
+    """Tokenizer and fp32 causal LM from an HF folder or hub name, or a GGUF file or alias (dequantised)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name.endswith(".gguf") or not (Path(name).exists() or "/" in name):
+        return _load_from_gguf(resolve_gguf(name))
+    return AutoTokenizer.from_pretrained(name), AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+
+
 class HFBackend(LLM):
     """``hf:PATH_OR_NAME`` — a transformers causal LM run in this process on CPU (or GPU if present)."""
 
     def __init__(self, name: str, *, threads: int | None = None):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec = f"hf:{name}"
         if threads:
             torch.set_num_threads(threads)
-        if name.endswith(".gguf") or not (Path(name).exists() or "/" in name):
-            self.tokenizer, self.model = _load_from_gguf(resolve_gguf(name))
-        else:
-            self.tokenizer = AutoTokenizer.from_pretrained(name)
-            self.model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        self.tokenizer, self.model = load_causal_lm(name)
         self.model.eval()
 
     def _prompt_ids(self, messages: list[Message]) -> Any:
