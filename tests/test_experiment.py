@@ -95,3 +95,73 @@ def test_unknown_teacher_label_set_is_a_clear_error(tmp_path):
     data = make_benchmark(tmp_path)
     with pytest.raises(QrelkitError, match="no teacher label set"):
         exp.load_benchmark(exp.Benchmark("toy", "gpt-9"), data)
+
+
+def _synth_reply(prompt: str) -> str:
+    """Three queries from the words of the seed passage; for the VPN passage one of them is a benchmark query."""
+    words = [w.strip(".,").lower() for w in prompt.removeprefix("Document:").split()]
+    keyword = "vpn client download" if "vpn" in words else " ".join(words[1:4])
+    return f"keyword: {keyword}\nquestion: what about {words[-2]} {words[-1]}?\nshort: {words[1]}"
+
+
+def _judge_probs(prompt: str) -> list[float]:
+    """Grade 3 when the passage shares two query words (the scripted judge knows nothing else)."""
+    query = prompt.split("Query:")[1].split("<passage>")[0].lower().split()
+    passage = prompt.split("<passage>")[1].lower()
+    shared = sum(w.strip("?") in passage for w in query if len(w) > 3)
+    return [0.0, 0.05, 0.15, 0.8] if shared >= 2 else [0.85, 0.1, 0.05, 0.0]
+
+
+@pytest.mark.slow
+def test_synthetic_training_set_holds_no_benchmark_query_and_feeds_its_students(tmp_path, scripted, monkeypatch):
+    data = make_benchmark(tmp_path)
+    llm = scripted(reply=_synth_reply, probs=_judge_probs)
+    syn_dir = tmp_path / "out" / "toy" / "synthetic"
+    about = exp.build_synthetic("toy", syn_dir, llm=llm, n_seeds=8, k=2, n_random=1, data_root=data)
+    queries = [json.loads(line) for line in (syn_dir / "queries.jsonl").read_text().splitlines()]
+    assert about["queries"] == len(queries) > 8
+    assert "vpn client download" not in {q["text"] for q in queries}  # a benchmark query is never trained on
+    assert about["graded"] == about["pairs"] and about["llm"] == "fake:scripted"
+    syn = exp.load_synthetic(syn_dir)
+    assert syn is not None and all(p.qid.startswith("syn:") for p in syn.pairs)
+    assert {g for g in syn.grades.values()} == {0, 3} and len(syn.expected) == len(syn.pairs)
+
+    trained_on: list[set[str]] = []
+    real_distill = exp.distill
+
+    def spy_distill(pairs, *a, **k):
+        trained_on.append({p.qid for p in pairs})
+        return real_distill(pairs, *a, **k)
+
+    monkeypatch.setattr(exp, "distill", spy_distill)
+    students = [s for s in exp.STUDENTS if s.name in ("minilm-ridge-synthetic", "minilm-ridge-both")]
+    summary = exp.run_experiment(
+        exp.Benchmark("toy", "big-llm"),
+        out_dir=tmp_path / "out",
+        folds=3,
+        students=students,
+        bootstrap=20,
+        data_root=data,
+    )
+    synthetic_only, both = trained_on[:4], trained_on[4:]
+    assert all(q.startswith("syn:") for seen in synthetic_only for q in seen)
+    for seen in both[:3]:  # each fold: the synthetic queries and the other folds' benchmark queries
+        assert {q for q in seen if not q.startswith("syn:")} and {q for q in seen if q.startswith("syn:")}
+    qrels = read_qrels(tmp_path / "out" / "toy" / "minilm-ridge-synthetic.qrels")
+    assert len(qrels) == len(TOPICS) ** 2
+    assert sum(qrels[(q, f"p-{q}")] >= 2 for q in TOPICS) >= 6  # learnt from the synthetic set alone
+    assert any(
+        "synthetic training set" in n
+        for n in json.loads((tmp_path / "out/toy/report/report.json").read_text())["notes"]
+    )
+    assert [s["name"] for s in summary["students"]] == ["minilm-ridge-synthetic", "minilm-ridge-both"]
+
+    summary = exp.run_experiment(
+        exp.Benchmark("toy", "big-llm"),
+        out_dir=tmp_path / "out2",
+        folds=3,
+        students=[*students, exp.STUDENTS[0]],
+        bootstrap=20,
+        data_root=data,
+    )
+    assert [s["name"] for s in summary["students"]] == ["minilm-cosine"]  # no synthetic set there: skipped

@@ -279,10 +279,20 @@ def experiment(
     student: Annotated[list[str] | None, typer.Option(help="student variant (repeatable); default: all")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="results folder")] = Path("benchmarks/results"),
     bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals")] = 1000,
+    build_synthetic: Annotated[
+        bool, typer.Option("--build-synthetic", help="first (re)build OUTPUT/<benchmark>/synthetic with --llm")
+    ] = False,
+    llm: Llm = DEFAULT_LLM,
+    synthetic_seeds: Annotated[int, typer.Option(help="seed passages for --build-synthetic")] = 50,
 ) -> None:
     """Teacher vs distilled students on human-labelled benchmarks (query-disjoint k-fold): qrels per student for
-    every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/."""
+    every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/.
+
+    Students named *-synthetic / *-both also train on OUTPUT/<benchmark>/synthetic: LLM-written queries over the
+    benchmark's passages with BM25 near misses, graded by the same LLM (--build-synthetic makes it; cached)."""
     from .experiment import BENCHMARKS, EXTRA_STUDENTS, STUDENTS, format_headline, run_experiment
+    from .experiment import build_synthetic as build
+    from .models import CACHE_DIR
 
     names = benchmark or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -293,6 +303,9 @@ def experiment(
     if student and len(variants) != len(set(student)):
         raise QrelkitError(f"unknown student variant; known: {', '.join(s.name for s in known)}")
     for name in names:
+        if build_synthetic:
+            cache = CACHE_DIR / f"synthetic-{name}.sqlite"
+            _show(build(name, output / name / "synthetic", llm=llm, n_seeds=synthetic_seeds, cache=cache))
         summary = run_experiment(
             name, out_dir=output, folds=folds, students=variants, bootstrap=bootstrap, teacher=teacher
         )

@@ -7,7 +7,13 @@ scored on. The held-out test queries (human grades not distributed) are graded b
 open queries. Every variant's grades of every test pair are written as TREC qrels, with a report
 (:mod:`qrelkit.report`) of teacher vs students vs the other LLM judges against the human grades.
 
+Training data comes in three variants (the issue's a/b/c): the teacher's labels of the benchmark's own pairs,
+a synthetic set (queries written by an LLM from the benchmark's passages, BM25 near misses, graded by an LLM
+judge: :func:`build_synthetic`), or both. The synthetic set holds no benchmark query and no label of a
+benchmark pair, so every fold may use all of it.
+
     qrelkit experiment                       # both benchmarks, results in benchmarks/results/
+    qrelkit experiment --build-synthetic     # first (re)build the synthetic training sets (local LLM)
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ from typing import Any
 import numpy as np
 
 from .bench import benchmark_dir, benchmark_pairs, machine_name
-from .distill import PairKey, distill, ensemble
+from .distill import PairKey, distill, ensemble, soft_targets
 from .errors import QrelkitError
 from .evaluate import format_table
-from .io import Qrels, iter_jsonl, read_qrels, write_qrels
+from .io import Qrels, iter_jsonl, read_documents, read_pairs, read_qrels, write_jsonl, write_pairs, write_qrels
+from .judge import Judge, judgments_file, write_judgments
+from .llm import DEFAULT_LLM, LLM, ResultCache, get_llm
+from .mine import mine_pairs
 from .records import Pair, clip_grade
 from .report import INTERVAL_METRICS, build_report, write_report
 from .student import Student
+from .synth import normalize_query, synthesize
 
 log = logging.getLogger("qrelkit")
 
@@ -59,6 +69,7 @@ class StudentSpec:
     teachers: str = "teacher"  # "teacher" (the single teacher) or "ensemble" (every LLM label set)
     label_smoothing: float = 0.0
     dev: bool = False  # also train on the dev queries' LLM labels (other queries; never their human grades)
+    data: str = "benchmark"  # "benchmark" (teacher labels of the fold's pairs), "synthetic", or "both"
     about: str = ""
 
 
@@ -77,6 +88,22 @@ STUDENTS = (
         about="classification on soft labels: the share of LLM judges giving each grade",
     ),
     StudentSpec("minilm-ridge-dev", dev=True, about="regression; also the dev queries' Llama-3-8B labels"),
+    StudentSpec(
+        "minilm-cosine-synthetic",
+        head="cosine",
+        data="synthetic",
+        about="frozen MiniLM cosine, thresholds fit to the local LLM judge's grades of the synthetic set",
+    ),
+    StudentSpec(
+        "minilm-ridge-synthetic",
+        data="synthetic",
+        about="regression of the local LLM judge's expected grade on the synthetic set only",
+    ),
+    StudentSpec(
+        "minilm-ridge-both",
+        data="both",
+        about="regression on the teacher's benchmark labels plus the synthetic set",
+    ),
 )
 # Selectable with --student, not run by default: a LoRA-tuned causal LM wants a GPU (hours on 2 CPU cores).
 EXTRA_STUDENTS = (
@@ -99,6 +126,7 @@ class BenchmarkData:
     label_sets: dict[str, Qrels]  # every LLM label set on the test pairs, grades clipped to 0–3
     dev_labels: dict[str, Qrels]
     queries: dict[str, str]
+    synthetic: SyntheticSet | None = None
 
     @cached_property
     def judges(self) -> tuple[Qrels, dict[PairKey, float], dict[PairKey, list[float]]]:
@@ -144,6 +172,84 @@ def load_benchmark(spec: Benchmark, root: Path | None = None) -> BenchmarkData:
     )
 
 
+@dataclass
+class SyntheticSet:
+    """Judge-graded training pairs on synthetic queries (:func:`build_synthetic`); query ids get a ``syn:``
+    prefix so they can never meet a benchmark query's id."""
+
+    pairs: list[Pair]
+    grades: Qrels
+    expected: dict[PairKey, float]  # the judge's expected grade where it returned a grade distribution
+    about: dict[str, Any]
+
+
+SYNTHETIC_FILES = ("queries.jsonl", "pairs.parquet", "teacher.qrels", "synthetic.json")
+
+
+def build_synthetic(
+    benchmark: str,
+    out: str | Path,
+    *,
+    llm: str | LLM = DEFAULT_LLM,
+    n_seeds: int = 50,
+    per_doc: int = 3,
+    k: int = 4,
+    n_random: int = 1,
+    seed: int = 0,
+    cache: str | Path | None = None,
+    data_root: Path | None = None,
+) -> dict[str, Any]:
+    """The paper's data recipe on a benchmark's passages: ``llm`` writes up to ``per_doc`` queries for each of
+    ``n_seeds`` random passages (:func:`qrelkit.synth.synthesize`), BM25 adds ``k`` near misses and
+    ``n_random`` random passages per query (:func:`qrelkit.mine.mine_pairs`), and ``llm`` grades every pair
+    (:class:`qrelkit.judge.Judge`). Writes ``queries.jsonl``, ``pairs.parquet``, ``teacher.qrels`` (+
+    judgments) and ``synthetic.json`` under ``out``. With ``cache`` a rerun resumes where a crash stopped."""
+    data = data_root or benchmark_dir(benchmark)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = read_documents(data / "passages.jsonl")
+    model = get_llm(llm) if isinstance(llm, str) else llm
+    store = ResultCache(cache) if cache else None
+    t0 = time.perf_counter()
+    queries, synth_stats = synthesize(docs, model, n_seeds=n_seeds, per_doc=per_doc, cache=store, seed=seed)
+    benchmark_queries = {normalize_query(r["text"]) for _, r in iter_jsonl(data / "queries.jsonl")}
+    queries = [q for q in queries if normalize_query(q.text) not in benchmark_queries]  # never a test query
+    write_jsonl(out / "queries.jsonl", (q.model_dump(exclude_none=True) for q in queries))
+    pairs, mine_stats = mine_pairs(queries, docs, k=k, n_random=n_random, seed=seed)
+    write_pairs(out / "pairs.parquet", pairs)
+    t_judge = time.perf_counter()
+    judgments = Judge(model, cache=store).judge(pairs)
+    judge_stats = write_judgments(judgments, out / "teacher.qrels")
+    about = {
+        "benchmark": benchmark,
+        "llm": model.spec,
+        "queries": len(queries),
+        "pairs": len(pairs),
+        "graded": sum(j.grade is not None for j in judgments),
+        "settings": {"n_seeds": n_seeds, "per_doc": per_doc, "k": k, "n_random": n_random, "seed": seed},
+        "synth": synth_stats,
+        "mine": mine_stats,
+        "judge": {k: v for k, v in judge_stats.items() if k != "cost_usd"},
+        "seconds": {"synth_and_mine": round(t_judge - t0, 1), "judge": round(time.perf_counter() - t_judge, 1)},
+    }
+    (out / "synthetic.json").write_text(json.dumps(about, indent=1, default=float) + "\n")
+    if store is not None:
+        store.close()
+    return about
+
+
+def load_synthetic(folder: str | Path) -> SyntheticSet | None:
+    """The synthetic training set written by :func:`build_synthetic`, or None where ``folder`` has none."""
+    folder = Path(folder)
+    if not all((folder / f).exists() for f in SYNTHETIC_FILES):
+        return None
+    grades = {(f"syn:{q}", d): clip_grade(g) for (q, d), g in read_qrels(folder / "teacher.qrels").items()}
+    expected = {(f"syn:{q}", d): v for (q, d), v in soft_targets(judgments_file(folder / "teacher.qrels")).items()}
+    pairs = [p.model_copy(update={"qid": f"syn:{p.qid}"}) for p in read_pairs(folder / "pairs.parquet")]
+    about = json.loads((folder / "synthetic.json").read_text())
+    return SyntheticSet([p for p in pairs if (p.qid, p.doc_id) in grades], grades, expected, about)
+
+
 def fold_of_queries(qids: Sequence[str], folds: int) -> dict[str, int]:
     """Queries sorted by id, dealt round-robin into ``folds`` folds (deterministic, balanced)."""
     ordered = sorted(set(qids))
@@ -162,6 +268,15 @@ def _train(
     pairs = list(train_pairs)
     if spec.teachers == "ensemble":
         grades, soft, dist = data.judges
+    if spec.data != "benchmark":
+        if data.synthetic is None:
+            raise QrelkitError(f"student {spec.name} needs a synthetic training set; build it with --build-synthetic")
+        syn = data.synthetic
+        if spec.data == "synthetic":
+            pairs, grades, soft = [], {}, {}
+        pairs += syn.pairs
+        grades = {**grades, **syn.grades}  # new dicts: the shared label sets stay untouched
+        soft = {**(soft or {}), **syn.expected}
     if spec.dev:
         dev_hard, dev_mean, _ = data.dev_judges
         grades = {**grades, **dev_hard}  # a new dict: the shared label sets stay untouched
@@ -180,9 +295,17 @@ def _train(
         head=spec.head,
         label_smoothing=spec.label_smoothing,
         student=base,
-        card={"teacher": teacher if spec.teachers == "teacher" else "ensemble of all LLM label sets"},
+        card={"teacher": _teacher_name(spec, data, teacher), "train_data": spec.data},
     )
     return student, time.perf_counter() - t0
+
+
+def _teacher_name(spec: StudentSpec, data: BenchmarkData, teacher: str) -> str:
+    name = teacher if spec.teachers == "teacher" else "ensemble of all LLM label sets"
+    if spec.data == "benchmark" or data.synthetic is None:
+        return name
+    local = data.synthetic.about["llm"]
+    return local if spec.data == "synthetic" else f"{name} + {local} on the synthetic set"
 
 
 def run_experiment(
@@ -194,15 +317,24 @@ def run_experiment(
     bootstrap: int = 1000,
     teacher: str | None = None,
     data_root: Path | None = None,
+    synthetic: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the k-fold experiment on one benchmark; write qrels per student, the report and experiment.json
-    under ``out_dir/<benchmark>/``. Returns the summary (also in experiment.json)."""
+    under ``out_dir/<benchmark>/``. Returns the summary (also in experiment.json).
+
+    ``synthetic`` is the folder of :func:`build_synthetic` (default ``out_dir/<benchmark>/synthetic``);
+    variants that need it are skipped, with a warning, where it holds none."""
     spec = BENCHMARKS[benchmark] if isinstance(benchmark, str) else benchmark
     if teacher:
         spec = Benchmark(spec.name, teacher, spec.extra_train)
     data = load_benchmark(spec, data_root)
-    variants = [s for s in students if not s.dev or data.dev_labels]
     out = Path(out_dir) / spec.name
+    syn_dir = Path(synthetic) if synthetic else out / "synthetic"
+    data.synthetic = load_synthetic(syn_dir)
+    variants = [s for s in students if (not s.dev or data.dev_labels) and (s.data == "benchmark" or data.synthetic)]
+    if len(variants) < len(students):
+        skipped = ", ".join(s.name for s in students if s not in variants)
+        log.warning("%s: skipping %s (no dev label sets, or no synthetic set in %s)", spec.name, skipped, syn_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     base = Student.from_base()
@@ -234,6 +366,7 @@ def run_experiment(
         f"benchmark {spec.name}; teacher {spec.teacher}; {folds}-fold by query over {len(fold_of)} open test queries "
         f"(each student grades a fold after training on the teacher's labels of the other folds' queries only)",
         "human grades are used only for evaluation (not for training or calibration)",
+        *_synthetic_notes(data.synthetic, variants),
         f"student labeling speed (frozen MiniLM features, torch, 2 threads, cache cleared): {speed:.1f} pairs/s",
     ]
     report = build_report(
@@ -270,6 +403,18 @@ def run_experiment(
     (out / "experiment.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
     (out / "headline.md").write_text(format_headline(summary) + "\n")
     return summary
+
+
+def _synthetic_notes(syn: SyntheticSet | None, variants: Sequence[StudentSpec]) -> list[str]:
+    if syn is None or all(v.data == "benchmark" for v in variants):
+        return []
+    a = syn.about
+    return [
+        f"synthetic training set (students named *-synthetic / *-both): {a['queries']} queries that {a['llm']} "
+        f"wrote from {a['settings']['n_seeds']} random passages of the benchmark, each with its seed passage, "
+        f"{a['settings']['k']} BM25 near misses and {a['settings']['n_random']} random passage(s); "
+        f"{len(syn.pairs)} pairs graded by the same local LLM (no benchmark query, no benchmark label)"
+    ]
 
 
 def _grade(student: Any, pairs: Sequence[Pair]) -> dict[PairKey, int]:
