@@ -127,14 +127,27 @@ def test_synthetic_training_set_holds_no_benchmark_query_and_feeds_its_students(
     assert {g for g in syn.grades.values()} == {0, 3} and len(syn.expected) == len(syn.pairs)
 
     trained_on: list[set[str]] = []
-    real_distill = exp.distill
+    calibrated_on: list[set[str]] = []
+    graded: list[set[str]] = []
+    real_distill, real_recalibrate, real_grade = exp.distill, exp.recalibrate, exp._grade
 
     def spy_distill(pairs, *a, **k):
         trained_on.append({p.qid for p in pairs})
         return real_distill(pairs, *a, **k)
 
+    def spy_recalibrate(student, pairs, teacher):
+        calibrated_on.append({p.qid for p in pairs})
+        return real_recalibrate(student, pairs, teacher)
+
+    def spy_grade(student, pairs):
+        graded.append({p.qid for p in pairs})
+        return real_grade(student, pairs)
+
     monkeypatch.setattr(exp, "distill", spy_distill)
-    students = [s for s in exp.STUDENTS if s.name in ("minilm-ridge-synthetic", "minilm-ridge-both")]
+    monkeypatch.setattr(exp, "recalibrate", spy_recalibrate)
+    monkeypatch.setattr(exp, "_grade", spy_grade)
+    names = ("minilm-ridge-synthetic", "minilm-ridge-synthetic-calibrated", "minilm-ridge-both")
+    students = [s for s in exp.STUDENTS if s.name in names]
     summary = exp.run_experiment(
         exp.Benchmark("toy", "big-llm"),
         out_dir=tmp_path / "out",
@@ -143,10 +156,13 @@ def test_synthetic_training_set_holds_no_benchmark_query_and_feeds_its_students(
         bootstrap=20,
         data_root=data,
     )
-    synthetic_only, both = trained_on[:4], trained_on[4:]
-    assert all(q.startswith("syn:") for seen in synthetic_only for q in seen)
-    for seen in both[:3]:  # each fold: the synthetic queries and the other folds' benchmark queries
+    assert all(q.startswith("syn:") for seen in trained_on[:8] for q in seen)  # the synthetic set only
+    for seen in trained_on[8:11]:  # each fold: the synthetic queries and the other folds' benchmark queries
         assert {q for q in seen if not q.startswith("syn:")} and {q for q in seen if q.startswith("syn:")}
+    # thresholds fit to the teacher's labels of the fold's training queries, never of the graded ones
+    assert len(calibrated_on) == 4 and not any(q.startswith("syn:") for seen in calibrated_on for q in seen)
+    for seen, scored in zip(calibrated_on[:3], graded[4:7], strict=True):
+        assert seen and scored and not (seen & scored)
     qrels = read_qrels(tmp_path / "out" / "toy" / "minilm-ridge-synthetic.qrels")
     assert len(qrels) == len(TOPICS) ** 2
     assert sum(qrels[(q, f"p-{q}")] >= 2 for q in TOPICS) >= 6  # learnt from the synthetic set alone
@@ -154,7 +170,7 @@ def test_synthetic_training_set_holds_no_benchmark_query_and_feeds_its_students(
         "synthetic training set" in n
         for n in json.loads((tmp_path / "out/toy/report/report.json").read_text())["notes"]
     )
-    assert [s["name"] for s in summary["students"]] == ["minilm-ridge-synthetic", "minilm-ridge-both"]
+    assert [s["name"] for s in summary["students"]] == list(names)
 
     summary = exp.run_experiment(
         exp.Benchmark("toy", "big-llm"),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from topics import TOPICS, topic_pairs
 
-from qrelkit.distill import distill, ensemble
+from qrelkit.distill import distill, ensemble, recalibrate
 from qrelkit.errors import QrelkitError
 from qrelkit.student import FEATURES, Student, distribution_thresholds, fit_head, head_scores
 
@@ -24,6 +24,24 @@ def test_student_learns_teacher_and_generalises_to_unseen_queries(tmp_path):
     again = Student.load(tmp_path / "model")
     np.testing.assert_allclose(again.predict_pairs(test)[0], scores, rtol=1e-5)
     assert "teacher" in (tmp_path / "model" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_recalibrate_moves_thresholds_to_another_teachers_grade_shares():
+    pairs, teacher = topic_pairs(list(TOPICS))
+    student = distill(pairs, teacher, head="ridge")
+    _, before = student.predict_pairs(pairs)
+    assert (before == 0).mean() == pytest.approx(7 / 8)  # the teacher's shares: one own document in eight
+    # a lenient teacher: each own document 3, the next topic's document 1, the rest 0
+    names = list(TOPICS)
+    lenient = {(q, d): 3 if q == d else (1 if names.index(d) == (names.index(q) + 1) % 8 else 0) for q, d in teacher}
+    calibrated = recalibrate(student, pairs, lenient)
+    _, after = calibrated.predict_pairs(pairs)
+    assert (after == 0).mean() == pytest.approx(6 / 8, abs=1 / 64)
+    assert (
+        student.head["thresholds"] != calibrated.head["thresholds"] and student.head["coef"] == calibrated.head["coef"]
+    )
+    assert all(after[i] >= 2 for i, p in enumerate(pairs) if p.qid == p.doc_id)  # the ranking is untouched
 
 
 def test_distribution_thresholds_match_teacher_shares():

@@ -15,7 +15,7 @@ from .errors import QrelkitError
 from .io import Qrels, iter_jsonl
 from .models import MINILM_ALIAS
 from .records import GRADES, Pair, clip_grade
-from .student import Student, fit_head
+from .student import Student, distribution_thresholds, fit_head, head_scores
 
 log = logging.getLogger("qrelkit")
 
@@ -127,6 +127,19 @@ def distill(
         }
     )
     return student
+
+
+def recalibrate(student: Student, pairs: Sequence[Pair], teacher: Qrels) -> Student:
+    """The same student with its grade thresholds refit so that its grade shares on ``pairs`` match the
+    teacher's there: a head learnt from one source (say synthetic queries graded by a local LLM, whose grade
+    scale is its own) is calibrated to another teacher's scale without retraining.
+
+    >>> student = recalibrate(distill(synthetic_pairs, local_grades), pairs, gpt4o_grades)  # doctest: +SKIP
+    """
+    labelled, grades, _ = teacher_targets(pairs, teacher)
+    scores = head_scores(student.head, student.features([p.query for p in labelled], [p.text for p in labelled]))
+    head = {**student.head, "thresholds": distribution_thresholds(scores, grades)}
+    return student.with_head(head, {"calibrated_on_pairs": len(labelled)})
 
 
 def _target_name(head: str, soft: bool, distribution: bool, smoothing: float) -> str:

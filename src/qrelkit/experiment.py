@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .bench import benchmark_dir, benchmark_pairs, machine_name
-from .distill import PairKey, distill, ensemble, soft_targets
+from .distill import PairKey, distill, ensemble, recalibrate, soft_targets
 from .errors import QrelkitError
 from .evaluate import format_table
 from .io import Qrels, iter_jsonl, read_documents, read_pairs, read_qrels, write_jsonl, write_pairs, write_qrels
@@ -70,6 +70,7 @@ class StudentSpec:
     label_smoothing: float = 0.0
     dev: bool = False  # also train on the dev queries' LLM labels (other queries; never their human grades)
     data: str = "benchmark"  # "benchmark" (teacher labels of the fold's pairs), "synthetic", or "both"
+    calibrate: bool = False  # refit the grade thresholds to the teacher's labels of the fold's training pairs
     about: str = ""
 
 
@@ -100,9 +101,21 @@ STUDENTS = (
         about="regression of the local LLM judge's expected grade on the synthetic set only",
     ),
     StudentSpec(
+        "minilm-ridge-synthetic-calibrated",
+        data="synthetic",
+        calibrate=True,
+        about="regression learnt on the synthetic set only; thresholds fit to the teacher's benchmark labels",
+    ),
+    StudentSpec(
         "minilm-ridge-both",
         data="both",
         about="regression on the teacher's benchmark labels plus the synthetic set",
+    ),
+    StudentSpec(
+        "minilm-ridge-both-calibrated",
+        data="both",
+        calibrate=True,
+        about="regression on the teacher's benchmark labels plus the synthetic set; thresholds fit to the teacher",
     ),
 )
 # Selectable with --student, not run by default: a LoRA-tuned causal LM wants a GPU (hours on 2 CPU cores).
@@ -297,6 +310,8 @@ def _train(
         student=base,
         card={"teacher": _teacher_name(spec, data, teacher), "train_data": spec.data},
     )
+    if spec.calibrate:
+        student = recalibrate(student, train_pairs, data.label_sets[teacher])
     return student, time.perf_counter() - t0
 
 
@@ -305,7 +320,8 @@ def _teacher_name(spec: StudentSpec, data: BenchmarkData, teacher: str) -> str:
     if spec.data == "benchmark" or data.synthetic is None:
         return name
     local = data.synthetic.about["llm"]
-    return local if spec.data == "synthetic" else f"{name} + {local} on the synthetic set"
+    source = local if spec.data == "synthetic" else f"{name} + {local} on the synthetic set"
+    return f"{source}; thresholds fit to {teacher}" if spec.calibrate else source
 
 
 def run_experiment(
