@@ -231,7 +231,7 @@ def build_synthetic(
     pairs, mine_stats = mine_pairs(queries, docs, k=k, n_random=n_random, seed=seed)
     write_pairs(out / "pairs.parquet", pairs)
     t_judge = time.perf_counter()
-    judgments = Judge(model, cache=store).judge(pairs)
+    judgments = Judge(model, cache=store, concurrency=8).judge(pairs)  # HTTP judges only; local ones run 1
     judge_stats = write_judgments(judgments, out / "teacher.qrels")
     about = {
         "benchmark": benchmark,
@@ -242,7 +242,7 @@ def build_synthetic(
         "settings": {"n_seeds": n_seeds, "per_doc": per_doc, "k": k, "n_random": n_random, "seed": seed},
         "synth": synth_stats,
         "mine": mine_stats,
-        "judge": {k: v for k, v in judge_stats.items() if k != "cost_usd"},
+        "judge": judge_stats,
         "seconds": {"synth_and_mine": round(t_judge - t0, 1), "judge": round(time.perf_counter() - t_judge, 1)},
     }
     (out / "synthetic.json").write_text(json.dumps(about, indent=1, default=float) + "\n")
