@@ -36,32 +36,33 @@ def make_benchmark(root: Path) -> Path:
     return data
 
 
+def record_qids(monkeypatch, name: str, arg: int) -> list[set[str]]:
+    """Wrap ``exp.<name>`` so that each call records the query ids of its ``arg``-th argument (pairs)."""
+    calls: list[set[str]] = []
+    real = getattr(exp, name)
+
+    def spy(*args, **kwargs):
+        calls.append({p.qid for p in args[arg]})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exp, name, spy)
+    return calls
+
+
+def run_toy(data: Path, out: Path, names: tuple[str, ...]) -> dict:
+    """The experiment on the toy benchmark, 3 folds, with the named student variants."""
+    students = [s for s in exp.STUDENTS if s.name in names]
+    return exp.run_experiment(
+        exp.Benchmark("toy", "big-llm"), out_dir=out, folds=3, students=students, bootstrap=50, data_root=data
+    )
+
+
 @pytest.mark.slow
 def test_experiment_is_query_disjoint_and_writes_qrels_and_report(tmp_path, monkeypatch):
     data = make_benchmark(tmp_path)
-    trained_on: list[set[str]] = []
-    graded: list[set[str]] = []
-    real_distill, real_grade = exp.distill, exp._grade
-
-    def spy_distill(pairs, *a, **k):
-        trained_on.append({p.qid for p in pairs})
-        return real_distill(pairs, *a, **k)
-
-    def spy_grade(student, pairs):
-        graded.append({p.qid for p in pairs})
-        return real_grade(student, pairs)
-
-    monkeypatch.setattr(exp, "distill", spy_distill)
-    monkeypatch.setattr(exp, "_grade", spy_grade)
-    students = [s for s in exp.STUDENTS if s.name in ("minilm-cosine", "minilm-logistic-ensemble")]
-    summary = exp.run_experiment(
-        exp.Benchmark("toy", "big-llm"),
-        out_dir=tmp_path / "out",
-        folds=3,
-        students=students,
-        bootstrap=50,
-        data_root=data,
-    )
+    trained_on = record_qids(monkeypatch, "distill", 0)
+    graded = record_qids(monkeypatch, "_grade", 1)
+    summary = run_toy(data, tmp_path / "out", ("minilm-cosine", "minilm-logistic-ensemble"))
     # every grading call follows the training call of its student, and never grades a query it trained on
     assert len(trained_on) == len(graded) == 2 * (3 + 1)
     for seen, scored in zip(trained_on, graded, strict=True):
@@ -126,36 +127,11 @@ def test_synthetic_training_set_holds_no_benchmark_query_and_feeds_its_students(
     assert syn is not None and all(p.qid.startswith("syn:") for p in syn.pairs)
     assert {g for g in syn.grades.values()} == {0, 3} and len(syn.expected) == len(syn.pairs)
 
-    trained_on: list[set[str]] = []
-    calibrated_on: list[set[str]] = []
-    graded: list[set[str]] = []
-    real_distill, real_recalibrate, real_grade = exp.distill, exp.recalibrate, exp._grade
-
-    def spy_distill(pairs, *a, **k):
-        trained_on.append({p.qid for p in pairs})
-        return real_distill(pairs, *a, **k)
-
-    def spy_recalibrate(student, pairs, teacher):
-        calibrated_on.append({p.qid for p in pairs})
-        return real_recalibrate(student, pairs, teacher)
-
-    def spy_grade(student, pairs):
-        graded.append({p.qid for p in pairs})
-        return real_grade(student, pairs)
-
-    monkeypatch.setattr(exp, "distill", spy_distill)
-    monkeypatch.setattr(exp, "recalibrate", spy_recalibrate)
-    monkeypatch.setattr(exp, "_grade", spy_grade)
+    trained_on = record_qids(monkeypatch, "distill", 0)
+    calibrated_on = record_qids(monkeypatch, "recalibrate", 1)
+    graded = record_qids(monkeypatch, "_grade", 1)
     names = ("minilm-ridge-synthetic", "minilm-ridge-synthetic-calibrated", "minilm-ridge-both")
-    students = [s for s in exp.STUDENTS if s.name in names]
-    summary = exp.run_experiment(
-        exp.Benchmark("toy", "big-llm"),
-        out_dir=tmp_path / "out",
-        folds=3,
-        students=students,
-        bootstrap=20,
-        data_root=data,
-    )
+    summary = run_toy(data, tmp_path / "out", names)
     assert all(q.startswith("syn:") for seen in trained_on[:8] for q in seen)  # the synthetic set only
     for seen in trained_on[8:11]:  # each fold: the synthetic queries and the other folds' benchmark queries
         assert {q for q in seen if not q.startswith("syn:")} and {q for q in seen if q.startswith("syn:")}
@@ -172,12 +148,5 @@ def test_synthetic_training_set_holds_no_benchmark_query_and_feeds_its_students(
     )
     assert [s["name"] for s in summary["students"]] == list(names)
 
-    summary = exp.run_experiment(
-        exp.Benchmark("toy", "big-llm"),
-        out_dir=tmp_path / "out2",
-        folds=3,
-        students=[*students, exp.STUDENTS[0]],
-        bootstrap=20,
-        data_root=data,
-    )
+    summary = run_toy(data, tmp_path / "out2", (*names, "minilm-cosine"))
     assert [s["name"] for s in summary["students"]] == ["minilm-cosine"]  # no synthetic set there: skipped
