@@ -485,7 +485,8 @@ def format_headline(summary: Mapping[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"student training: {summary['train_seconds_mean'][summary['best_student']]:.1f} s per fold (features "
-        f"cached); student labeling: {summary['student_pairs_per_s']:.1f} pairs/s",
+        f"student training: {summary['train_seconds_mean'][summary['best_student']]:.1f} s per fold (mean; "
+        "includes encoding the pairs the embedding cache does not hold yet); student labeling: "
+        f"{summary['student_pairs_per_s']:.1f} pairs/s ({summary['machine']})",
     ]
     return "\n".join(lines)
