@@ -284,6 +284,9 @@ def experiment(
     ] = False,
     llm: Llm = DEFAULT_LLM,
     synthetic_seeds: Annotated[int, typer.Option(help="seed passages for --build-synthetic")] = 50,
+    synthetic_from: Annotated[
+        Path | None, typer.Option(help="results folder holding <benchmark>/synthetic (default: OUTPUT)")
+    ] = None,
 ) -> None:
     """Teacher vs distilled students on human-labelled benchmarks (query-disjoint k-fold): qrels per student for
     every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/.
@@ -303,11 +306,18 @@ def experiment(
     if student and len(variants) != len(set(student)):
         raise QrelkitError(f"unknown student variant; known: {', '.join(s.name for s in known)}")
     for name in names:
+        synthetic = (synthetic_from or output) / name / "synthetic"
         if build_synthetic:
             cache = CACHE_DIR / f"synthetic-{name}.sqlite"
-            _show(build(name, output / name / "synthetic", llm=llm, n_seeds=synthetic_seeds, cache=cache))
+            _show(build(name, synthetic, llm=llm, n_seeds=synthetic_seeds, cache=cache))
         summary = run_experiment(
-            name, out_dir=output, folds=folds, students=variants, bootstrap=bootstrap, teacher=teacher
+            name,
+            out_dir=output,
+            folds=folds,
+            students=variants,
+            bootstrap=bootstrap,
+            teacher=teacher,
+            synthetic=synthetic,
         )
         out.print(summary["table"])
         out.print(format_headline(summary))
