@@ -40,7 +40,7 @@ from .mine import mine_pairs
 from .records import Pair, clip_grade
 from .report import INTERVAL_METRICS, build_report, write_report
 from .student import Student
-from .synth import normalize_query, synthesize
+from .synth import normalize_query, require_queries, synthesize
 
 log = logging.getLogger("qrelkit")
 
@@ -223,16 +223,21 @@ def build_synthetic(
     docs = read_documents(data / "passages.jsonl")
     model = get_llm(llm) if isinstance(llm, str) else llm
     store = ResultCache(cache) if cache else None
-    t0 = time.perf_counter()
-    queries, synth_stats = synthesize(docs, model, n_seeds=n_seeds, per_doc=per_doc, cache=store, seed=seed)
-    benchmark_queries = {normalize_query(r["text"]) for _, r in iter_jsonl(data / "queries.jsonl")}
-    queries = [q for q in queries if normalize_query(q.text) not in benchmark_queries]  # never a test query
-    write_jsonl(out / "queries.jsonl", (q.model_dump(exclude_none=True) for q in queries))
-    pairs, mine_stats = mine_pairs(queries, docs, k=k, n_random=n_random, seed=seed)
-    write_pairs(out / "pairs.parquet", pairs)
-    t_judge = time.perf_counter()
-    judgments = Judge(model, cache=store, concurrency=8).judge(pairs)  # HTTP judges only; local ones run 1
-    judge_stats = write_judgments(judgments, out / "teacher.qrels")
+    try:
+        t0 = time.perf_counter()
+        queries, synth_stats = synthesize(docs, model, n_seeds=n_seeds, per_doc=per_doc, cache=store, seed=seed)
+        benchmark_queries = {normalize_query(r["text"]) for _, r in iter_jsonl(data / "queries.jsonl")}
+        queries = [q for q in queries if normalize_query(q.text) not in benchmark_queries]  # never a test query
+        require_queries(queries, synth_stats)
+        write_jsonl(out / "queries.jsonl", (q.model_dump(exclude_none=True) for q in queries))
+        pairs, mine_stats = mine_pairs(queries, docs, k=k, n_random=n_random, seed=seed)
+        write_pairs(out / "pairs.parquet", pairs)
+        t_judge = time.perf_counter()
+        judgments = Judge(model, cache=store, concurrency=8).judge(pairs)  # HTTP judges only; local ones run 1
+        judge_stats = write_judgments(judgments, out / "teacher.qrels")
+    finally:
+        if store is not None:
+            store.close()
     about = {
         "benchmark": benchmark,
         "llm": model.spec,
@@ -246,8 +251,6 @@ def build_synthetic(
         "seconds": {"synth_and_mine": round(t_judge - t0, 1), "judge": round(time.perf_counter() - t_judge, 1)},
     }
     (out / "synthetic.json").write_text(json.dumps(about, indent=1, default=float) + "\n")
-    if store is not None:
-        store.close()
     return about
 
 
@@ -274,9 +277,10 @@ def fold_of_queries(qids: Sequence[str], folds: int) -> dict[str, int]:
 def _train(
     spec: StudentSpec, base: Student, data: BenchmarkData, train_pairs: list[Pair], teacher: str
 ) -> tuple[Any, float]:
-    """Fit one variant on ``train_pairs`` (plus the dev pairs for ``dev`` variants); returns it and seconds."""
+    """Fit one variant on ``train_pairs`` (or, per its ``data``, the synthetic set instead or as well; plus the
+    dev pairs for ``dev`` variants); returns it and seconds."""
     grades: Qrels = data.label_sets[teacher]
-    soft: dict[PairKey, float] | None = None
+    soft: dict[PairKey, float] = {}
     dist: dict[PairKey, list[float]] | None = None
     pairs = list(train_pairs)
     if spec.teachers == "ensemble":
@@ -284,17 +288,13 @@ def _train(
     if spec.data != "benchmark":
         if data.synthetic is None:
             raise QrelkitError(f"student {spec.name} needs a synthetic training set; build it with --build-synthetic")
-        syn = data.synthetic
         if spec.data == "synthetic":
             pairs, grades, soft = [], {}, {}
-        pairs += syn.pairs
-        grades = {**grades, **syn.grades}  # new dicts: the shared label sets stay untouched
-        soft = {**(soft or {}), **syn.expected}
+        syn = data.synthetic
+        pairs, grades, soft = _with_labels(pairs, grades, soft, syn.pairs, syn.grades, syn.expected)
     if spec.dev:
         dev_hard, dev_mean, _ = data.dev_judges
-        grades = {**grades, **dev_hard}  # a new dict: the shared label sets stay untouched
-        soft = {**(soft or {}), **dev_mean}
-        pairs += [p for p in data.dev_pairs if (p.qid, p.doc_id) in dev_hard]
+        pairs, grades, soft = _with_labels(pairs, grades, soft, data.dev_pairs, dev_hard, dev_mean)
     t0 = time.perf_counter()
     if spec.head == "causal-lora":
         from .causal_student import distill_causal
@@ -313,6 +313,20 @@ def _train(
     if spec.calibrate:
         student = recalibrate(student, train_pairs, data.label_sets[teacher])
     return student, time.perf_counter() - t0
+
+
+def _with_labels(
+    pairs: list[Pair],
+    grades: Qrels,
+    soft: dict[PairKey, float],
+    more_pairs: Sequence[Pair],
+    more_grades: Qrels,
+    more_soft: dict[PairKey, float],
+) -> tuple[list[Pair], Qrels, dict[PairKey, float]]:
+    """Training pairs and labels with another labelled set added, as new containers: the shared label sets
+    (the benchmark's, the judges' ensemble) stay untouched."""
+    added = [p for p in more_pairs if (p.qid, p.doc_id) in more_grades]
+    return [*pairs, *added], {**grades, **more_grades}, {**soft, **more_soft}
 
 
 def _teacher_name(spec: StudentSpec, data: BenchmarkData, teacher: str) -> str:

@@ -39,7 +39,7 @@ from .mine import mine_pairs
 from .pricing import cost_usd, load_prices, price_of
 from .prompts import load_prompt
 from .records import Query
-from .synth import synthesize
+from .synth import require_queries, synthesize
 
 log = logging.getLogger("qrelkit")
 
@@ -75,8 +75,7 @@ def synth_file(
     queries, stats = synthesize(
         read_documents(docs), llm, n_seeds=n_seeds, per_doc=per_doc, seed=seed, cache=cache, prompt=prompt
     )
-    if not queries:
-        raise QrelkitError(f"synth: the LLM wrote no usable query for {stats['seeds']} seed documents ({stats})")
+    require_queries(queries, stats)
     write_jsonl(out, (q.model_dump() for q in queries))
     return {**stats, "queries": len(queries)}
 

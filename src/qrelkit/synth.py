@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import QrelkitError
 from .judge import truncate
 from .llm import LLM, ResultCache, cache_key, get_llm
 from .progress import progress_bar
@@ -107,3 +108,9 @@ def synthesize(
     if stats["unparseable"]:
         log.warning("synth: %d of %d replies had no parseable query", stats["unparseable"], len(seeds))
     return queries, stats
+
+
+def require_queries(queries: Sequence[Query], stats: dict[str, Any]) -> None:
+    """Fail clearly where the LLM wrote no usable query (the next stages would only produce empty files)."""
+    if not queries:
+        raise QrelkitError(f"synth: the LLM wrote no usable query for {stats['seeds']} seed documents ({stats})")
