@@ -139,11 +139,28 @@ def distill(
     output: Annotated[Path, typer.Option("-o", "--output")] = Path("model"),
     head: Annotated[str, typer.Option(help="ridge (regression), logistic (4-class, soft labels) or cosine")] = "ridge",
     label_smoothing: Annotated[float, typer.Option(help="logistic head, hard labels: mass on other grades")] = 0.0,
-    base: Annotated[str, typer.Option(help="sentence-transformers model or path")] = "all-MiniLM-L6-v2",
-    max_length: int = 256,
-    seed: int = 0,
+    base: Annotated[str, typer.Option(help="sentence-transformers model, HF name or folder")] = "all-MiniLM-L6-v2",
+    max_length: Annotated[int, typer.Option(help="tokens per text (frozen) or per query+passage (cross-encoder)")] = (
+        256
+    ),
+    seed: Annotated[int, typer.Option(help="random seed (sampling, shuffling, initialisation)")] = 0,
+    student: Annotated[
+        str, typer.Option(help="frozen (MiniLM + head, seconds) or cross-encoder (fine-tuned, GPU or patience)")
+    ] = "frozen",
+    loss: Annotated[str, typer.Option(help="cross-encoder: bce, mse (pointwise); listnet, lambda (listwise)")] = "bce",
+    epochs: Annotated[float, typer.Option(help="cross-encoder: passes over the training pairs", min=0.01)] = 1.0,
+    max_pairs: Annotated[
+        int | None, typer.Option(help="cross-encoder: train on at most this many pairs (query-stratified)", min=10)
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="cross-encoder: pairs per training step", min=1)] = 16,
+    time_budget: Annotated[
+        float | None, typer.Option(help="cross-encoder: stop training after this many seconds (saved)", min=1)
+    ] = None,
 ) -> None:
-    """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder."""
+    """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
+
+    A cross-encoder run is resumable: rerun the same command after a crash and it continues from its last
+    checkpoint (``<output>.ckpt/``)."""
     from .pipeline import distill_file
 
     _show(
@@ -156,6 +173,12 @@ def distill(
             base=base,
             max_length=max_length,
             seed=seed,
+            student=student,
+            loss=loss,
+            epochs=epochs,
+            max_pairs=max_pairs,
+            batch_size=batch_size,
+            time_budget_s=time_budget,
         )
     )
 
@@ -275,7 +298,15 @@ def experiment(
         list[str] | None, typer.Option(help="benchmark folder name (repeatable); default: every known benchmark")
     ] = None,
     teacher: Annotated[str | None, typer.Option(help="label set students learn from (default: per benchmark)")] = None,
-    folds: Annotated[int, typer.Option(help="folds by query over the open test queries")] = 5,
+    folds: Annotated[
+        int | None, typer.Option(help="folds by query over the test queries (default: 5; 2 with --cross)", min=2)
+    ] = None,
+    cross: Annotated[
+        bool,
+        typer.Option(
+            "--cross", help="fine-tuned students trained across all benchmarks' open queries but the graded fold"
+        ),
+    ] = False,
     student: Annotated[list[str] | None, typer.Option(help="student variant (repeatable); default: all")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="results folder")] = Path("benchmarks/results"),
     bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals")] = 1000,
@@ -301,6 +332,15 @@ def experiment(
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise QrelkitError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    if cross:
+        from .crossfold import CROSS_STUDENTS, run_cross_collection
+
+        recipes = [s for s in CROSS_STUDENTS if s.name in student] if student else list(CROSS_STUDENTS[:1])
+        if student and len(recipes) != len(set(student)):
+            raise QrelkitError(f"unknown cross student; known: {', '.join(s.name for s in CROSS_STUDENTS)}")
+        run_cross_collection(names, students=recipes, folds=folds or 2, out_dir=output, bootstrap=bootstrap)
+        out.print((output / "cross-collection.md").read_text())
+        return
     known = (*STUDENTS, *EXTRA_STUDENTS)
     variants = [s for s in known if s.name in student] if student else list(STUDENTS)
     if student and len(variants) != len(set(student)):
@@ -313,7 +353,7 @@ def experiment(
         summary = run_experiment(
             name,
             out_dir=output,
-            folds=folds,
+            folds=folds or 5,
             students=variants,
             bootstrap=bootstrap,
             teacher=teacher,

@@ -56,8 +56,12 @@ BENCHMARKS = {
     "llmjudge-trecdl2023": Benchmark(
         "llmjudge-trecdl2023", "Olz-gpt4o", ("llama3-8b-baseline-0123", "llama3-8b-baseline-3210")
     ),
-    "trecdl2019-passage": Benchmark("trecdl2019-passage", "llama3.3-70b-4prompts"),
+    "trecdl2019-passage": Benchmark("trecdl2019-passage", "gpt4o-umbrela"),
+    "trecdl2020-passage": Benchmark("trecdl2020-passage", "gpt4o-umbrela"),
+    "trecdl2021-passage": Benchmark("trecdl2021-passage", "gpt4o-umbrela"),
 }
+# The teacher everywhere is GPT-4o (LLMJudge's Olz-gpt4o submission on DL 2023; the UMBRELA prompt on DL 2019–2021);
+# every other label set is an extra judge: a row in the report and a member of the ensemble teachers.
 
 
 @dataclass(frozen=True)
@@ -481,7 +485,7 @@ def headline(report: Mapping[str, Any], teacher: str, student: str) -> dict[str,
     return rows
 
 
-def format_headline(summary: Mapping[str, Any]) -> str:
+def format_headline(summary: Mapping[str, Any], *, timing_line: bool = True) -> str:
     rows = summary["headline"]
     lines = [
         f"{summary['benchmark']}: teacher {summary['teacher']} vs best student {summary['best_student']}, "
@@ -497,6 +501,8 @@ def format_headline(summary: Mapping[str, Any]) -> str:
             v, ci = metrics[k]["value"], metrics[k]["ci95"]
             cells.append(f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if not timing_line:
+        return "\n".join(lines)
     lines += [
         "",
         f"student training: {summary['train_seconds_mean'][summary['best_student']]:.1f} s per fold (mean; "

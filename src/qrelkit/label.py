@@ -25,13 +25,13 @@ from .errors import QrelkitError
 from .io import count_pairs, iter_pair_chunks, require_file
 from .progress import progress_bar
 from .records import Pair
-from .student import Student, student_dir
+from .students import Labeler, load_student, student_fingerprint
 
 LABEL_SCHEMA = pa.schema([("qid", pa.string()), ("doc_id", pa.string()), ("score", pa.float32()), ("grade", pa.int8())])
 
 
 def label_pairs(
-    pairs: Sequence[Pair], student: Student, *, chunk: int = 512, batch_size: int = 64, show_progress: bool = True
+    pairs: Sequence[Pair], student: Labeler, *, chunk: int = 512, batch_size: int = 64, show_progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Scores and grades for ``pairs``, in chunks (one progress step each); returns throughput stats too."""
     scores, grades = np.zeros(len(pairs)), np.zeros(len(pairs), dtype=int)
@@ -59,10 +59,9 @@ def _parts_dir(out: Path) -> Path:
 
 
 def _identity(pairs: Path, model: str | Path, runtime: str) -> str:
-    """What a checkpoint belongs to: the input file (size, mtime) and the student (its head)."""
+    """What a checkpoint belongs to: the input file (size, mtime) and the student (its identity files)."""
     st = pairs.stat()
-    head = (student_dir(model) / "head.json").read_bytes()
-    raw = f"{pairs.resolve()}|{st.st_size}|{st.st_mtime_ns}|{hashlib.sha256(head).hexdigest()}|{runtime}"
+    raw = f"{pairs.resolve()}|{st.st_size}|{st.st_mtime_ns}|{student_fingerprint(model)}|{runtime}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -117,7 +116,7 @@ def label_file_stream(
     chunk: int = 4096,
     batch_size: int = 64,
     show_progress: bool = True,
-    student: Student | None = None,
+    student: Labeler | None = None,
 ) -> dict[str, Any]:
     """Label a pairs file (Parquet or JSONL, any size) into ``out`` (.qrels/.txt, .jsonl or .parquet).
 
@@ -139,7 +138,7 @@ def label_file_stream(
     total = count_pairs(src)
     resumed_from = ckpt["done"]
     _rollback(out, ckpt)
-    student = student or Student.load(model, runtime=runtime)
+    student = student or load_student(model, runtime=runtime)
     t0 = time.perf_counter()
     labelled = 0
     with progress_bar(f"label ({runtime})", total=total, enabled=show_progress) as advance:

@@ -25,10 +25,10 @@ class StudentScorer:
     def __init__(self, model: str, runtime: str, batch_size: int, threads: int):
         import torch
 
-        from .student import Student
+        from .students import load_student
 
         torch.set_num_threads(threads)  # Ray gives fractional CPUs; use the node's share of whole cores
-        self.student = Student.load(model, runtime=runtime)
+        self.student = load_student(model, runtime=runtime)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -60,10 +60,11 @@ def label_file_ray(
     except ImportError:
         raise QrelkitError("the ray engine needs Ray: pip install 'qrelkit[ray]'") from None
     from .label import write_labels_stream
-    from .student import student_dir
+    from .students import student_kind
 
     src, out = require_file(pairs), Path(out)
-    model = student_dir(Path(model).resolve())
+    model = Path(model).resolve()
+    student_kind(model)  # a clear error before Ray starts
     started_here = not ray.is_initialized()
     if started_here:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")

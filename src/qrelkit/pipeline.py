@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -164,9 +165,21 @@ def distill_file(
     max_length: int = 256,
     seed: int = 0,
     judgments: str | Path | None = None,
+    student: str = "frozen",
+    loss: str = "bce",
+    epochs: float = 1.0,
+    max_pairs: int | None = None,
+    batch_size: int = 16,
+    learning_rate: float = 4e-5,
+    time_budget_s: float | None = None,
 ) -> dict[str, Any]:
     """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
-    or on several teachers' qrels as an ensemble (mean grade, share of judges per grade)."""
+    or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
+
+    ``student``: ``frozen`` (MiniLM features + ``head``; seconds on a CPU) or ``cross-encoder`` (fine-tuned
+    with ``loss``, ``epochs``, ``max_pairs``...; resumable from ``<out>.ckpt/`` after a crash)."""
+    if student not in ("frozen", "cross-encoder"):
+        raise QrelkitError(f"unknown student {student!r}; choose frozen or cross-encoder")
     teachers = [Path(teacher)] if isinstance(teacher, str | Path) else [Path(t) for t in teacher]
     if not teachers:
         raise QrelkitError("distill needs at least one teacher qrels file")
@@ -181,7 +194,29 @@ def distill_file(
             soft, dist = soft_targets(jpath) or None, grade_distributions(jpath) or None
             first: dict[str, Any] = next((json.loads(line) for line in jpath.open() if line.strip()), {})
             card.update({"teacher": first.get("model"), "teacher_prompt": first.get("prompt_id")})
-    student = distill(
+    if student == "cross-encoder":
+        from .students.cross_encoder import distill_cross_encoder
+
+        ce = distill_cross_encoder(
+            read_pairs(pairs),
+            grades,
+            soft=soft,
+            base=base,
+            loss=loss,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+            max_pairs=max_pairs,
+            checkpoint_dir=Path(str(out) + ".ckpt"),
+            time_budget_s=time_budget_s,
+            seed=seed,
+            card=card,
+        )
+        ce.save(out)
+        shutil.rmtree(Path(str(out) + ".ckpt"), ignore_errors=True)  # the saved student supersedes it
+        return {"student": student, **{k: ce.card[k] for k in ("train_pairs", "train_queries", "target", "training")}}
+    frozen = distill(
         read_pairs(pairs),
         grades,
         soft=soft,
@@ -193,8 +228,8 @@ def distill_file(
         seed=seed,
         card=card,
     )
-    student.save(out)
-    return {k: student.card[k] for k in ("head", "train_pairs", "train_queries", "target", "train_seconds")}
+    frozen.save(out)
+    return {k: frozen.card[k] for k in ("head", "train_pairs", "train_queries", "target", "train_seconds")}
 
 
 def label_file(

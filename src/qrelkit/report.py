@@ -39,7 +39,7 @@ from .evaluate import (
 from .io import Qrels
 from .records import GRADES
 
-INTERVAL_METRICS = ("kappa", "kappa_linear", "kappa_quadratic", "pairwise_accuracy", "ndcg@10")
+INTERVAL_METRICS = ("kappa", "kappa_linear", "kappa_quadratic", "binary_kappa", "pairwise_accuracy", "ndcg@10")
 
 
 def build_report(

@@ -1,0 +1,352 @@
+"""Cross-collection distillation of fine-tuned students: train on the teacher's labels of the open queries of
+*every* benchmark except the fold being graded, grade that fold, report per collection and on average.
+
+Every test query of each benchmark (open and held-out) is dealt into one of ``folds`` folds (per benchmark,
+sorted ids, round-robin). Student ``f`` trains on the teacher's labels of the open queries outside fold ``f``
+of all benchmarks, and grades every pair of fold ``f``: so no student is scored on a query whose labels it saw,
+and held-out queries (whose labels are never training data) are graded by a student of the same recipe.
+
+A fold's scores are written as soon as it is graded and a finished fold is not trained again: an interrupted
+run resumes (training itself resumes from its last checkpoint).
+
+    qrelkit experiment --cross --student ce-minilm-bce          # results in benchmarks/results/<benchmark>/
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bench import benchmark_dir, machine_name
+from .distill import PairKey
+from .errors import QrelkitError
+from .evaluate import format_table
+from .experiment import BENCHMARKS, Benchmark, BenchmarkData, fold_of_queries, format_headline, headline, load_benchmark
+from .io import Qrels, write_qrels
+from .records import Pair
+from .report import build_report, write_report
+from .student import distribution_thresholds, grades_from_thresholds
+from .synth import normalize_query
+
+log = logging.getLogger("qrelkit")
+
+
+@dataclass(frozen=True)
+class CrossSpec:
+    """A fine-tuned student recipe for the cross-collection experiment."""
+
+    name: str
+    loss: str = "bce"
+    base: str = "all-MiniLM-L6-v2"
+    epochs: float = 1.0
+    max_pairs: int | None = 5000  # teacher-labelled training pairs per fold (query-stratified sample)
+    max_length: int = 160
+    batch_size: int = 16
+    learning_rate: float = 4e-5
+    synthetic_queries: int = 0  # stage 1: this many synthetic queries (seed passage +, BM25 neighbours −)
+    about: str = ""
+
+
+CROSS_STUDENTS = (
+    CrossSpec("ce-minilm-bce", about="MiniLM cross-encoder, BCE on GPT-4o grade/3"),
+    CrossSpec("ce-minilm-listnet", loss="listnet", about="MiniLM cross-encoder, ListNet over 8 passages a query"),
+    CrossSpec(
+        "ce-minilm-syn-bce",
+        synthetic_queries=1000,
+        about="MiniLM cross-encoder: stage 1 on synthetic queries, then BCE on GPT-4o grade/3",
+    ),
+)
+
+
+def _fold_scores_path(work: Path, spec: CrossSpec, fold: int) -> Path:
+    return work / spec.name / f"fold{fold}.scores.jsonl"
+
+
+def run_cross_collection(
+    benchmarks: Sequence[str | Benchmark] = tuple(BENCHMARKS),
+    *,
+    students: Sequence[CrossSpec] = CROSS_STUDENTS[:1],
+    folds: int = 2,
+    out_dir: str | Path = "benchmarks/results",
+    work_dir: str | Path | None = None,
+    bootstrap: int = 1000,
+    data_root: Path | None = None,
+    synthetic_file: str | Path | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Train and grade every student recipe across ``benchmarks``; write ``<student>.qrels`` (every test pair)
+    and ``cross/`` (report, headline, experiment.json) under ``out_dir/<benchmark>/``, and a summary with the
+    mean over collections in ``out_dir/cross-collection.json`` / ``.md``."""
+    out = Path(out_dir)
+    work = Path(work_dir) if work_dir else out / ".cross-work"
+    specs = [BENCHMARKS[b] if isinstance(b, str) else b for b in benchmarks]
+    datas = {s.name: load_benchmark(s, data_root / s.name if data_root else None) for s in specs}
+    teachers = {s.name: s.teacher for s in specs}
+    folds_of = {b: fold_of_queries([p.qid for p in d.open_pairs + d.heldout_pairs], folds) for b, d in datas.items()}
+    t_start = time.perf_counter()
+    timing: dict[str, Any] = {}
+    grades: dict[str, dict[str, dict[PairKey, int]]] = {b: {} for b in datas}
+    for spec in students:
+        stage1 = _stage1(spec, datas, work, synthetic_file, data_root, device) if spec.synthetic_queries else None
+        timing[spec.name] = {"folds": []}
+        scored: dict[str, dict[PairKey, float]] = {b: {} for b in datas}
+        thresholds: dict[int, dict[str, list[float]]] = {}
+        for f in range(folds):
+            path = _fold_scores_path(work, spec, f)
+            if not path.exists():
+                _train_and_score(spec, f, datas, teachers, folds_of, stage1, path, device)
+            fold = json.loads(gzip.decompress(path.read_bytes()))
+            timing[spec.name]["folds"].append(fold["stats"])
+            thresholds[f] = fold["thresholds"]
+            for b in datas:
+                scored[b].update({(q, d): s for q, d, s in fold["scores"][b]})
+        for b in datas:
+            fold_of = folds_of[b]
+            # one global cut per fold (fit on all its training pairs), or each collection's own training pairs
+            for suffix, key in (("", "all"), ("-calibrated", b)):
+                g = {
+                    k: int(grades_from_thresholds(thresholds[fold_of[k[0]]][key], np.array([s]))[0])
+                    for k, s in scored[b].items()
+                }
+                grades[b][spec.name + suffix] = g
+                write_qrels(out / b / f"{spec.name}{suffix}.qrels", ((q, d, v) for (q, d), v in sorted(g.items())))
+    summaries = {
+        b: _report(b, teachers[b], datas[b], grades[b], folds, students, timing, out / b / "cross", bootstrap)
+        for b in datas
+    }
+    summary = {
+        "benchmarks": list(datas),
+        "folds": folds,
+        "students": [asdict(s) for s in students],
+        "timing": timing,
+        "machine": machine_name(),
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        "per_collection": {b: s["headline"] for b, s in summaries.items()},
+        "mean": _mean_over_collections(summaries),
+    }
+    (out / "cross-collection.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    (out / "cross-collection.md").write_text(format_cross(summary, summaries) + "\n")
+    return summary
+
+
+def _training_pairs(
+    datas: Mapping[str, BenchmarkData], teachers: Mapping[str, str], folds_of: Mapping[str, dict[str, int]], fold: int
+) -> tuple[list[Pair], list[int], list[str]]:
+    """The teacher-labelled open pairs of every benchmark outside ``fold``, their grades and benchmarks."""
+    pairs, grades, source = [], [], []
+    for b, d in datas.items():
+        teacher = d.label_sets[teachers[b]]
+        for p in d.open_pairs:
+            if folds_of[b][p.qid] != fold and (p.qid, p.doc_id) in teacher:
+                pairs.append(p.model_copy(update={"qid": f"{b}:{p.qid}"}))
+                grades.append(teacher[(p.qid, p.doc_id)])
+                source.append(b)
+    return pairs, grades, source
+
+
+def _train_and_score(
+    spec: CrossSpec,
+    fold: int,
+    datas: Mapping[str, BenchmarkData],
+    teachers: Mapping[str, str],
+    folds_of: Mapping[str, dict[str, int]],
+    stage1: Path | None,
+    path: Path,
+    device: str | None,
+) -> None:
+    from .students.cross_encoder import _sample_by_query, distill_cross_encoder
+
+    pairs, grades, source = _training_pairs(datas, teachers, folds_of, fold)
+    available = len(pairs)
+    if spec.max_pairs and len(pairs) > spec.max_pairs:
+        keep = sorted(_sample_by_query(pairs, spec.max_pairs, 0))
+        pairs, grades, source = [pairs[i] for i in keep], [grades[i] for i in keep], [source[i] for i in keep]
+    teacher = {(p.qid, p.doc_id): g for p, g in zip(pairs, grades, strict=True)}
+    log.info("%s fold %d: training on %d of %d teacher-labelled pairs", spec.name, fold, len(pairs), available)
+    t0 = time.perf_counter()
+    student = distill_cross_encoder(
+        pairs,
+        teacher,
+        base=str(stage1) if stage1 else spec.base,
+        loss=spec.loss,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        max_length=spec.max_length,
+        checkpoint_dir=path.parent / f"fold{fold}.ckpt",
+        device=device,
+        card={"teacher": "GPT-4o", "recipe": spec.name},
+    )
+    train_s = time.perf_counter() - t0
+    # grade cut points: over all training pairs, and per collection over its own training pairs
+    train_scores = student.scores([p.query for p in pairs], [p.text for p in pairs])
+    g = np.array(grades)
+    src = np.array(source)
+    thresholds = {"all": distribution_thresholds(train_scores, g)}
+    for b in datas:
+        mask = src == b
+        thresholds[b] = distribution_thresholds(train_scores[mask], g[mask]) if mask.sum() >= 10 else thresholds["all"]
+    t1 = time.perf_counter()
+    scores: dict[str, list[tuple[str, str, float]]] = {}
+    n_test = 0
+    for b, d in datas.items():
+        test = [p for p in d.open_pairs + d.heldout_pairs if folds_of[b][p.qid] == fold]
+        s = student.scores([p.query for p in test], [p.text for p in test])
+        scores[b] = [(p.qid, p.doc_id, float(v)) for p, v in zip(test, s, strict=True)]
+        n_test += len(test)
+    stats = {
+        "fold": fold,
+        "train_pairs_available": available,
+        "train_pairs": student.card["train_pairs"],
+        "train_queries": student.card["train_queries"],
+        "train_seconds": round(train_s, 1),
+        "training": student.card["training"],
+        "graded_pairs": n_test,
+        "grade_seconds": round(time.perf_counter() - t1, 1),
+        "pairs_per_s": n_test / (time.perf_counter() - t1),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(gzip.compress(json.dumps({"stats": stats, "thresholds": thresholds, "scores": scores}).encode()))
+    tmp.replace(path)
+
+
+def _stage1(
+    spec: CrossSpec,
+    datas: Mapping[str, BenchmarkData],
+    work: Path,
+    synthetic_file: str | Path | None,
+    data_root: Path | None,
+    device: str | None,
+) -> Path:
+    """Stage 1 once per recipe (no benchmark label is used, so every fold may start from it): synthetic queries
+    written from the benchmarks' passages, each with its seed passage as positive and BM25 neighbours as
+    negatives. Never a query equal to a benchmark query."""
+    from .io import read_documents
+    from .students.cross_encoder import CrossEncoderStudent, synthetic_stage_pairs
+
+    folder = work / spec.name / "stage1"
+    if (folder / "student.json").exists():
+        return folder
+    src = Path(synthetic_file) if synthetic_file else benchmark_dir("synthetic-queries") / "smollm2-135m.jsonl.gz"
+    if not src.exists():
+        raise QrelkitError(f"{spec.name} needs synthetic queries: {src} not found")
+    with gzip.open(src, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    real = {normalize_query(q) for d in datas.values() for q in d.queries.values()}
+    rng = np.random.default_rng(0)
+    rows = [r for r in rows if r["benchmark"] in datas and normalize_query(r["text"]) not in real]
+    rows = [rows[i] for i in rng.permutation(len(rows))[: spec.synthetic_queries]]
+    pairs: list[Pair] = []
+    targets: list[float] = []
+    for b in datas:
+        root = data_root / b if data_root else benchmark_dir(b)  # b: a benchmark's folder name
+        docs = {d.doc_id: d.text for d in read_documents(root / "passages.jsonl")}
+        queries = [(f"syn:{b}:{i}", r["text"], str(r["seed_pid"])) for i, r in enumerate(rows) if r["benchmark"] == b]
+        p, t = synthetic_stage_pairs(queries, docs, seed=0)
+        pairs += p
+        targets += t
+    log.info("%s stage 1: %d synthetic pairs from %d queries", spec.name, len(pairs), len(rows))
+    student = CrossEncoderStudent.from_base(spec.base, max_length=spec.max_length, device=device)
+    stats = student.fit(
+        pairs,
+        targets,
+        loss="bce",
+        epochs=1,
+        batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        checkpoint_dir=folder.with_name("stage1.ckpt"),
+    )
+    student.card.update({"stage1": stats, "stage1_queries": len(rows)})
+    student.calibrate(pairs, [int(t) for t in targets], scores=None)
+    student.save(folder)
+    return folder
+
+
+def _report(
+    name: str,
+    teacher: str,
+    data: BenchmarkData,
+    students: Mapping[str, Qrels],
+    folds: int,
+    specs: Sequence[CrossSpec],
+    timing: Mapping[str, Any],
+    out: Path,
+    bootstrap: int,
+) -> dict[str, Any]:
+    teacher_name = f"teacher {teacher}"
+    labelers: dict[str, Qrels] = {teacher_name: data.label_sets[teacher], **students}
+    others = {f"judge {n}": q for n, q in data.label_sets.items() if n != teacher}
+    notes = [
+        f"benchmark {name}; teacher {teacher}; {folds} folds by query per benchmark; each student grades "
+        "its fold after training on the teacher's labels of the open queries of the other folds of all benchmarks",
+        "students named *-calibrated cut grades by thresholds fit to this benchmark's training queries' teacher "
+        "grade shares; the others by thresholds fit to all training pairs",
+        "human grades are used only for evaluation (not for training or calibration)",
+    ]
+    report = build_report(
+        labelers,
+        data.human,
+        reference=teacher_name,
+        queries=data.queries,
+        bootstrap=bootstrap,
+        title=f"qrelkit cross-collection experiment: {name}",
+        notes=notes,
+        point_only=others,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    paths = write_report(report, out / "report")
+    m = report["metrics"]
+    best = max(students, key=lambda n: (m[n]["kappa"] + m[n]["kappa_quadratic"]) / 2)
+    summary = {
+        "benchmark": name,
+        "teacher": teacher,
+        "folds": folds,
+        "open_queries": len({p.qid for p in data.open_pairs}),
+        "open_pairs": len(data.open_pairs),
+        "heldout_queries": len({p.qid for p in data.heldout_pairs}),
+        "heldout_pairs": len(data.heldout_pairs),
+        "students": [asdict(s) for s in specs],
+        "timing": timing,
+        "best_student": best,
+        "machine": machine_name(),
+        "headline": headline(report, teacher_name, best),
+        "all_students": {n: {k: m[n][k] for k in ("kappa", "kappa_quadratic", "binary_kappa")} for n in students},
+        "table": format_table({n: m[n] for n in report["labelers"]}),
+        "report": str(paths["html"]),
+    }
+    (out / "experiment.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    text = format_headline({**summary, "train_seconds_mean": {}, "student_pairs_per_s": 0.0}, timing_line=False)
+    (out / "headline.md").write_text(text + "\n")
+    return summary
+
+
+def _mean_over_collections(summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean over collections of each labeler role (teacher, best student, difference) and each metric."""
+    roles: dict[str, dict[str, list[float]]] = {"teacher": {}, "student": {}, "student - teacher": {}}
+    for s in summaries.values():
+        for (_, metrics), role in zip(s["headline"].items(), roles, strict=True):
+            for k, v in metrics.items():
+                roles[role].setdefault(k, []).append(v["value"])
+    return {role: {k: float(np.mean(v)) for k, v in ms.items()} for role, ms in roles.items()}
+
+
+def format_cross(summary: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = [f"# Cross-collection experiment ({summary['folds']} folds by query per benchmark)", ""]
+    for s in summaries.values():
+        lines += [format_headline({**s, "train_seconds_mean": {}, "student_pairs_per_s": 0.0}, timing_line=False), ""]
+    metrics = list(summary["mean"]["teacher"])
+    lines += ["## Mean over collections", "", "| role | " + " | ".join(metrics) + " |"]
+    lines.append("|---" * (len(metrics) + 1) + "|")
+    for role, ms in summary["mean"].items():
+        lines.append(f"| {role} | " + " | ".join(f"{ms[k]:.3f}" for k in metrics) + " |")
+    lines += ["", f"machine: {summary['machine']}; wall {summary['wall_seconds']} s"]
+    return "\n".join(lines)

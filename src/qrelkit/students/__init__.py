@@ -1,0 +1,88 @@
+"""Students: small models distilled from an LLM teacher, all behind one :class:`Labeler` contract.
+
+- ``frozen`` (:class:`qrelkit.student.Student`): a frozen MiniLM bi-encoder + a linear head; the fastest tier.
+- ``cross-encoder`` (:class:`qrelkit.students.cross_encoder.CrossEncoderStudent`): fine-tuned end to end.
+- ``causal`` (:class:`qrelkit.causal_student.CausalStudent`): a small causal LM with LoRA (GPU).
+
+>>> student = load_student("model/")                                   # doctest: +SKIP
+>>> scores, grades = student.predict(["vpn client"], ["Install the VPN client from ..."])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import QrelkitError
+from ..records import Pair
+
+STUDENT_KINDS = ("frozen", "cross-encoder", "causal")
+
+
+@runtime_checkable
+class Labeler(Protocol):
+    """What every student offers: grade pairs, save itself as a folder that :func:`load_student` reads."""
+
+    card: dict[str, Any]
+
+    def predict(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = ...
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = ...) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+
+def student_kind(path: str | Path) -> str:
+    """Which kind of student a folder holds, or a clear error."""
+    p = Path(path)
+    if (p / "student.json").exists():
+        kind = str(json.loads((p / "student.json").read_text()).get("kind"))
+        if kind not in STUDENT_KINDS:
+            raise QrelkitError(f"{p}: unknown student kind {kind!r}")
+        return kind
+    if (p / "head.json").exists():
+        return "frozen"
+    if (p / "causal.json").exists():
+        return "causal"
+    raise QrelkitError(f"{p}: not a qrelkit student folder (no student.json or head.json)")
+
+
+def student_fingerprint(path: str | Path) -> str:
+    """A digest of a student folder's identity files (head, kind, thresholds, card with its training time):
+    what a labeling checkpoint belongs to."""
+    p = Path(path)
+    student_kind(p)
+    h = hashlib.sha256()
+    for name in ("head.json", "student.json", "causal.json", "card.json"):
+        if (p / name).exists():
+            h.update(name.encode() + (p / name).read_bytes())
+    return h.hexdigest()
+
+
+def load_student(path: str | Path, *, runtime: str = "torch", device: str | None = None) -> Labeler:
+    """Load any student folder (``qrelkit distill`` output). ``runtime`` applies to the frozen student
+    (torch, onnx, onnx-int8, onnx-int8-mixed); the others run with torch."""
+    kind = student_kind(path)
+    if kind == "frozen":
+        from ..student import Student
+
+        return Student.load(path, runtime=runtime, device=device or "cpu")
+    if runtime != "torch":
+        raise QrelkitError(f"the {kind} student runs with the torch runtime only (got {runtime!r})")
+    if kind == "cross-encoder":
+        from .cross_encoder import CrossEncoderStudent
+
+        return CrossEncoderStudent.load(path, device=device)
+    from ..causal_student import CausalStudent
+
+    return CausalStudent.load(path, device=device)
+
+
+__all__ = ["STUDENT_KINDS", "Labeler", "load_student", "student_fingerprint", "student_kind"]

@@ -1,0 +1,393 @@
+"""The fine-tuned student: a cross-encoder that reads query and passage together and is trained end to end
+on the teacher's grades with sentence-transformers' ``CrossEncoderTrainer`` and its losses.
+
+Unlike the frozen bi-encoder student (:mod:`qrelkit.student`), every weight learns what makes a passage
+*answer* a query rather than share its topic. It starts from the offline all-MiniLM-L6-v2 weights (a new
+one-logit head) or any Hugging Face model name or folder, optionally after a first stage on synthetic
+queries (:func:`synthetic_stage_pairs`: each query's seed passage positive, BM25 neighbours negative).
+
+The score is ``3 · sigmoid(logit)`` (a continuous 0–3 grade estimate); grades come from ordinal thresholds
+fitted so that the student's grade shares on the teacher's training pairs equal the teacher's.
+
+>>> student = distill_cross_encoder(pairs, teacher, epochs=1)            # doctest: +SKIP
+>>> student.save("ce-student/")                                           # doctest: +SKIP
+>>> scores, grades = CrossEncoderStudent.load("ce-student/").predict(["query"], ["passage"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import QrelkitError
+from ..io import Qrels, folder_replaced
+from ..models import MINILM_ALIAS, resolve_encoder
+from ..records import GRADES, Pair
+from ..student import distribution_thresholds, grades_from_thresholds
+
+log = logging.getLogger("qrelkit")
+
+KIND = "cross-encoder"
+LOSSES = ("bce", "mse", "listnet", "lambda")
+LIST_SIZE = 8  # documents per query in one listwise training row
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class CrossEncoderStudent:
+    """A cross-encoder relevance labeler; :meth:`save` / :meth:`load` a folder.
+
+    ``model`` is a ``sentence_transformers.CrossEncoder`` with one output logit.
+    """
+
+    kind = KIND
+
+    def __init__(self, model: Any, card: dict[str, Any], thresholds: list[float] | None = None):
+        self.model = model
+        self.card = card
+        self.thresholds = thresholds
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_base(
+        cls, base: str = MINILM_ALIAS, *, max_length: int = 256, device: str | None = None
+    ) -> CrossEncoderStudent:
+        """A fresh cross-encoder over ``base`` (the MiniLM alias, an HF name or a folder; a folder written by
+        :meth:`save` continues from that student's weights)."""
+        from sentence_transformers import CrossEncoder
+
+        path = Path(base) / "model" if (Path(base) / "student.json").exists() else resolve_encoder(base)
+        model = CrossEncoder(str(path), num_labels=1, max_length=max_length, device=device or _default_device())
+        return cls(model, {"kind": KIND, "base": base, "max_length": max_length})
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None) -> CrossEncoderStudent:
+        from sentence_transformers import CrossEncoder
+
+        p = Path(path)
+        meta = json.loads((p / "student.json").read_text())
+        if meta.get("kind") != KIND:
+            raise QrelkitError(f"{p}: a {meta.get('kind')!r} student, not a cross-encoder")
+        card = json.loads((p / "card.json").read_text())
+        model = CrossEncoder(str(p / "model"), max_length=int(card.get("max_length", 256)), device=device or "cpu")
+        return cls(model, card, meta.get("thresholds"))
+
+    def save(self, path: str | Path) -> None:
+        with folder_replaced(path) as tmp:
+            self.model.save_pretrained(str(tmp / "model"))
+            (tmp / "student.json").write_text(json.dumps({"kind": KIND, "thresholds": self.thresholds}, indent=1))
+            (tmp / "card.json").write_text(json.dumps(self.card, indent=1, default=str))
+            (tmp / "README.md").write_text(_model_card(self.card, self.thresholds))
+
+    # ------------------------------------------------------------ prediction
+
+    def scores(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """A continuous 0–3 grade estimate per pair: 3 · sigmoid(logit)."""
+        if not queries:
+            return np.zeros(0, dtype=np.float64)
+        probs = self.model.predict(
+            list(zip(queries, docs, strict=True)), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
+        )
+        return 3.0 * np.asarray(probs, dtype=np.float64).reshape(-1)
+
+    def predict(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and 0–3 grades for query–document pairs."""
+        if self.thresholds is None:
+            raise QrelkitError("this cross-encoder student has no grade thresholds; calibrate it first")
+        s = self.scores(queries, docs, batch_size=batch_size)
+        return s, grades_from_thresholds(self.thresholds, s)
+
+    def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
+
+    def calibrate(self, pairs: Sequence[Pair], grades: Sequence[int], *, scores: np.ndarray | None = None) -> None:
+        """Fit the grade thresholds so that the student's grade shares on ``pairs`` equal ``grades``' shares."""
+        if scores is None:
+            scores = self.scores([p.query for p in pairs], [p.text for p in pairs])
+        self.thresholds = distribution_thresholds(scores, np.asarray(grades))
+
+    # ------------------------------------------------------------ training
+
+    def fit(
+        self,
+        pairs: Sequence[Pair],
+        targets: Sequence[float],
+        *,
+        loss: str = "bce",
+        epochs: float = 1.0,
+        batch_size: int = 32,
+        learning_rate: float = 2e-5,
+        warmup_ratio: float = 0.1,
+        checkpoint_dir: str | Path | None = None,
+        time_budget_s: float | None = None,
+        seed: int = 0,
+        bf16: bool | None = None,
+    ) -> dict[str, Any]:
+        """Train on ``pairs`` with ``targets`` (0–3 grades or expected grades): ``bce`` / ``mse`` pointwise on
+        target/3, ``listnet`` / ``lambda`` listwise over up to :data:`LIST_SIZE` documents of a query.
+
+        ``checkpoint_dir`` makes the run resumable: it saves every few hundred steps and a rerun with the same
+        data continues from the last checkpoint. ``time_budget_s`` stops training (after saving) once spent.
+        Returns training stats (pairs, steps, seconds, stopped early)."""
+        from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+        from transformers.trainer_utils import get_last_checkpoint
+
+        if loss not in LOSSES:
+            raise QrelkitError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if len(pairs) != len(targets) or not pairs:
+            raise QrelkitError(f"need as many targets as pairs (got {len(targets)} for {len(pairs)}), at least one")
+        dataset = _dataset(pairs, targets, loss, seed)
+        use_cpu = self.model.device.type == "cpu"
+        resume: str | None = None
+        out_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        if out_dir is not None and out_dir.exists():
+            resume = get_last_checkpoint(str(out_dir))
+        args = CrossEncoderTrainingArguments(
+            output_dir=str(out_dir or Path.cwd() / ".qrelkit-ce-tmp"),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=batch_size if loss in ("bce", "mse") else max(1, batch_size // LIST_SIZE),
+            learning_rate=learning_rate,
+            warmup_steps=warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
+            seed=seed,
+            use_cpu=use_cpu,
+            bf16=(not use_cpu) if bf16 is None else bf16,
+            report_to="none",
+            save_strategy="steps" if out_dir else "no",
+            save_steps=200,
+            save_total_limit=1,
+            logging_steps=50,
+            disable_tqdm=True,
+            dataloader_drop_last=False,
+        )
+        trainer = CrossEncoderTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=dataset,
+            loss=_loss(self.model, loss),
+            callbacks=[_time_budget(time_budget_s)] if time_budget_s else None,
+        )
+        t0 = time.perf_counter()
+        state = trainer.train(resume_from_checkpoint=resume)
+        secs = time.perf_counter() - t0
+        return {
+            "loss": loss,
+            "train_rows": len(dataset),
+            "pairs": len(pairs),
+            "epochs": epochs,
+            "steps": int(state.global_step),
+            "seconds": round(secs, 1),
+            "resumed_from": resume,
+            "stopped_by_time_budget": bool(time_budget_s and secs >= time_budget_s),
+        }
+
+
+def _time_budget(seconds: float) -> Any:
+    """A TrainerCallback that ends training, with a checkpoint save, once ``seconds`` of training are spent."""
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if time.perf_counter() - self.start >= seconds:
+                control.should_training_stop = True
+                control.should_save = True
+
+    return TimeBudget()
+
+
+def _loss(model: Any, name: str) -> Any:
+    from sentence_transformers.cross_encoder import losses
+
+    if name == "bce":
+        return losses.BinaryCrossEntropyLoss(model)
+    if name == "mse":
+        import torch
+
+        return losses.MSELoss(model, activation_fn=torch.nn.Sigmoid())
+    if name == "listnet":
+        return losses.ListNetLoss(model)
+    return losses.LambdaLoss(model)
+
+
+def _dataset(pairs: Sequence[Pair], targets: Sequence[float], loss: str, seed: int) -> Any:
+    """Pointwise rows (query, doc, target/3) or listwise rows (query, docs, targets) in a ``datasets.Dataset``."""
+    from datasets import Dataset
+
+    rng = random.Random(seed)
+    if loss in ("bce", "mse"):
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        return Dataset.from_dict(
+            {
+                "query": [pairs[i].query for i in order],
+                "doc": [pairs[i].text for i in order],
+                "label": [float(targets[i]) / 3.0 for i in order],
+            }
+        )
+    by_query: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        by_query[p.qid].append(i)
+    rows: list[tuple[str, list[str], list[float]]] = []
+    for idx in by_query.values():
+        rng.shuffle(idx)
+        for start in range(0, len(idx), LIST_SIZE):
+            chunk = idx[start : start + LIST_SIZE]
+            if len(chunk) > 1:
+                rows.append((pairs[chunk[0]].query, [pairs[i].text for i in chunk], [float(targets[i]) for i in chunk]))
+    rng.shuffle(rows)
+    columns = {"query": [r[0] for r in rows], "docs": [r[1] for r in rows], "labels": [r[2] for r in rows]}
+    return Dataset.from_dict(columns)
+
+
+def synthetic_stage_pairs(
+    queries: Sequence[tuple[str, str, str]],
+    docs: dict[str, str],
+    *,
+    negatives: int = 3,
+    rank_range: tuple[int, int] = (20, 60),
+    n_random: int = 1,
+    seed: int = 0,
+) -> tuple[list[Pair], list[float]]:
+    """Stage-1 training pairs from synthetic ``queries`` (qid, text, seed doc id) over ``docs`` (id → text):
+    the seed passage graded 3, ``negatives`` BM25 neighbours drawn from ranks ``rank_range`` (near the topic,
+    but far enough down that few are unlabelled positives) and ``n_random`` random passages graded 0."""
+    from ..mine import BM25Index
+    from ..records import Document
+
+    doc_ids = list(docs)
+    index = BM25Index([Document(doc_id=d, text=docs[d]) for d in doc_ids])
+    idx, _ = index.search([q for _, q, _ in queries], k=min(rank_range[1], len(doc_ids)))
+    rng = random.Random(seed)
+    pairs: list[Pair] = []
+    targets: list[float] = []
+    for (qid, text, seed_id), row in zip(queries, idx, strict=True):
+        if seed_id not in docs:
+            continue
+        band = [doc_ids[i] for i in row[rank_range[0] :] if doc_ids[i] != seed_id]
+        chosen = rng.sample(band, min(negatives, len(band))) + rng.sample(doc_ids, n_random)
+        pairs.append(Pair(qid=qid, query=text, doc_id=seed_id, text=docs[seed_id], source="seed"))
+        targets.append(3.0)
+        for d in chosen:
+            if d != seed_id:
+                pairs.append(Pair(qid=qid, query=text, doc_id=d, text=docs[d], source="bm25"))
+                targets.append(0.0)
+    return pairs, targets
+
+
+def distill_cross_encoder(
+    pairs: Sequence[Pair],
+    teacher: Qrels,
+    *,
+    soft: dict[tuple[str, str], float] | None = None,
+    base: str = MINILM_ALIAS,
+    loss: str = "bce",
+    epochs: float = 1.0,
+    batch_size: int = 32,
+    learning_rate: float = 2e-5,
+    max_length: int = 256,
+    max_pairs: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    card: dict[str, Any] | None = None,
+) -> CrossEncoderStudent:
+    """Fine-tune a :class:`CrossEncoderStudent` on the pairs the teacher graded (the expected grade from
+    ``soft`` where given), then fit its grade thresholds to the teacher's grade shares on those pairs.
+
+    ``max_pairs`` bounds the training set (a query-stratified sample, so every query keeps some pairs)."""
+    from ..distill import teacher_targets
+
+    labelled, grades, _ = teacher_targets(pairs, teacher)
+    if max_pairs is not None and len(labelled) > max_pairs:
+        keep = sorted(_sample_by_query(labelled, max_pairs, seed))
+        labelled, grades = [labelled[i] for i in keep], grades[keep]
+    soft = soft or {}
+    targets = [soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(labelled, grades, strict=True)]
+    student = CrossEncoderStudent.from_base(base, max_length=max_length, device=device)
+    stats = student.fit(
+        labelled,
+        targets,
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        checkpoint_dir=checkpoint_dir,
+        time_budget_s=time_budget_s,
+        seed=seed,
+    )
+    student.calibrate(labelled, grades.tolist())
+    student.card.update(card or {})
+    student.card.update(
+        {
+            "train_pairs": len(labelled),
+            "train_queries": len({p.qid for p in labelled}),
+            "target": "teacher expected grade / 3" if soft else "teacher grade / 3",
+            "training": stats,
+            "teacher_grade_counts": {g: int((grades == g).sum()) for g in GRADES},
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    return student
+
+
+def _sample_by_query(pairs: Sequence[Pair], n: int, seed: int) -> list[int]:
+    """Indices of ``n`` pairs drawn round-robin across queries (each query's own order shuffled)."""
+    rng = random.Random(seed)
+    by_query: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        by_query[p.qid].append(i)
+    queues = list(by_query.values())
+    for q in queues:
+        rng.shuffle(q)
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < n:
+        layer = [q[depth] for q in queues if depth < len(q)]
+        if not layer:
+            break
+        rng.shuffle(layer)
+        chosen.extend(layer[: n - len(chosen)])
+        depth += 1
+    return chosen
+
+
+def _model_card(card: dict[str, Any], thresholds: list[float] | None) -> str:
+    lines = [
+        "# qrelkit cross-encoder student",
+        "",
+        "A relevance labeler (grades 0–3): a cross-encoder fine-tuned on an LLM teacher's grades with qrelkit.",
+        "",
+        "```python",
+        "from qrelkit.students import load_student",
+        'student = load_student("this/folder")',
+        'scores, grades = student.predict(["query"], ["document text"])',
+        "```",
+        "",
+        "| field | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in card.items() if k not in ("kind",)]
+    lines += ["", f"Score: 3 · sigmoid(logit). Grade thresholds: {thresholds}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""The fine-tuned cross-encoder student (real MiniLM weights, CrossEncoderTrainer) and the cross-collection
+experiment, on toy topics where relevance is unambiguous."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_experiment import make_benchmark
+from topics import TOPICS, topic_pairs
+
+from qrelkit import crossfold
+from qrelkit.errors import QrelkitError
+from qrelkit.experiment import Benchmark
+from qrelkit.io import read_qrels
+from qrelkit.students import Labeler, load_student, student_kind
+from qrelkit.students.cross_encoder import (
+    CrossEncoderStudent,
+    _sample_by_query,
+    distill_cross_encoder,
+    synthetic_stage_pairs,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _train(loss: str = "bce", **kw):
+    pairs, teacher = topic_pairs(list(TOPICS))
+    return distill_cross_encoder(
+        pairs, teacher, loss=loss, epochs=kw.pop("epochs", 6), batch_size=8, learning_rate=1e-4, max_length=64, **kw
+    )
+
+
+def test_cross_encoder_learns_save_load_label(tmp_path: Path) -> None:
+    student = _train()
+    pairs, teacher = topic_pairs(list(TOPICS))
+    scores, grades = student.predict_pairs(pairs)
+    truth = np.array([teacher[(p.qid, p.doc_id)] for p in pairs])
+    # every query's own document outscores the others on average, and grades follow the teacher's shares
+    assert scores[truth == 3].mean() > scores[truth == 0].mean() + 0.3
+    assert (grades[truth == 3] >= 2).mean() >= 0.5
+    assert student.card["training"]["loss"] == "bce" and student.card["train_pairs"] == len(pairs)
+    student.save(tmp_path / "ce")
+    assert student_kind(tmp_path / "ce") == "cross-encoder"
+    again = load_student(tmp_path / "ce")
+    assert isinstance(again, CrossEncoderStudent) and isinstance(again, Labeler)
+    s2, g2 = again.predict_pairs(pairs)
+    np.testing.assert_allclose(s2, scores, atol=1e-4)
+    assert (g2 == grades).all()
+    with pytest.raises(QrelkitError, match="torch runtime only"):
+        load_student(tmp_path / "ce", runtime="onnx")
+
+
+def test_listwise_loss_trains_and_max_pairs_bounds(tmp_path: Path) -> None:
+    student = _train("listnet", epochs=1, max_pairs=40)
+    assert student.card["train_pairs"] == 40
+    assert student.card["train_queries"] == len(TOPICS)  # a query-stratified sample keeps every query
+    assert student.card["training"]["loss"] == "listnet"
+    with pytest.raises(QrelkitError, match="unknown loss"):
+        _train("hinge", epochs=1)
+
+
+def test_training_resumes_from_checkpoint_and_stops_on_time_budget(tmp_path: Path) -> None:
+    pairs, teacher = topic_pairs(list(TOPICS))
+    targets = [float(teacher[(p.qid, p.doc_id)]) for p in pairs]
+    ckpt = tmp_path / "ckpt"
+    first = CrossEncoderStudent.from_base(max_length=64, device="cpu")
+    stats = first.fit(pairs, targets, epochs=60, batch_size=8, checkpoint_dir=ckpt, time_budget_s=2)
+    assert stats["stopped_by_time_budget"] and 0 < stats["steps"] < 60 * 8
+    assert list(ckpt.glob("checkpoint-*")), "a checkpoint is saved when the budget stops training"
+    again = CrossEncoderStudent.from_base(max_length=64, device="cpu")
+    resumed = again.fit(pairs, targets, epochs=1, batch_size=8, checkpoint_dir=ckpt)
+    assert resumed["resumed_from"] is not None
+
+
+def test_sample_by_query_and_synthetic_stage_pairs() -> None:
+    pairs, _ = topic_pairs(list(TOPICS))
+    picked = _sample_by_query(pairs, 16, seed=1)
+    assert len(picked) == 16 == len(set(picked))
+    assert {pairs[i].qid for i in picked} == set(TOPICS)
+    docs = {d: t[1] for d, t in TOPICS.items()}
+    queries = [(f"s{q}", TOPICS[q][0], q) for q in TOPICS] + [("lost", "anything", "no-such-passage")]
+    sp, targets = synthetic_stage_pairs(queries, docs, negatives=2, rank_range=(2, 6), n_random=1, seed=0)
+    assert {p.qid for p in sp} == {f"s{q}" for q in TOPICS}  # a query whose seed is unknown is dropped
+    for p, t in zip(sp, targets, strict=True):
+        assert t == (3.0 if p.doc_id == p.qid[1:] else 0.0)
+
+
+def _two_toy_benchmarks(root: Path) -> list[Benchmark]:
+    first = make_benchmark(root / "a")
+    second = root / "data" / "toy2"
+    shutil.copytree(first, second)
+    shutil.move(str(first), root / "data" / "toy")
+    return [Benchmark("toy", "big-llm"), Benchmark("toy2", "big-llm")]
+
+
+def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    specs = _two_toy_benchmarks(tmp_path)
+    seen: list[set[str]] = []
+    real = crossfold._train_and_score
+
+    def spy(spec, fold, datas, teachers, folds_of, stage1, path, device):
+        pairs, _, _ = crossfold._training_pairs(datas, teachers, folds_of, fold)
+        seen.append({p.qid for p in pairs})
+        return real(spec, fold, datas, teachers, folds_of, stage1, path, device)
+
+    monkeypatch.setattr(crossfold, "_train_and_score", spy)
+    recipe = crossfold.CrossSpec("ce-toy", epochs=2, max_pairs=None, max_length=64, batch_size=8)
+    out = tmp_path / "results"
+    kw = {"students": [recipe], "folds": 2, "out_dir": out, "bootstrap": 20, "data_root": tmp_path / "data"}
+    summary = crossfold.run_cross_collection(specs, **kw)
+    assert len(seen) == 2
+    folds_of = crossfold.fold_of_queries(list(TOPICS), 2)
+    for f, qids in enumerate(seen):
+        # training queries come from both benchmarks, never from the graded fold, never held out
+        assert {q.split(":")[0] for q in qids} == {"toy", "toy2"}
+        assert all(folds_of[q.split(":")[1]] != f for q in qids)
+        assert not {q.split(":")[1] for q in qids} & {"badge", "wifi"}
+    for b in ("toy", "toy2"):
+        for name in ("ce-toy", "ce-toy-calibrated"):
+            graded = read_qrels(out / b / f"{name}.qrels")
+            assert len(graded) == len(TOPICS) ** 2  # every test pair, open and held-out
+        assert (out / b / "cross" / "headline.md").exists()
+    assert set(summary["mean"]) == {"teacher", "student", "student - teacher"}
+    assert "Mean over collections" in (out / "cross-collection.md").read_text()
+    fold0 = json.loads(gzip.decompress((out / ".cross-work" / "ce-toy" / "fold0.scores.jsonl").read_bytes()))
+    assert fold0["stats"]["train_queries"] == len(seen[0])
+    seen.clear()
+    crossfold.run_cross_collection(specs, **kw)  # finished folds are not trained again
+    assert seen == []
+
+
+def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from qrelkit.io import write_pairs, write_qrels
+
+    pairs, teacher = topic_pairs(list(TOPICS))
+    write_pairs(tmp_path / "pairs.parquet", pairs)
+    write_qrels(tmp_path / "teacher.qrels", ((q, d, g) for (q, d), g in teacher.items()))
+    env = {**os.environ, "QRELKIT_PROGRESS": "0"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "qrelkit", *args]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    r = run(
+        "distill",
+        "pairs.parquet",
+        "teacher.qrels",
+        "-o",
+        "ce",
+        "--student",
+        "cross-encoder",
+        "--epochs",
+        "4",
+        "--max-length",
+        "64",
+        "--batch-size",
+        "8",
+    )
+    assert r.returncode == 0, r.stderr
+    assert student_kind(tmp_path / "ce") == "cross-encoder" and not (tmp_path / "ce.ckpt").exists()
+    r = run("label", "pairs.parquet", "-m", "ce", "-o", "labels.qrels")
+    assert r.returncode == 0, r.stderr
+    labels = read_qrels(tmp_path / "labels.qrels")
+    assert set(labels) == set(teacher)
+    own = np.mean([labels[(q, q)] for q in TOPICS])
+    other = np.mean([g for (q, d), g in labels.items() if q != d])
+    assert own > other
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", "--student", "t5")
+    assert r.returncode == 2 and "unknown student 't5'" in r.stderr and "Traceback" not in r.stderr
