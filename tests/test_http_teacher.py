@@ -77,7 +77,7 @@ def test_concurrency_is_bounded(tmp_path):
     assert 1 < server.max_inflight <= 4
 
 
-def test_sigkill_midway_then_resume_labels_every_pair_once(tmp_path):
+def test_sigkill_midway_then_the_same_command_resumes_labelling_every_pair_once(tmp_path):
     import json
     import os
     import signal
@@ -91,7 +91,8 @@ def test_sigkill_midway_then_resume_labels_every_pair_once(tmp_path):
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p.model_dump()) + "\n" for p in pairs))
     env = {**os.environ, "QRELKIT_PROGRESS": "0"}
 
-    def judge(server: FakeOpenAI, out: str, cache: str) -> subprocess.Popen:
+    def judge(server: FakeOpenAI, out: str) -> subprocess.Popen:
+        # no --cache: the default cache beside the output is what makes the rerun resume
         cmd = [
             sys.executable,
             "-m",
@@ -100,8 +101,6 @@ def test_sigkill_midway_then_resume_labels_every_pair_once(tmp_path):
             "pairs.jsonl",
             "-o",
             out,
-            "--cache",
-            cache,
             "--llm",
             f"{server.url}#fake-model",
             "--concurrency",
@@ -117,7 +116,7 @@ def test_sigkill_midway_then_resume_labels_every_pair_once(tmp_path):
         return int(re.search(r"passage (\d+)", text).group(1)) % 4
 
     with FakeOpenAI(grade_for=grade, delay=0.05) as server:
-        proc = judge(server, "killed.qrels", "c.sqlite")
+        proc = judge(server, "teacher.qrels")
         deadline = time.time() + 60
         while len(server.requests) < 12 and time.time() < deadline:
             time.sleep(0.01)
@@ -125,13 +124,14 @@ def test_sigkill_midway_then_resume_labels_every_pair_once(tmp_path):
         proc.wait()
         before = len(server.requests)
         assert 12 <= before < 30, "the run must be killed midway"
-        assert not (tmp_path / "killed.qrels").exists()
-        assert judge(server, "resumed.qrels", "c.sqlite").wait() == 0
+        assert not (tmp_path / "teacher.qrels").exists()
+        assert (tmp_path / "teacher.cache.sqlite").exists()
+        assert judge(server, "teacher.qrels").wait() == 0  # the same command again
         resumed_requests = len(server.requests) - before
-        assert judge(server, "clean.qrels", "clean.sqlite").wait() == 0
+        assert judge(server, "clean.qrels").wait() == 0
     # At most the one request in flight at the kill is sent again; completed ones come from the cache.
     assert before + resumed_requests <= 30 + 1
-    resumed, clean = read_qrels(tmp_path / "resumed.qrels"), read_qrels(tmp_path / "clean.qrels")
+    resumed, clean = read_qrels(tmp_path / "teacher.qrels"), read_qrels(tmp_path / "clean.qrels")
     assert resumed == clean and len(resumed) == 30
-    lines = (tmp_path / "resumed.judgments.jsonl").read_text().splitlines()
+    lines = (tmp_path / "teacher.judgments.jsonl").read_text().splitlines()
     assert len(lines) == 30 and len({(json.loads(x)["qid"], json.loads(x)["doc_id"]) for x in lines}) == 30

@@ -97,3 +97,29 @@ def test_pairs_jsonl_requires_fields(tmp_path):
     p.write_text(json.dumps({"qid": "q", "query": "x", "doc_id": "d"}) + "\n")
     with pytest.raises(InputError, match=r"p\.jsonl:1 \[text\]: missing field"):
         read_pairs(p)
+
+
+def test_qrels_grades_outside_the_scale_and_duplicates_are_errors(tmp_path, caplog):
+    (tmp_path / "seven.qrels").write_text("q1 0 d1 2\nq1 0 d2 7\n")
+    with pytest.raises(InputError, match=r"seven\.qrels:2 \[grade\]: grade 7 is outside 0–3"):
+        read_qrels(tmp_path / "seven.qrels")
+    # published label sets may use a wider scale: the benchmark loaders read them raw and clip on purpose
+    assert read_qrels(tmp_path / "seven.qrels", max_grade=None)[("q1", "d2")] == 7
+    (tmp_path / "dup.qrels").write_text("q1 0 d1 2\nq1 0 d2 0\nq1 0 d1 3\n")
+    with pytest.raises(InputError, match=r"dup\.qrels:3: pair \(q1, d1\) is graded twice \(first on line 1\)"):
+        read_qrels(tmp_path / "dup.qrels")
+    assert read_qrels(tmp_path / "dup.qrels", duplicates="last")[("q1", "d1")] == 3
+    assert "1 pair(s) graded more than once" in caplog.text
+
+
+def test_cli_evaluate_refuses_a_grade_of_seven(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "labels.qrels").write_text("q1 0 d1 7\nq1 0 d2 0\n")
+    (tmp_path / "human.qrels").write_text("q1 0 d1 3\nq1 0 d2 0\n")
+    cmd = [sys.executable, "-m", "qrelkit", "evaluate", "labels.qrels", "--human", "human.qrels"]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "QRELKIT_PROGRESS": "0"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "labels.qrels:1 [grade]: grade 7 is outside 0–3" in " ".join(r.stderr.split())

@@ -155,3 +155,28 @@ def test_a_folder_that_is_not_a_student_is_a_clear_error(tmp_path):
     write_pairs_jsonl(tmp_path / "pairs.jsonl", 5)
     with pytest.raises(QrelkitError, match="not a qrelkit student folder"):
         label_file_stream(tmp_path / "pairs.jsonl", tmp_path, tmp_path / "labels.qrels")
+
+
+def test_cli_label_stdout_is_json_and_plain_mistakes_are_one_line_errors(tmp_path, model_dir):
+    write_pairs_jsonl(tmp_path / "pairs.jsonl", 30)
+    env = {**os.environ, "QRELKIT_PROGRESS": "1"}  # progress bars on: they must go to stderr
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "qrelkit", *args]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    r = run("label", "pairs.jsonl", "-m", str(model_dir), "-o", "labels.qrels")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pairs"] == 30  # stdout is the JSON summary and nothing else
+    (tmp_path / "empty.jsonl").write_text("")
+    for args, message in (
+        (("empty.jsonl", "-o", "e.qrels"), "no pairs to label"),
+        (("pairs.jsonl", "-o", "out.csv"), "unknown output format '.csv'"),
+        (("pairs.jsonl", "-o", "b.qrels", "--batch-size", "0"), "--batch-size must be at least 1, got 0"),
+    ):
+        r = run("label", *args, "-m", str(model_dir))
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "out.csv").exists()
+    r = run("mine", "q.jsonl", "d.parquet", "--k", "-5")
+    assert r.returncode == 2 and "error: --k must be at least 0, got -5" in r.stderr

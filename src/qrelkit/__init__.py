@@ -3,6 +3,7 @@
 >>> from qrelkit import read_corpus, synthesize, mine_pairs, Judge, distill, label_pairs, evaluate_qrels
 """
 
+from ._version import __version__
 from .distill import distill
 from .errors import InputError, QrelkitError
 from .evaluate import agreement, evaluate_qrels
@@ -16,8 +17,6 @@ from .records import Document, Judgment, Pair, Query
 from .student import Student
 from .synth import synthesize
 
-__version__ = "0.1.0"
-
 __all__ = [
     "BM25Index",
     "Document",
@@ -28,6 +27,7 @@ __all__ = [
     "QrelkitError",
     "Query",
     "Student",
+    "__version__",
     "agreement",
     "distill",
     "evaluate_qrels",

@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import QrelkitError
 from .io import iter_jsonl, read_qrels
-from .records import Pair
+from .records import Pair, clip_grade
 
 log = logging.getLogger("qrelkit")
 
@@ -85,7 +85,7 @@ def bench_pairs(data: Path, n: int, *, seed: int = 0) -> tuple[list[Pair], dict[
 def teacher_training_set(data: Path) -> tuple[list[Pair], dict[tuple[str, str], int]]:
     """The open test queries' pairs that GPT-4o graded, and those grades (clipped to 0–3): the benchmark
     students' training data. No dev query is among them."""
-    teacher = {k: min(v, 3) for k, v in read_qrels(data / TEACHER_LABELS).items()}
+    teacher = {k: clip_grade(v) for k, v in read_qrels(data / TEACHER_LABELS, max_grade=None).items()}
     open_keys = [tuple(line.split()[:2]) for line in (data / "pairs" / "test-open.tsv").read_text().splitlines()]
     keys = [(q, d) for q, d in open_keys if (q, d) in teacher]
     return benchmark_pairs(data, keys), teacher

@@ -24,7 +24,8 @@ app = typer.Typer(
     help="Distil an LLM relevance judge into a fast student labeler.",
 )
 err = Console(stderr=True)
-out = Console()
+# stdout carries results only (JSON, Markdown tables), never wrapped: `qrelkit evaluate ... > m.md` stays valid Markdown
+out = Console(soft_wrap=True, highlight=False)
 
 Llm = Annotated[
     str,
@@ -32,11 +33,23 @@ Llm = Annotated[
         "--llm", help="gguf:PATH|ALIAS, hf:NAME, openai:MODEL, azure:DEPLOYMENT, http://HOST:PORT/v1#MODEL, or an alias"
     ),
 ]
-Cache = Annotated[Path | None, typer.Option(help="SQLite cache of LLM results (reruns make no model calls)")]
+Cache = Annotated[
+    Path | None,
+    typer.Option(help="SQLite cache of LLM results (default: <output stem>.cache.sqlite; reruns make no model calls)"),
+]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="keep no cache (an interrupted run starts over)")]
 
 
 def _show(result: dict[str, Any]) -> None:
     out.print_json(json.dumps(result, default=str))
+
+
+def _at_least(minimum: float, **values: float | None) -> None:
+    """One ``error:`` line (exit 2) for a numeric option below its minimum, before any work starts."""
+    for name, value in values.items():
+        if value is not None and value < minimum:
+            flag = "--" + name.replace("_", "-")
+            raise QrelkitError(f"{flag} must be at least {minimum:g}, got {value:g}")
 
 
 @app.command()
@@ -67,12 +80,25 @@ def synth(
     per_doc: Annotated[int, typer.Option(help="queries per seed document (one per style)")] = 3,
     seed: int = 0,
     cache: Cache = None,
+    no_cache: NoCache = False,
     prompt: Annotated[str, typer.Option(help="prompt id or YAML file")] = "synth-queries",
 ) -> None:
     """Write synthetic queries (keyword, question, short) from seed documents."""
     from .pipeline import synth_file
 
-    _show(synth_file(docs, output, llm=llm, n_seeds=n_seeds, per_doc=per_doc, seed=seed, cache=cache, prompt=prompt))
+    _show(
+        synth_file(
+            docs,
+            output,
+            llm=llm,
+            n_seeds=n_seeds,
+            per_doc=per_doc,
+            seed=seed,
+            cache=cache,
+            prompt=prompt,
+            no_cache=no_cache,
+        )
+    )
 
 
 @app.command()
@@ -82,10 +108,12 @@ def mine(
     output: Annotated[Path, typer.Option("-o", "--output")] = Path("pairs.parquet"),
     k: Annotated[int, typer.Option("--k", help="BM25 candidates per query")] = 20,
     n_random: Annotated[int, typer.Option("--random", help="random documents per query (easy negatives)")] = 2,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="random seed for the random documents")] = 0,
 ) -> None:
     """Pair each query with its seed document, BM25's top-k near misses and a few random documents."""
     from .pipeline import mine_file
+
+    _at_least(0, k=k, random=n_random)
 
     _show(mine_file(queries, docs, output, k=k, n_random=n_random, seed=seed))
 
@@ -96,6 +124,7 @@ def judge(
     output: Annotated[Path, typer.Option("-o", "--output")] = Path("teacher.qrels"),
     llm: Llm = DEFAULT_LLM,
     cache: Cache = None,
+    no_cache: NoCache = False,
     prompt: Annotated[str, typer.Option(help="prompt id or YAML file")] = "judge-rubric",
     max_chars: Annotated[int, typer.Option(help="truncate documents to this many characters")] = 1200,
     concurrency: Annotated[int, typer.Option(help="requests in flight (HTTP backends)")] = 4,
@@ -108,11 +137,15 @@ def judge(
     from .judge import failures_file
     from .pipeline import judge_file
 
+    _at_least(1, max_chars=max_chars, concurrency=concurrency)
+    _at_least(0.001, rpm=rpm, tpm=tpm)
+
     stats = judge_file(
         pairs,
         output,
         llm=llm,
         cache=cache,
+        no_cache=no_cache,
         prompt=prompt,
         max_chars=max_chars,
         concurrency=concurrency,
@@ -148,13 +181,13 @@ def distill(
         str, typer.Option(help="frozen (MiniLM + head, seconds) or cross-encoder (fine-tuned, GPU or patience)")
     ] = "frozen",
     loss: Annotated[str, typer.Option(help="cross-encoder: bce, mse (pointwise); listnet, lambda (listwise)")] = "bce",
-    epochs: Annotated[float, typer.Option(help="cross-encoder: passes over the training pairs", min=0.01)] = 1.0,
+    epochs: Annotated[float, typer.Option(help="cross-encoder: passes over the training pairs")] = 1.0,
     max_pairs: Annotated[
-        int | None, typer.Option(help="cross-encoder: train on at most this many pairs (query-stratified)", min=10)
+        int | None, typer.Option(help="cross-encoder: train on at most this many pairs (query-stratified)")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="cross-encoder: pairs per training step", min=1)] = 16,
+    batch_size: Annotated[int, typer.Option(help="cross-encoder: pairs per training step")] = 16,
     time_budget: Annotated[
-        float | None, typer.Option(help="cross-encoder: stop training after this many seconds (saved)", min=1)
+        float | None, typer.Option(help="cross-encoder: stop training after this many seconds (saved)")
     ] = None,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
@@ -163,6 +196,9 @@ def distill(
     checkpoint (``<output>.ckpt/``)."""
     from .pipeline import distill_file
 
+    _at_least(1, max_length=max_length, batch_size=batch_size, time_budget=time_budget)
+    _at_least(10, max_pairs=max_pairs)
+    _at_least(0.01, epochs=epochs)
     _show(
         distill_file(
             pairs,
@@ -192,13 +228,15 @@ def label(
         str, typer.Option(help="torch, onnx, onnx-int8 or onnx-int8-mixed (after `qrelkit export`)")
     ] = "torch",
     chunk: Annotated[int, typer.Option(help="pairs per checkpoint")] = 4096,
-    batch_size: int = 64,
+    batch_size: Annotated[int, typer.Option(help="pairs per model call")] = 64,
     engine: Annotated[str, typer.Option(help="local (streaming, resumable) or ray")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (engine ray); default: local")] = None,
     actors: Annotated[int, typer.Option(help="student actors (engine ray)")] = 2,
 ) -> None:
     """Grade any query–document pairs with a student: streamed, checkpointed, resumable after a kill."""
     from .pipeline import label_file
+
+    _at_least(1, chunk=chunk, batch_size=batch_size, actors=actors)
 
     _show(
         label_file(
@@ -299,7 +337,7 @@ def experiment(
     ] = None,
     teacher: Annotated[str | None, typer.Option(help="label set students learn from (default: per benchmark)")] = None,
     folds: Annotated[
-        int | None, typer.Option(help="folds by query over the test queries (default: 5; 2 with --cross)", min=2)
+        int | None, typer.Option(help="folds by query over the test queries (default: 5; 2 with --cross)")
     ] = None,
     cross: Annotated[
         bool,
@@ -430,13 +468,42 @@ def demo(
     out.print(f"student/teacher throughput: {result['speedup']:.0f}×   report: {result['report']}")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"qrelkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="also show third-party logs and bars")] = False,
+) -> None:
+    """Distil an LLM relevance judge into a fast student labeler."""
+    if verbose:
+        for name in NOISY:
+            logging.getLogger(name).setLevel(logging.INFO)
+        os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+
+
+# third-party loggers quiet unless -v (model-loading bars and reports, HTTP lines, ONNX quantisation notes)
+NOISY = ("httpx", "openai", "sentence_transformers", "transformers", "bm25s", "datasets", "onnxruntime")
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
-    for noisy in ("httpx", "openai", "sentence_transformers", "transformers", "bm25s"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in NOISY:
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         app()
     except QrelkitError as e:
@@ -444,5 +511,9 @@ def main() -> None:
         err.print(Text("error: ", style="bold red") + Text(str(e)), soft_wrap=True, highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        err.print(
+            "interrupted: finished work is kept (LLM cache, label checkpoint, training checkpoint); "
+            "run the same command again to resume",
+            soft_wrap=True,
+        )
         sys.exit(130)

@@ -167,7 +167,7 @@ def _pair_keys(path: Path) -> list[PairKey]:
 
 
 def _clipped(path: Path) -> Qrels:
-    return {k: clip_grade(v) for k, v in read_qrels(path).items()}
+    return {k: clip_grade(v) for k, v in read_qrels(path, max_grade=None).items()}
 
 
 def load_benchmark(spec: Benchmark, root: Path | None = None) -> BenchmarkData:
@@ -263,7 +263,8 @@ def load_synthetic(folder: str | Path) -> SyntheticSet | None:
     folder = Path(folder)
     if not all((folder / f).exists() for f in SYNTHETIC_FILES):
         return None
-    grades = {(f"syn:{q}", d): clip_grade(g) for (q, d), g in read_qrels(folder / "teacher.qrels").items()}
+    judged = read_qrels(folder / "teacher.qrels", max_grade=None)
+    grades = {(f"syn:{q}", d): clip_grade(g) for (q, d), g in judged.items()}
     expected = {(f"syn:{q}", d): v for (q, d), v in soft_targets(judgments_file(folder / "teacher.qrels")).items()}
     pairs = [p.model_copy(update={"qid": f"syn:{p.qid}"}) for p in read_pairs(folder / "pairs.parquet")]
     about = json.loads((folder / "synthetic.json").read_text())

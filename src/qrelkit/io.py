@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import InputError
+from .errors import InputError, QrelkitError
 from .records import Document, Pair
 
 log = logging.getLogger("qrelkit")
@@ -365,10 +365,16 @@ def write_pairs(path: str | Path, pairs: Sequence[Pair]) -> None:
 Qrels = dict[tuple[str, str], int]
 
 
-def read_qrels(path: str | Path) -> Qrels:
-    """Read TREC qrels (``qid iteration doc_id grade``). Grades must be integers ≥ 0 (``1.`` is accepted)."""
+def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str = "error") -> Qrels:
+    """Read TREC qrels (``qid iteration doc_id grade``). Grades must be integers from 0 to ``max_grade``
+    (``1.`` is accepted; ``max_grade=None``: any non-negative grade, for published label sets that use 4 or 10).
+    A pair listed twice is an error (``duplicates="error"``), or the last line wins with a warning (``"last"``)."""
+    if duplicates not in ("error", "last"):
+        raise QrelkitError(f"duplicates must be 'error' or 'last', got {duplicates!r}")
     p = require_file(path)
     qrels: Qrels = {}
+    first_line: dict[tuple[str, str], int] = {}
+    repeated = 0
     with p.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
             try:
@@ -387,9 +393,20 @@ def read_qrels(path: str | Path) -> Qrels:
                 raise InputError(p, f"grade {grade_s!r} is not a number", line=n, field="grade") from None
             if grade_f != int(grade_f) or grade_f < 0:
                 raise InputError(p, f"grade {grade_s!r} is not a non-negative integer", line=n, field="grade")
-            qrels[(qid, doc_id)] = int(grade_f)
+            if max_grade is not None and grade_f > max_grade:
+                raise InputError(p, f"grade {grade_s} is outside 0–{max_grade}", line=n, field="grade")
+            key = (qid, doc_id)
+            if key in first_line:
+                if duplicates == "error":
+                    where = f"first on line {first_line[key]}"
+                    raise InputError(p, f"pair ({qid}, {doc_id}) is graded twice ({where})", line=n)
+                repeated += 1
+            first_line.setdefault(key, n)
+            qrels[key] = int(grade_f)
     if not qrels:
         raise InputError(p, "no judgments")
+    if repeated:
+        log.warning("%s: %d pair(s) graded more than once; the last grade of each was kept", p, repeated)
     return qrels
 
 

@@ -49,6 +49,15 @@ def label_pairs(
 # ---------------------------------------------------------------- streaming, resumable
 
 
+LABEL_SUFFIXES = (".qrels", ".txt", ".jsonl", ".parquet")
+
+
+def check_label_output(out: Path) -> None:
+    """Labels are written as TREC qrels (.qrels/.txt), JSONL or Parquet: any other suffix is a mistake."""
+    if out.suffix.lower() not in LABEL_SUFFIXES:
+        raise QrelkitError(f"{out}: unknown output format {out.suffix!r}; use one of {', '.join(LABEL_SUFFIXES)}")
+
+
 def checkpoint_file(out: str | Path) -> Path:
     p = Path(out)
     return p.with_name(p.name + ".checkpoint.json")
@@ -126,6 +135,7 @@ def label_file_stream(
     src, out = require_file(pairs), Path(out)
     if chunk < 1:
         raise QrelkitError(f"chunk must be at least 1, got {chunk}")
+    check_label_output(out)
     identity = _identity(src, model, runtime)
     ckpt_path = checkpoint_file(out)
     ckpt = json.loads(ckpt_path.read_text()) if ckpt_path.exists() else {}
@@ -136,6 +146,8 @@ def label_file_stream(
     if ckpt["complete"] and out.exists():
         return {**ckpt["stats"], "resumed_from": ckpt["done"], "skipped": True}
     total = count_pairs(src)
+    if total == 0:
+        raise QrelkitError(f"{src}: no pairs to label (the file is empty)")
     resumed_from = ckpt["done"]
     _rollback(out, ckpt)
     student = student or load_student(model, runtime=runtime)

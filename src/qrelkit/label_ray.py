@@ -59,10 +59,11 @@ def label_file_ray(
         import ray
     except ImportError:
         raise QrelkitError("the ray engine needs Ray: pip install 'qrelkit[ray]'") from None
-    from .label import write_labels_stream
+    from .label import check_label_output, write_labels_stream
     from .students import student_kind
 
     src, out = require_file(pairs), Path(out)
+    check_label_output(out)
     model = Path(model).resolve()
     student_kind(model)  # a clear error before Ray starts
     started_here = not ray.is_initialized()

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-__version__ = "0.1.0"
+from ._version import __version__
 from .distill import distill, ensemble, grade_distributions, soft_targets
 from .errors import InputError, QrelkitError
 from .evaluate import evaluate_qrels, write_metrics
@@ -62,6 +62,16 @@ def ingest_file(
     return {"documents": len(docs)}
 
 
+def default_cache(out: str | Path, cache: str | Path | None, no_cache: bool) -> Path | None:
+    """The LLM cache of a stage writing ``out``: ``cache`` if given, else ``<stem>.cache.sqlite`` beside ``out``."""
+    if no_cache:
+        return None
+    if cache is not None:
+        return Path(cache)
+    p = Path(out)
+    return p.with_name(f"{p.stem}.cache.sqlite")
+
+
 def synth_file(
     docs: str | Path,
     out: str | Path,
@@ -72,7 +82,11 @@ def synth_file(
     seed: int = 0,
     cache: str | Path | None = None,
     prompt: str = "synth-queries",
+    no_cache: bool = False,
 ) -> dict[str, Any]:
+    """Write synthetic queries; LLM answers are cached beside ``out`` (``<stem>.cache.sqlite``) unless ``cache``
+    names another file or ``no_cache``, so an interrupted run resumes where it stopped."""
+    cache = default_cache(out, cache, no_cache)
     queries, stats = synthesize(
         read_documents(docs), llm, n_seeds=n_seeds, per_doc=per_doc, seed=seed, cache=cache, prompt=prompt
     )
@@ -106,8 +120,12 @@ def judge_file(
     dry_run: bool = False,
     rpm: float | None = None,
     tpm: float | None = None,
+    no_cache: bool = False,
 ) -> dict[str, Any]:
     """Grade pairs; writes ``out`` (qrels), ``<stem>.judgments.jsonl`` and ``<stem>.run.json`` (stats, tokens, cost).
+
+    Every answer is cached beside ``out`` (``<stem>.cache.sqlite``) unless ``cache`` names another file or
+    ``no_cache``: a run killed at any point and started again with the same command repeats no finished call.
 
     ``dry_run`` estimates tokens and cost (about 4 characters a token) without loading or calling the model.
     """
@@ -132,7 +150,7 @@ def judge_file(
     judge = Judge(
         llm,
         prompt=prompt,
-        cache=cache,
+        cache=default_cache(out, cache, no_cache),
         max_chars=max_chars,
         concurrency=concurrency,
         rpm=rpm,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,16 +23,17 @@ def progress_bar(description: str, total: int | None, *, enabled: bool = True) -
     if not enabled or os.environ.get("QRELKIT_PROGRESS", "1") == "0":
         yield lambda n, info="": None
         return
+    # stderr, so that stdout carries only results; a short bar keeps the counts and times whole at 80 columns
     columns = (
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     )
-    with Progress(*columns, transient=False) as bar:
+    with Progress(*columns, transient=False, console=Console(stderr=True)) as bar:
         task = bar.add_task(description, total=total, info="")
 
         def advance(n: int, info: str = "") -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -158,8 +159,9 @@ class CrossEncoderStudent:
         out_dir = Path(checkpoint_dir) if checkpoint_dir else None
         if out_dir is not None and out_dir.exists():
             resume = get_last_checkpoint(str(out_dir))
+        scratch = None if out_dir else tempfile.TemporaryDirectory(prefix="qrelkit-ce-")  # nothing is saved there
         args = CrossEncoderTrainingArguments(
-            output_dir=str(out_dir or Path.cwd() / ".qrelkit-ce-tmp"),
+            output_dir=str(out_dir) if out_dir else str(scratch.name if scratch else ""),
             num_train_epochs=epochs,
             per_device_train_batch_size=batch_size if loss in ("bce", "mse") else max(1, batch_size // LIST_SIZE),
             learning_rate=learning_rate,
@@ -183,7 +185,11 @@ class CrossEncoderStudent:
             callbacks=[_time_budget(time_budget_s)] if time_budget_s else None,
         )
         t0 = time.perf_counter()
-        state = trainer.train(resume_from_checkpoint=resume)
+        try:
+            state = trainer.train(resume_from_checkpoint=resume)
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
         secs = time.perf_counter() - t0
         return {
             "loss": loss,
