@@ -88,3 +88,47 @@ def _with_default(fn, **defaults):
         parameters=[p.replace(default=defaults.get(p.name, p.default)) for p in sig.parameters.values()]
     )
     return wrapper
+
+
+def test_pipeline_config_is_checked_whole_before_any_stage_runs(tmp_path, monkeypatch):
+    import functools
+
+    from qrelkit import pipeline
+
+    ran: list[str] = []
+    real = pipeline.STAGES["ingest"]
+
+    @functools.wraps(real)  # keeps the stage's signature, which the check reads
+    def spy(**kw):
+        ran.append("ingest")
+        return {}
+
+    monkeypatch.setitem(pipeline.STAGES, "ingest", spy)
+    cfg = {
+        "run_dir": "run",
+        "stages": [
+            {"ingest": {"corpus": "c.jsonl", "out": "docs.parquet"}},
+            {"mine": {"queries": "q.jsonl", "docs": "docs.parquet", "out": "p.parquet", "kk": 3}},
+        ],
+    }
+    with pytest.raises(QrelkitError, match=r"stage 'mine': unknown setting\(s\) kk \(valid: queries, docs, out, k, "):
+        run_pipeline(cfg)
+    assert ran == [], "a typo in a later stage is caught before the first stage runs"
+    cfg["stages"][1]["mine"] = {"queries": "q.jsonl", "out": "p.parquet"}
+    with pytest.raises(QrelkitError, match="stage 'mine': missing a required argument: 'docs'"):
+        run_pipeline(cfg)
+    with pytest.raises(QrelkitError, match=r"unknown key\(s\) stage \(valid: run_dir, llm, cache, stages\)"):
+        run_pipeline({"stage": [], "stages": []})
+    # the CLI's --random is accepted under its own name
+    plan = pipeline.plan_stages(
+        {"stages": [{"mine": {"queries": "q", "docs": "d", "out": "p", "random": 4}}]}, tmp_path
+    )
+    assert plan[0][2]["n_random"] == 4
+
+
+def test_cli_run_reports_a_yaml_syntax_error_on_one_line(tmp_path):
+    (tmp_path / "pipeline.yaml").write_text("run_dir: run\nstages:\n  - ingest: {corpus: c.jsonl, out: d.parquet\n")
+    r = qrelkit("run", "pipeline.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    assert "pipeline.yaml: not valid YAML (line 4, column 1)" in r.stderr

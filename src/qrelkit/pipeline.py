@@ -318,45 +318,82 @@ def stage_fingerprint(name: str, args: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def run_pipeline(config: str | Path | dict[str, Any], *, force: bool = False) -> dict[str, Any]:
-    """Run the stages listed in a pipeline config in order, skipping unchanged ones.
+# pipeline.yaml may use the CLI's option names where they differ from the function's
+SETTING_ALIASES = {"random": "n_random"}
+CONFIG_KEYS = ("run_dir", "llm", "cache", "stages")
 
-    Paths in the config are relative to ``run_dir``. ``llm`` and ``cache`` at the top level apply to
-    every stage that takes them.
-    """
-    cfg: dict[str, Any]
+
+def _load_config(config: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if isinstance(config, dict):
-        cfg, base = config, Path.cwd()
-    else:
-        path = Path(config)
-        if not path.exists():
-            raise InputError(path, "no such pipeline file")
-        cfg, base = yaml.safe_load(path.read_text()) or {}, path.parent
-    if "stages" not in cfg:
-        raise QrelkitError("pipeline config needs a 'stages' list")
-    run_dir = (base / cfg.get("run_dir", "run")).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = run_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"stages": {}}
+        return config, Path.cwd()
+    path = Path(config)
+    if not path.exists():
+        raise InputError(path, "no such pipeline file")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputError(path, f"not valid YAML{where}: {problem}") from None
+    if not isinstance(cfg, dict):
+        raise InputError(path, f"expected a mapping with keys {', '.join(CONFIG_KEYS)}")
+    return cfg, path.parent
+
+
+def plan_stages(cfg: dict[str, Any], run_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """Check a whole pipeline config (stage names, settings, required inputs) and return, per stage, its label,
+    stage name and effective arguments (shared ``llm``/``cache`` applied, paths under ``run_dir``)."""
+    unknown_top = sorted(set(cfg) - set(CONFIG_KEYS))
+    if unknown_top:
+        raise QrelkitError(
+            f"pipeline config: unknown key(s) {', '.join(unknown_top)} (valid: {', '.join(CONFIG_KEYS)})"
+        )
+    if not isinstance(cfg.get("stages"), list) or not cfg["stages"]:
+        raise QrelkitError(f"pipeline config needs a 'stages' list (stages: {', '.join(STAGES)})")
     shared = {k: cfg[k] for k in ("llm", "cache") if k in cfg}
-    results: dict[str, Any] = {}
+    plan = []
     for entry in cfg["stages"]:
         ((label, spec),) = entry.items() if isinstance(entry, dict) else ((entry, {}),)
-        spec = dict(spec or {})
+        spec = {SETTING_ALIASES.get(k, k): v for k, v in dict(spec or {}).items()}
         name = spec.pop("stage", label)
         if name not in STAGES:
             raise QrelkitError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
-        fn = STAGES[name]
-        signature = inspect.signature(fn)
-        unknown = sorted(set(spec) - set(signature.parameters))
+        signature = inspect.signature(STAGES[name])
+        valid = list(signature.parameters)
+        unknown = sorted(set(spec) - set(valid))
         if unknown:
-            raise QrelkitError(f"stage {label!r}: unknown setting(s) {', '.join(unknown)}")
+            raise QrelkitError(f"stage {label!r}: unknown setting(s) {', '.join(unknown)} (valid: {', '.join(valid)})")
         args = {k: v for k, v in shared.items() if k in signature.parameters} | spec
         for k, v in list(args.items()):
             if (k in FILE_ARGS or k in ("out", "cache")) and isinstance(v, str):
                 args[k] = str(run_dir / v) if not Path(v).is_absolute() else v
             elif k in FILE_ARGS and isinstance(v, list):
                 args[k] = [str(run_dir / x) if not Path(x).is_absolute() else x for x in v]
+        try:
+            signature.bind(**args)
+        except TypeError as e:
+            raise QrelkitError(f"stage {label!r}: {e}") from None
+        plan.append((label, name, args))
+    return plan
+
+
+def run_pipeline(config: str | Path | dict[str, Any], *, force: bool = False) -> dict[str, Any]:
+    """Run the stages listed in a pipeline config in order, skipping unchanged ones.
+
+    Paths in the config are relative to ``run_dir``. ``llm`` and ``cache`` at the top level apply to
+    every stage that takes them.
+    """
+    cfg, base = _load_config(config)
+    run_dir = (base / cfg.get("run_dir", "run")).resolve()
+    plan = plan_stages(cfg, run_dir)  # every stage checked before any runs: a typo never costs an LLM stage
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"stages": {}}
+    results: dict[str, Any] = {}
+    for label, name, args in plan:
+        fn = STAGES[name]
+        signature = inspect.signature(fn)
         # Fingerprint the effective parameters, defaults included: a changed default must rerun the stage.
         bound = signature.bind(**args)
         bound.apply_defaults()
