@@ -72,3 +72,22 @@ def test_progress_text_shows_tokens_and_running_cost(monkeypatch):
     assert priced._spend(1_000_000, 1_000) == "1,000,000+1,000 tok $2.5100"
     unpriced = Judge(OpenAIBackend("http://127.0.0.1:9/v1#no-such-model"))
     assert unpriced._spend(10, 1) == "10+1 tok", "no price known: no made-up cost"
+
+
+def test_dry_run_of_a_local_judge_estimates_time_from_a_measured_rate(tmp_path, monkeypatch):
+    import qrelkit.models
+    from qrelkit.judge import estimate, record_rate
+    from qrelkit.records import Judgment, Pair
+
+    monkeypatch.setattr(qrelkit.models, "CACHE_DIR", tmp_path)
+    pairs = [Pair(qid="q", query="vpn client", doc_id=f"d{i}", text="word " * 200) for i in range(30)]
+    est = estimate(pairs, "qwen2.5-coder-1.5b")
+    tokens = est["est_tokens_in"] + est["est_tokens_out"]
+    assert est["est_seconds"] == round(tokens / 77.0) and "reference machine" in est["rate_source"]
+    assert est["est_cost_usd"] == 0
+    # after a real run, this machine's own rate is used
+    fresh = [Judgment(qid="q", doc_id=f"d{i}", grade=1, tokens_in=400, tokens_out=1, latency_s=2.0) for i in range(4)]
+    record_rate("qwen2.5-coder-1.5b", fresh)
+    est = estimate(pairs, "qwen2.5-coder-1.5b")
+    assert est["est_seconds"] == round(tokens / (401 / 2.0)) and "measured on this machine" in est["rate_source"]
+    assert "est_seconds" not in estimate(pairs, "openai:gpt-4o"), "no time guess for a remote API"

@@ -69,17 +69,33 @@ def iter_jsonl(path: str | Path, *, skip_bad: bool = False) -> Iterator[tuple[in
         log.warning("%s: skipped %d malformed line(s)", p, bad)
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows atomically (temp file + rename) so a crash never leaves a half-written file."""
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write; it replaces ``path`` only when the block succeeds, so a
+    crash never leaves a half-written file where a good one was (or where a resumed run would trust it)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, p)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows atomically (temp file + rename) so a crash never leaves a half-written file."""
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_write(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
-    os.replace(tmp, p)
     return n
 
 
@@ -87,12 +103,9 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
 
 
 def write_parquet(path: str | Path, rows: Sequence[dict[str, Any]], schema: pa.Schema | None = None) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(list(rows), schema=schema)
-    tmp = p.with_name(p.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, p)
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_parquet(path: str | Path) -> list[dict[str, Any]]:
@@ -410,16 +423,17 @@ def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str =
     return qrels
 
 
+def qrels_line(qid: str, doc_id: str, grade: int) -> str:
+    """One TREC qrels line (``qid 0 doc_id grade``): the one place the format is written."""
+    return f"{qid} 0 {doc_id} {int(grade)}\n"
+
+
 def write_qrels(path: str | Path, grades: Iterable[tuple[str, str, int]]) -> int:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_write(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for qid, doc_id, grade in grades:
-            fh.write(f"{qid} 0 {doc_id} {int(grade)}\n")
+            fh.write(qrels_line(qid, doc_id, grade))
             n += 1
-    os.replace(tmp, p)
     return n
 
 

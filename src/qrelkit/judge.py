@@ -7,6 +7,7 @@ generate text, parsed strictly; an unparseable answer gets one repair request, t
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import QrelkitError
-from .io import write_jsonl, write_qrels
+from .io import atomic_write_text, write_jsonl, write_qrels
 from .llm import LLM, ResultCache, cache_key, get_llm
 from .llm.openai_backend import LogprobsUnavailable, OpenAIBackend, redact
 from .llm.ratelimit import RateLimiter
-from .pricing import cost_usd
+from .pricing import cost_usd, is_local, price_of
 from .progress import progress_bar
 from .prompts import Prompt, load_prompt
 from .records import GRADES, Judgment, Pair
@@ -187,6 +188,7 @@ class Judge:
                 if not j.cached:
                     tokens_in, tokens_out = tokens_in + j.tokens_in, tokens_out + j.tokens_out
                 advance(1, self._spend(tokens_in, tokens_out))
+        record_rate(self.llm.spec, [j for j in out if not j.cached and j.grade is not None])
         return out
 
     def _spend(self, tokens_in: int, tokens_out: int) -> str:
@@ -194,6 +196,78 @@ class Judge:
         cost = cost_usd(self.llm.spec, tokens_in, tokens_out, self.prices)
         priced = "" if cost is None else f" ${cost:.4f}"
         return f"{tokens_in:,}+{tokens_out:,} tok{priced}"
+
+
+# Prompt tokens per second of local judges on 2 CPU cores (llama.cpp, ../shared/MODELS.md), until this machine
+# has measured its own (``record_rate``): what ``--dry-run`` turns into a time estimate.
+DEFAULT_TOKENS_PER_S = {"qwen2.5-coder-1.5b": 77.0, "qwen2.5-coder-0.5b": 156.0, "smollm2-135m": 202.0}
+
+
+def _rates_file() -> Path:
+    from .models import CACHE_DIR
+
+    return CACHE_DIR / "judge-rates.json"
+
+
+def record_rate(spec: str, fresh: Sequence[Judgment]) -> None:
+    """Remember this machine's measured prompt tokens per second for ``spec`` (from calls made, not cached)."""
+    secs, tokens = sum(j.latency_s for j in fresh), sum(j.tokens_in + j.tokens_out for j in fresh)
+    if len(fresh) < 3 or secs <= 0:
+        return
+    path = _rates_file()
+    try:
+        rates = json.loads(path.read_text()) if path.exists() else {}
+        rates[spec] = {"tokens_per_s": tokens / secs, "calls": len(fresh)}
+        atomic_write_text(path, json.dumps(rates, indent=1))
+    except (OSError, ValueError):  # a rate is a nicety: never fail a judge run over it
+        log.debug("could not record the judge rate in %s", path)
+
+
+def measured_rate(spec: str) -> tuple[float, str] | None:
+    """(tokens per second, where it comes from) for a judge, or None when nothing is known."""
+    path = _rates_file()
+    try:
+        rates = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        rates = {}
+    if spec in rates:
+        return float(rates[spec]["tokens_per_s"]), f"measured on this machine over {rates[spec]['calls']} calls"
+    name = spec.split(":", 1)[1] if spec.startswith(("gguf:", "hf:")) else spec
+    if name in DEFAULT_TOKENS_PER_S:
+        return DEFAULT_TOKENS_PER_S[name], "llama.cpp on 2 CPU cores (qrelkit's reference machine)"
+    return None
+
+
+def estimate(
+    pairs: Sequence[Pair], llm: str, *, prompt: str | Prompt = "judge-rubric", max_chars: int = 1200, prices: Any = None
+) -> dict[str, Any]:
+    """What judging ``pairs`` would take, without loading or calling the model: tokens (about 4 characters a
+    token), cost, and for local judges the time at a measured rate."""
+    tmpl = load_prompt(prompt) if isinstance(prompt, str) else prompt
+    chars = sum(
+        len(m["content"]) for p in pairs for m in tmpl.messages(query=p.query, passage=truncate(p.text, max_chars))
+    )
+    est_in, est_out = chars // 4, len(pairs)  # one answer token per pair when grades come from logprobs
+    out: dict[str, Any] = {
+        "dry_run": True,
+        "llm": llm,
+        "pairs": len(pairs),
+        "est_tokens_in": est_in,
+        "est_tokens_out": est_out,
+        "price_per_1m_tokens": price_of(llm, prices),
+        "est_cost_usd": cost_usd(llm, est_in, est_out, prices),
+    }
+    rate = measured_rate(llm) if is_local(llm) else None
+    if rate is not None:
+        seconds = (est_in + est_out) / rate[0]
+        out.update({"est_seconds": round(seconds), "est_time": _duration(seconds), "rate_source": rate[1]})
+    return out
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
 def judge_stats(judgments: Sequence[Judgment]) -> dict[str, Any]:

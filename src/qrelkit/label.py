@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import QrelkitError
-from .io import count_pairs, iter_pair_chunks, require_file
+from .io import count_pairs, iter_pair_chunks, qrels_line, require_file
 from .progress import progress_bar
 from .records import Pair
 from .students import Labeler, load_student, student_fingerprint
@@ -81,7 +81,7 @@ def _text_rows(out: Path, qids: Sequence[str], doc_ids: Sequence[str], scores: A
             json.dumps({"qid": q, "doc_id": d, "score": round(float(s), 5), "grade": int(g)}) + "\n"
             for q, d, s, g in zip(qids, doc_ids, scores, grades, strict=True)
         )
-    return "".join(f"{q} 0 {d} {int(g)}\n" for q, d, g in zip(qids, doc_ids, grades, strict=True))
+    return "".join(qrels_line(q, d, g) for q, d, g in zip(qids, doc_ids, grades, strict=True))
 
 
 def _label_table(qids: Sequence[str], doc_ids: Sequence[str], scores: Any, grades: Any) -> pa.Table:

@@ -33,12 +33,11 @@ from .io import (
     write_jsonl,
     write_pairs,
 )
-from .judge import Judge, judgments_file, sidecar, truncate, write_judgments
+from .judge import Judge, estimate, judgments_file, sidecar, write_judgments
 from .label import label_file_stream
 from .llm import DEFAULT_LLM
 from .mine import mine_pairs
-from .pricing import cost_usd, load_prices, price_of
-from .prompts import load_prompt
+from .pricing import cost_usd, load_prices
 from .records import Query
 from .synth import require_queries, synthesize
 
@@ -133,20 +132,7 @@ def judge_file(
     table = load_prices(prices)
     prs = read_pairs(pairs)
     if dry_run:
-        tmpl = load_prompt(prompt)
-        chars = sum(
-            len(m["content"]) for p in prs for m in tmpl.messages(query=p.query, passage=truncate(p.text, max_chars))
-        )
-        est_in, est_out = chars // 4, len(prs)  # one answer token per pair when grades come from logprobs
-        return {
-            "dry_run": True,
-            "llm": llm,
-            "pairs": len(prs),
-            "est_tokens_in": est_in,
-            "est_tokens_out": est_out,
-            "price_per_1m_tokens": price_of(llm, table),
-            "est_cost_usd": cost_usd(llm, est_in, est_out, table),
-        }
+        return estimate(prs, llm, prompt=prompt, max_chars=max_chars, prices=table)
     judge = Judge(
         llm,
         prompt=prompt,
