@@ -22,12 +22,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qrelkit.benchmarks import benchmark_dir
 from qrelkit.io import iter_jsonl
 from qrelkit.mine import BM25Index
 from qrelkit.records import Document
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared" / "benchmarks"
 SCHEMA = pa.schema([("qid", pa.string()), ("query", pa.string()), ("doc_id", pa.string()), ("text", pa.string())])
 
 
@@ -38,9 +38,9 @@ def build_pairs(out: Path, n: int) -> dict[str, float]:
     for bench in ("llmjudge-trecdl2023", "trecdl2019-passage"):
         docs += [
             Document(doc_id=f"{bench}:{r['pid']}", text=r["text"])
-            for _, r in iter_jsonl(SHARED / bench / "passages.jsonl")
+            for _, r in iter_jsonl(benchmark_dir(bench) / "passages.jsonl")
         ]
-        queries += [(f"{bench}:{r['qid']}", r["text"]) for _, r in iter_jsonl(SHARED / bench / "queries.jsonl")]
+        queries += [(f"{bench}:{r['qid']}", r["text"]) for _, r in iter_jsonl(benchmark_dir(bench) / "queries.jsonl")]
     index = BM25Index(docs)
     k = min(math.ceil(n / len(queries)), len(docs))
     written = 0

@@ -11,12 +11,13 @@ import random
 import time
 from pathlib import Path
 
+from qrelkit.benchmarks import benchmark_dir
 from qrelkit.evaluate import agreement, format_table
 from qrelkit.io import iter_jsonl, read_qrels
 from qrelkit.judge import Judge
 from qrelkit.records import Pair
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "llmjudge-trecdl2023"
+BENCH = benchmark_dir("llmjudge-trecdl2023")
 
 
 def sample_dev_pairs(n: int, seed: int = 13) -> tuple[list[Pair], dict[tuple[str, str], int]]:

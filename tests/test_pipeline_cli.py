@@ -132,3 +132,11 @@ def test_cli_run_reports_a_yaml_syntax_error_on_one_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
     assert "pipeline.yaml: not valid YAML (line 4, column 1)" in r.stderr
+
+
+def test_bench_and_experiment_say_what_data_they_need(tmp_path):
+    for command in ("bench", "experiment"):
+        r = qrelkit(command, "--data", str(tmp_path / "nowhere"), cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        text = " ".join(r.stderr.split())
+        assert "benchmark data 'llmjudge-trecdl2023' not found" in text and "pairs/test-open.tsv" in text

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import platform
-import random
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -27,15 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import QrelkitError
-from .io import iter_jsonl, read_qrels
-from .records import Pair, clip_grade
+from .benchmarks import bench_pairs, benchmark_dir, teacher_label_file, teacher_training_set
+from .records import Pair
 
 log = logging.getLogger("qrelkit")
 
-BENCHMARKS_ENV = "QRELKIT_BENCHMARKS"
-DEFAULT_BENCHMARK = "llmjudge-trecdl2023"
-TEACHER_LABELS = "llm_labels/test/Olz-gpt4o.txt"  # the student's teacher: GPT-4o on the open test queries
 STUDENT_RUNTIMES = ("torch", "onnx", "onnx-int8", "onnx-int8-mixed")
 EXPORT_VERSION = 3
 RUNTIME_NAMES = {
@@ -49,54 +44,12 @@ RUNTIME_NAMES = {
 # ------------------------------------------------------------------ data
 
 
-def benchmark_dir(name: str = DEFAULT_BENCHMARK) -> Path:
-    """``$QRELKIT_BENCHMARKS/NAME``, else ``../shared/benchmarks/NAME`` beside the working or project folder."""
-    roots = [Path(os.environ[BENCHMARKS_ENV])] if BENCHMARKS_ENV in os.environ else []
-    roots += [
-        Path.cwd().parent / "shared" / "benchmarks",
-        Path(__file__).resolve().parents[3] / "shared" / "benchmarks",
-    ]
-    for root in roots:
-        if (root / name / "queries.jsonl").exists():
-            return root / name
-    raise QrelkitError(f"benchmark data {name!r} not found; set {BENCHMARKS_ENV} to the folder that holds it")
-
-
-def _texts(data: Path, pids: set[str]) -> dict[str, str]:
-    return {str(r["pid"]): str(r["text"]) for _, r in iter_jsonl(data / "passages.jsonl") if str(r["pid"]) in pids}
-
-
-def benchmark_pairs(data: Path, keys: list[tuple[str, str]]) -> list[Pair]:
-    """The (qid, pid) ``keys`` of a benchmark folder as pairs with their query and passage texts."""
-    queries = {str(r["qid"]): str(r["text"]) for _, r in iter_jsonl(data / "queries.jsonl")}
-    texts = _texts(data, {d for _, d in keys})
-    return [Pair(qid=q, query=queries[q], doc_id=d, text=texts[d]) for q, d in keys]
-
-
-def bench_pairs(data: Path, n: int, *, seed: int = 0) -> tuple[list[Pair], dict[tuple[str, str], int]]:
-    """``n`` human-judged dev pairs (none of their queries is in the student's training data), sorted by query."""
-    human = read_qrels(data / "qrels" / "human.dev.txt")
-    keys = sorted(human)
-    random.Random(seed).shuffle(keys)
-    chosen = sorted(keys[:n])
-    return benchmark_pairs(data, chosen), {k: human[k] for k in chosen}
-
-
-def teacher_training_set(data: Path) -> tuple[list[Pair], dict[tuple[str, str], int]]:
-    """The open test queries' pairs that GPT-4o graded, and those grades (clipped to 0–3): the benchmark
-    students' training data. No dev query is among them."""
-    teacher = {k: clip_grade(v) for k, v in read_qrels(data / TEACHER_LABELS, max_grade=None).items()}
-    open_keys = [tuple(line.split()[:2]) for line in (data / "pairs" / "test-open.tsv").read_text().splitlines()]
-    keys = [(q, d) for q, d in open_keys if (q, d) in teacher]
-    return benchmark_pairs(data, keys), teacher
-
-
 def bench_student(data: Path, cache_dir: Path) -> Path:
     """A student distilled from GPT-4o labels of the open test queries, exported to ONNX; cached by its inputs."""
     from .distill import distill
     from .onnx_runtime import ONNX_FILES, export_onnx
 
-    labels = data / TEACHER_LABELS
+    labels = teacher_label_file(data)
     recipe = f"distill+export v{EXPORT_VERSION}".encode()
     key = hashlib.sha256(recipe + labels.read_bytes() + (data / "pairs" / "test-open.tsv").read_bytes()).hexdigest()[
         :12

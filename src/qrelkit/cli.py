@@ -356,13 +356,20 @@ def experiment(
     synthetic_from: Annotated[
         Path | None, typer.Option(help="results folder holding <benchmark>/synthetic (default: OUTPUT)")
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder holding the benchmark folders (default: $QRELKIT_BENCHMARKS or ../shared/benchmarks)"
+        ),
+    ] = None,
 ) -> None:
     """Teacher vs distilled students on human-labelled benchmarks (query-disjoint k-fold): qrels per student for
     every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/.
 
     Students named *-synthetic / *-both also train on OUTPUT/<benchmark>/synthetic: LLM-written queries over the
     benchmark's passages with BM25 near misses, graded by the same LLM (--build-synthetic makes it; cached)."""
-    from .experiment import BENCHMARKS, EXTRA_STUDENTS, STUDENTS, format_headline, run_experiment
+    from .benchmarks import BENCHMARKS, benchmark_dir
+    from .experiment import EXTRA_STUDENTS, STUDENTS, format_headline, run_experiment
     from .experiment import build_synthetic as build
     from .models import CACHE_DIR
 
@@ -376,7 +383,9 @@ def experiment(
         recipes = [s for s in CROSS_STUDENTS if s.name in student] if student else list(CROSS_STUDENTS[:1])
         if student and len(recipes) != len(set(student)):
             raise QrelkitError(f"unknown cross student; known: {', '.join(s.name for s in CROSS_STUDENTS)}")
-        run_cross_collection(names, students=recipes, folds=folds or 2, out_dir=output, bootstrap=bootstrap)
+        run_cross_collection(
+            names, students=recipes, folds=folds or 2, out_dir=output, bootstrap=bootstrap, data_root=data
+        )
         out.print((output / "cross-collection.md").read_text())
         return
     known = (*STUDENTS, *EXTRA_STUDENTS)
@@ -387,7 +396,11 @@ def experiment(
         synthetic = (synthetic_from or output) / name / "synthetic"
         if build_synthetic:
             cache = CACHE_DIR / f"synthetic-{name}.sqlite"
-            _show(build(name, synthetic, llm=llm, n_seeds=synthetic_seeds, cache=cache))
+            _show(
+                build(
+                    name, synthetic, llm=llm, n_seeds=synthetic_seeds, cache=cache, data_root=benchmark_dir(name, data)
+                )
+            )
         summary = run_experiment(
             name,
             out_dir=output,
@@ -396,6 +409,7 @@ def experiment(
             bootstrap=bootstrap,
             teacher=teacher,
             synthetic=synthetic,
+            data_root=benchmark_dir(name, data),
         )
         out.print(summary["table"])
         out.print(format_headline(summary))
@@ -419,10 +433,17 @@ def bench(
     batch_pairs: Annotated[int, typer.Option(help="pairs per student call (the latency unit)")] = 500,
     usd_per_hour: Annotated[float, typer.Option(help="price of this machine, for $/1k pairs")] = 0.10,
     benchmark: Annotated[Path | None, typer.Option(help="benchmark folder (default: ../shared/benchmarks/…)")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder holding the benchmark folders (default: $QRELKIT_BENCHMARKS or ../shared/benchmarks)"
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="results folder")] = Path("benchmarks/results"),
 ) -> None:
     """Teacher vs student (PyTorch, ONNX, ONNX int8) on the same pairs: pairs/s, latency, RSS, $, efficiency."""
     from .bench import STUDENT_RUNTIMES, format_markdown, run_bench, write_bench
+    from .benchmarks import benchmark_dir
 
     result = run_bench(
         pairs=pairs,
@@ -433,7 +454,7 @@ def bench(
         runtimes=tuple(runtime or STUDENT_RUNTIMES),
         batch_pairs=batch_pairs,
         usd_per_hour=usd_per_hour,
-        benchmark=benchmark,
+        benchmark=benchmark or benchmark_dir(data=data),
     )
     paths = write_bench(result, output)
     out.print(format_markdown(result))

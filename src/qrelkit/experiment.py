@@ -23,14 +23,14 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .bench import benchmark_dir, benchmark_pairs, machine_name
-from .distill import PairKey, distill, ensemble, recalibrate, soft_targets
+from .bench import machine_name
+from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, SyntheticSet, benchmark_dir, load_benchmark
+from .distill import PairKey, distill, recalibrate, soft_targets
 from .errors import QrelkitError
 from .evaluate import format_table
 from .io import Qrels, iter_jsonl, read_documents, read_pairs, read_qrels, write_jsonl, write_pairs, write_qrels
@@ -43,25 +43,6 @@ from .student import Student
 from .synth import normalize_query, require_queries, synthesize
 
 log = logging.getLogger("qrelkit")
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    teacher: str  # label set under llm_labels/test/ the students learn from
-    extra_train: tuple[str, ...] = ()  # label sets under llm_labels/dev/ (other queries) for "+dev" students
-
-
-BENCHMARKS = {
-    "llmjudge-trecdl2023": Benchmark(
-        "llmjudge-trecdl2023", "Olz-gpt4o", ("llama3-8b-baseline-0123", "llama3-8b-baseline-3210")
-    ),
-    "trecdl2019-passage": Benchmark("trecdl2019-passage", "gpt4o-umbrela"),
-    "trecdl2020-passage": Benchmark("trecdl2020-passage", "gpt4o-umbrela"),
-    "trecdl2021-passage": Benchmark("trecdl2021-passage", "gpt4o-umbrela"),
-}
-# The teacher everywhere is GPT-4o (LLMJudge's Olz-gpt4o submission on DL 2023; the UMBRELA prompt on DL 2019–2021);
-# every other label set is an extra judge: a row in the report and a member of the ensemble teachers.
 
 
 @dataclass(frozen=True)
@@ -131,73 +112,6 @@ EXTRA_STUDENTS = (
         about="SmolLM2-135M + LoRA reading P(grade) from its next token, soft labels of all LLM judges",
     ),
 )
-
-
-@dataclass
-class BenchmarkData:
-    name: str
-    open_pairs: list[Pair]
-    heldout_pairs: list[Pair]
-    dev_pairs: list[Pair]
-    human: Qrels
-    label_sets: dict[str, Qrels]  # every LLM label set on the test pairs, grades clipped to 0–3
-    dev_labels: dict[str, Qrels]
-    queries: dict[str, str]
-    synthetic: SyntheticSet | None = None
-
-    @cached_property
-    def judges(self) -> tuple[Qrels, dict[PairKey, float], dict[PairKey, list[float]]]:
-        """Every LLM label set as one ensemble teacher (:func:`qrelkit.distill.ensemble`), built once for all
-        folds and variants."""
-        return ensemble(list(self.label_sets.values()))
-
-    @cached_property
-    def dev_judges(self) -> tuple[Qrels, dict[PairKey, float], dict[PairKey, list[float]]]:
-        """The dev label sets as one ensemble (other queries than the test ones)."""
-        if not self.dev_labels:
-            raise QrelkitError(f"{self.name} has no dev label sets")
-        return ensemble(list(self.dev_labels.values()))
-
-
-def _pair_keys(path: Path) -> list[PairKey]:
-    if not path.exists():
-        return []
-    rows = [line.split()[:2] for line in path.read_text().splitlines() if line.strip()]
-    return [(q, d) for q, d in rows]
-
-
-def _clipped(path: Path) -> Qrels:
-    return {k: clip_grade(v) for k, v in read_qrels(path, max_grade=None).items()}
-
-
-def load_benchmark(spec: Benchmark, root: Path | None = None) -> BenchmarkData:
-    """Pairs (with texts), human grades of the open queries and every LLM label set of a benchmark folder."""
-    data = root or benchmark_dir(spec.name)
-    sets = {p.stem: _clipped(p) for p in sorted((data / "llm_labels" / "test").glob("*.txt"))}
-    if spec.teacher not in sets:
-        raise QrelkitError(f"{data}: no teacher label set {spec.teacher!r} (have: {', '.join(sets)})")
-    dev = {n: _clipped(data / "llm_labels" / "dev" / f"{n}.txt") for n in spec.extra_train}
-    return BenchmarkData(
-        name=spec.name,
-        open_pairs=benchmark_pairs(data, _pair_keys(data / "pairs" / "test-open.tsv")),
-        heldout_pairs=benchmark_pairs(data, _pair_keys(data / "pairs" / "test-heldout.tsv")),
-        dev_pairs=benchmark_pairs(data, _pair_keys(data / "pairs" / "dev.tsv")) if dev else [],
-        human=read_qrels(data / "qrels" / "human.test-open.txt"),
-        label_sets=sets,
-        dev_labels=dev,
-        queries={str(r["qid"]): str(r["text"]) for _, r in iter_jsonl(data / "queries.jsonl")},
-    )
-
-
-@dataclass
-class SyntheticSet:
-    """Judge-graded training pairs on synthetic queries (:func:`build_synthetic`); query ids get a ``syn:``
-    prefix so they can never meet a benchmark query's id."""
-
-    pairs: list[Pair]
-    grades: Qrels
-    expected: dict[PairKey, float]  # the judge's expected grade where it returned a grade distribution
-    about: dict[str, Any]
 
 
 SYNTHETIC_FILES = ("queries.jsonl", "pairs.parquet", "teacher.qrels", "synthetic.json")
