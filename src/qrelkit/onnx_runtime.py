@@ -31,12 +31,12 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, Path]:
     """Write ``encoder.onnx`` (fp32) and, with ``quantize``, ``encoder.int8.onnx`` into a student folder."""
     import torch
-
-    from .student import Student
+    from sentence_transformers import SentenceTransformer
 
     folder = Path(student_dir)
-    student = Student.load(folder)
-    encoder = student.encoder
+    if not (folder / "head.json").exists():  # only the frozen student has an encoder to export
+        raise QrelkitError(f"{folder}: not a frozen-student folder (no head.json); ONNX export covers that student")
+    encoder = SentenceTransformer(str(folder / "encoder"), device="cpu")
     pooled = _Pooled(encoder[0].auto_model).eval()
     sample = encoder.tokenizer(["a short text", "a longer text for the exporter"], padding=True, return_tensors="pt")
     args = tuple(sample[k] for k in _INPUTS if k in sample)
