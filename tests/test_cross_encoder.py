@@ -112,6 +112,7 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
     recipe = crossfold.CrossSpec("ce-toy", epochs=2, max_pairs=None, max_length=64, batch_size=8)
     out = tmp_path / "results"
     kw = {"students": [recipe], "folds": 2, "out_dir": out, "bootstrap": 20, "data_root": tmp_path / "data"}
+    kw["stack"] = True
     summary = crossfold.run_cross_collection(specs, **kw)
     assert len(seen) == 2
     folds_of = crossfold.fold_of_queries(list(TOPICS), 2)
@@ -121,7 +122,7 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
         assert all(folds_of[q.split(":")[1]] != f for q in qids)
         assert not {q.split(":")[1] for q in qids} & {"badge", "wifi"}
     for b in ("toy", "toy2"):
-        for name in ("ce-toy", "ce-toy-calibrated"):
+        for name in ("ce-toy", "ce-toy-calibrated", "ce-toy-xcal", "ce-toy-stacked", "minilm-cosine-cross"):
             graded = read_qrels(out / b / f"{name}.qrels")
             assert len(graded) == len(TOPICS) ** 2  # every test pair, open and held-out
         assert (out / b / "cross" / "headline.md").exists()

@@ -81,10 +81,14 @@ def run_cross_collection(
     data_root: Path | None = None,
     synthetic_file: str | Path | None = None,
     device: str | None = None,
+    stack: bool = False,
 ) -> dict[str, Any]:
     """Train and grade every student recipe across ``benchmarks``; write ``<student>.qrels`` (every test pair)
     and ``cross/`` (report, headline, experiment.json) under ``out_dir/<benchmark>/``, and a summary with the
-    mean over collections in ``out_dir/cross-collection.json`` / ``.md``."""
+    mean over collections in ``out_dir/cross-collection.json`` / ``.md``.
+
+    ``stack`` adds the frozen MiniLM tier on the same folds (``minilm-cosine-cross``) and, per recipe, a stacked
+    student (``<recipe>-stacked``): a ridge over the cross-encoder's score and the frozen student's features."""
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / ".cross-work"
     specs = [BENCHMARKS[b] if isinstance(b, str) else b for b in benchmarks]
@@ -117,7 +121,24 @@ def run_cross_collection(
                     for k, s in scored[b].items()
                 }
                 grades[b][spec.name + suffix] = g
-                write_qrels(out / b / f"{spec.name}{suffix}.qrels", ((q, d, v) for (q, d), v in sorted(g.items())))
+        # thresholds from the other folds' scores by the other students (out of sample, like the graded fold's)
+        crossfit = _calibrated_per_collection(datas, teachers, folds_of, scored)
+        for b in datas:
+            grades[b][f"{spec.name}-xcal"] = crossfit[b]
+        if stack:
+            features = _frozen_features(datas, work)
+            grades_stacked = _stacked(datas, teachers, folds_of, features, scored)
+            for b in datas:
+                grades[b][f"{spec.name}-stacked"] = grades_stacked[b]
+    if stack:
+        features = _frozen_features(datas, work)
+        cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
+        frozen = _calibrated_per_collection(datas, teachers, folds_of, cosine)
+        for b in datas:
+            grades[b]["minilm-cosine-cross"] = frozen[b]
+    for b in datas:
+        for name, g in grades[b].items():
+            write_qrels(out / b / f"{name}.qrels", ((q, d, v) for (q, d), v in sorted(g.items())))
     summaries = {
         b: _report(b, teachers[b], datas[b], grades[b], folds, students, timing, out / b / "cross", bootstrap)
         for b in datas
@@ -135,6 +156,94 @@ def run_cross_collection(
     (out / "cross-collection.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
     (out / "cross-collection.md").write_text(format_cross(summary, summaries) + "\n")
     return summary
+
+
+def _all_keys(data: BenchmarkData) -> list[PairKey]:
+    return [(p.qid, p.doc_id) for p in data.open_pairs + data.heldout_pairs]
+
+
+def _frozen_features(datas: Mapping[str, BenchmarkData], work: Path) -> dict[tuple[str, str, str], np.ndarray]:
+    """The frozen student's :data:`qrelkit.student.FEATURES` for every test pair (cached in ``work``: an hour of
+    encoding on 2 CPU cores is not repeated)."""
+    from .student import Student
+
+    path = work / "frozen-features.npz"
+    keys = [(b, q, d) for b, data in datas.items() for q, d in _all_keys(data)]
+    if path.exists():
+        cached = np.load(path, allow_pickle=False)
+        index = {tuple(k): i for i, k in enumerate(cached["keys"].tolist())}
+        if all(k in index for k in keys):
+            return {k: cached["x"][index[k]] for k in keys}
+    student = Student.from_base()
+    rows = []
+    for data in datas.values():
+        pairs = data.open_pairs + data.heldout_pairs
+        log.info("%s: frozen MiniLM features of %d pairs", data.name, len(pairs))
+        rows.append(student.features([p.query for p in pairs], [p.text for p in pairs]))
+    x = np.concatenate(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path.with_suffix(".tmp.npz"), keys=np.array(keys), x=x)
+    path.with_suffix(".tmp.npz").replace(path)
+    return {k: x[i] for i, k in enumerate(keys)}
+
+
+def _calibrated_per_collection(
+    datas: Mapping[str, BenchmarkData],
+    teachers: Mapping[str, str],
+    folds_of: Mapping[str, dict[str, int]],
+    scores: Mapping[str, Mapping[PairKey, float]],
+) -> dict[str, dict[PairKey, int]]:
+    """Grades from scores cut at thresholds that give each fold the teacher's grade shares on the same
+    collection's open pairs of the other folds (no label of a graded query is used)."""
+    out: dict[str, dict[PairKey, int]] = {}
+    for b, data in datas.items():
+        teacher, fold_of = data.label_sets[teachers[b]], folds_of[b]
+        out[b] = {}
+        for f in sorted(set(fold_of.values())):
+            train = [k for k in ((p.qid, p.doc_id) for p in data.open_pairs) if fold_of[k[0]] != f and k in teacher]
+            cuts = distribution_thresholds(
+                np.array([scores[b][k] for k in train]), np.array([teacher[k] for k in train])
+            )
+            test = [k for k in _all_keys(data) if fold_of[k[0]] == f]
+            g = grades_from_thresholds(cuts, np.array([scores[b][k] for k in test]))
+            out[b].update({k: int(v) for k, v in zip(test, g, strict=True)})
+    return out
+
+
+def _stacked(
+    datas: Mapping[str, BenchmarkData],
+    teachers: Mapping[str, str],
+    folds_of: Mapping[str, dict[str, int]],
+    features: Mapping[tuple[str, str, str], np.ndarray],
+    ce_scores: Mapping[str, Mapping[PairKey, float]],
+) -> dict[str, dict[PairKey, int]]:
+    """A ridge over [cross-encoder score, frozen features] per fold, cross-fitted: the head for fold ``f`` learns
+    from the other folds' open pairs, whose cross-encoder scores come from students that never saw them."""
+    from sklearn.linear_model import Ridge
+
+    def row(b: str, k: PairKey) -> np.ndarray:
+        return np.concatenate([[ce_scores[b][k]], features[(b, *k)]])
+
+    stacked: dict[str, dict[PairKey, float]] = {b: {} for b in datas}
+    for f in sorted({v for fo in folds_of.values() for v in fo.values()}):
+        x, y = [], []
+        for b, data in datas.items():
+            teacher = data.label_sets[teachers[b]]
+            for p in data.open_pairs:
+                k = (p.qid, p.doc_id)
+                if folds_of[b][p.qid] != f and k in teacher:
+                    x.append(row(b, k))
+                    y.append(teacher[k])
+        xa = np.array(x)
+        mean, scale = xa.mean(axis=0), xa.std(axis=0) + 1e-9
+        model = Ridge(alpha=1.0).fit((xa - mean) / scale, np.array(y, dtype=float))
+        for b, data in datas.items():
+            test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f]
+            if test:
+                pred = model.predict((np.array([row(b, k) for k in test]) - mean) / scale)
+                stacked[b].update({k: float(v) for k, v in zip(test, pred, strict=True)})
+    # cut the fold's stacked scores with thresholds fit on the other folds' stacked scores (cross-fitted too)
+    return _calibrated_per_collection(datas, teachers, folds_of, stacked)
 
 
 def _training_pairs(
@@ -288,8 +397,10 @@ def _report(
     notes = [
         f"benchmark {name}; teacher {teacher}; {folds} folds by query per benchmark; each student grades "
         "its fold after training on the teacher's labels of the open queries of the other folds of all benchmarks",
-        "students named *-calibrated cut grades by thresholds fit to this benchmark's training queries' teacher "
-        "grade shares; the others by thresholds fit to all training pairs",
+        "grade cut points: <recipe> fits them to the teacher's grade shares on all its training pairs; "
+        "*-calibrated on this benchmark's training pairs; *-xcal on this benchmark's other folds' pairs as scored "
+        "by the students that did not train on them; *-stacked is a ridge over the cross-encoder score and the "
+        "frozen MiniLM features, cross-fitted the same way; minilm-cosine-cross is the frozen MiniLM cosine",
         "human grades are used only for evaluation (not for training or calibration)",
     ]
     report = build_report(
