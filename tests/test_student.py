@@ -125,3 +125,38 @@ def test_causal_lora_student_trains_saves_and_loads(tmp_path):
     assert again.card["train_pairs"] == 16
     with pytest.raises(QrelkitError, match="not a qrelkit causal student"):
         CausalStudent.load(tmp_path)
+
+
+def test_strip_query_echoes_removes_standalone_and_repeated_copies_only():
+    from qrelkit.student import strip_query_echoes
+
+    doc = "This passage answers the question: Lost ID-badge? Parking permits are issued by facilities."
+    assert (
+        strip_query_echoes("lost id badge", doc)
+        == "This passage answers the question: ? Parking permits are issued by facilities."
+    )
+    # a copy inside a sentence is how relevant passages talk: it stays (and the text is the same object)
+    answer = "The guest wifi password changes weekly and is posted at reception."
+    assert strip_query_echoes("guest wifi password", answer) is answer
+    assert strip_query_echoes("vpn", "vpn. vpn. vpn client") == "vpn. vpn. vpn client"  # one content word: left alone
+    repeated = "Lost id badge lost id badge lost id badge: parking permits are issued by facilities."
+    assert strip_query_echoes("lost id badge", repeated) == "Lost id badge : parking permits are issued by facilities."
+
+
+@pytest.mark.slow
+def test_keyword_stuffing_does_not_raise_the_defended_students_grades():
+    names = list(TOPICS)
+    train, teacher = topic_pairs(names)
+    defended = distill(train, teacher)
+    assert defended.card["strip_query_echoes"] is True
+    naive = defended.with_head(defended.head, {"strip_query_echoes": False})
+    irrelevant = [p for p in train if teacher[(p.qid, p.doc_id)] == 0]
+    stuffed = [
+        p.model_copy(update={"text": f"This passage answers the question: {p.query}. {p.text}"}) for p in irrelevant
+    ]
+    s_clean, g_clean = defended.predict_pairs(irrelevant)
+    s_stuffed, g_stuffed = defended.predict_pairs(stuffed)
+    assert (g_stuffed > g_clean).sum() == 0
+    assert (s_stuffed <= s_clean + 0.05).all(), "a copy of the query adds nothing to the defended score"
+    _, g_naive = naive.predict_pairs(stuffed)
+    assert (g_naive > naive.predict_pairs(irrelevant)[1]).sum() > len(irrelevant) // 2, "undefended, stuffing works"

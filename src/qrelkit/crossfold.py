@@ -52,6 +52,9 @@ class CrossSpec:
     batch_size: int = 16
     learning_rate: float = 4e-5
     synthetic_queries: int = 0  # stage 1: this many synthetic queries (seed passage +, BM25 neighbours −)
+    # the keyword-stuffing defence: off in the experiment (its passages hold no stuffing; the first recipes ran
+    # without it), measured by benchmarks/injection.py instead
+    strip_echoes: bool = False
     about: str = ""
 
 
@@ -174,7 +177,7 @@ def _frozen_features(datas: Mapping[str, BenchmarkData], work: Path) -> dict[tup
         index = {tuple(k): i for i, k in enumerate(cached["keys"].tolist())}
         if all(k in index for k in keys):
             return {k: cached["x"][index[k]] for k in keys}
-    student = Student.from_base()
+    student = Student.from_base(strip_echoes=False)  # as the cross-encoder recipes: see CrossSpec.strip_echoes
     rows = []
     for data in datas.values():
         pairs = data.open_pairs + data.heldout_pairs
@@ -293,6 +296,7 @@ def _train_and_score(
         checkpoint_dir=path.parent / f"fold{fold}.ckpt",
         device=device,
         card={"teacher": "GPT-4o", "recipe": spec.name},
+        strip_echoes=spec.strip_echoes,
     )
     train_s = time.perf_counter() - t0
     # grade cut points: over all training pairs, and per collection over its own training pairs
@@ -364,7 +368,9 @@ def _stage1(
         pairs += p
         targets += t
     log.info("%s stage 1: %d synthetic pairs from %d queries", spec.name, len(pairs), len(rows))
-    student = CrossEncoderStudent.from_base(spec.base, max_length=spec.max_length, device=device)
+    student = CrossEncoderStudent.from_base(
+        spec.base, max_length=spec.max_length, device=device, strip_echoes=spec.strip_echoes
+    )
     stats = student.fit(
         pairs,
         targets,

@@ -80,6 +80,34 @@ def content_terms(text: str) -> set[str]:
     return {t[:6] for t in _TOKEN.findall(text.lower()) if t not in _STOP}
 
 
+_SPACES = re.compile(r"\W+")
+
+
+def strip_query_echoes(query: str, text: str) -> str:
+    """``text`` without the copies of ``query`` that answer nothing: the keyword-stuffing defence.
+
+    A copy is stuffing when it stands alone (a sentence or clause of its own: "This passage answers the
+    question: <query>.") or repeats (every copy after the first). A copy inside a sentence ("the guest wifi
+    password changes weekly") is how relevant passages talk, and stays. Case, spacing and punctuation inside
+    the copy are ignored; queries of one content word are left alone."""
+    if len(content_terms(query)) < 2:
+        return text
+    words = [w for w in _SPACES.split(query.lower()) if w]
+    copy = r"\W*".join(re.escape(w) for w in words)
+    alone = re.compile(r"(^|[.!?:;\"'(\[\n])\s*" + copy + r"\s*(?=[.!?;\"')\]\n]|$)", re.IGNORECASE)
+    stripped = alone.sub(r"\1 ", text)
+    anywhere = re.compile(r"\b" + copy + r"\b", re.IGNORECASE)
+    seen = 0
+
+    def keep_first(m: re.Match[str]) -> str:
+        nonlocal seen
+        seen += 1
+        return m.group(0) if seen == 1 else " "
+
+    stripped = anywhere.sub(keep_first, stripped)
+    return " ".join(stripped.split()) if stripped != text else text
+
+
 def student_dir(path: str | Path) -> Path:
     """``path`` as a student folder (one that :meth:`Student.save` wrote), or a clear error."""
     p = Path(path)
@@ -121,12 +149,15 @@ class Student:
     # ------------------------------------------------------------ construction
 
     @classmethod
-    def from_base(cls, base: str = MINILM_ALIAS, *, max_length: int = 256, device: str = "cpu") -> Student:
+    def from_base(
+        cls, base: str = MINILM_ALIAS, *, max_length: int = 256, device: str = "cpu", strip_echoes: bool = True
+    ) -> Student:
         from sentence_transformers import SentenceTransformer
 
         encoder = SentenceTransformer(resolve_encoder(base), device=device)
         encoder.max_seq_length = max_length
-        return cls(encoder, head={}, card={"base": base, "max_length": max_length})
+        card = {"base": base, "max_length": max_length, "strip_query_echoes": strip_echoes}
+        return cls(encoder, head={}, card=card)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu", runtime: str = "torch") -> Student:
@@ -166,7 +197,10 @@ class Student:
     # ------------------------------------------------------------ features and prediction
 
     def features(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """One row of :data:`FEATURES` per pair. Each distinct text is embedded once."""
+        """One row of :data:`FEATURES` per pair. Each distinct text is embedded once. Students trained with the
+        keyword-stuffing defence (card ``strip_query_echoes``) read each passage without copies of its query."""
+        if self.card.get("strip_query_echoes"):
+            docs = [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
         q_emb = self._embed(queries, batch_size)
         d_emb = self._embed(docs, batch_size)
         cosine = np.sum(q_emb * d_emb, axis=1)

@@ -33,7 +33,7 @@ from ..errors import QrelkitError
 from ..io import Qrels, folder_replaced
 from ..models import MINILM_ALIAS, resolve_encoder
 from ..records import GRADES, Pair
-from ..student import distribution_thresholds, grades_from_thresholds
+from ..student import distribution_thresholds, grades_from_thresholds, strip_query_echoes
 
 log = logging.getLogger("qrelkit")
 
@@ -65,7 +65,7 @@ class CrossEncoderStudent:
 
     @classmethod
     def from_base(
-        cls, base: str = MINILM_ALIAS, *, max_length: int = 256, device: str | None = None
+        cls, base: str = MINILM_ALIAS, *, max_length: int = 256, device: str | None = None, strip_echoes: bool = True
     ) -> CrossEncoderStudent:
         """A fresh cross-encoder over ``base`` (the MiniLM alias, an HF name or a folder; a folder written by
         :meth:`save` continues from that student's weights)."""
@@ -73,7 +73,7 @@ class CrossEncoderStudent:
 
         path = Path(base) / "model" if (Path(base) / "student.json").exists() else resolve_encoder(base)
         model = CrossEncoder(str(path), num_labels=1, max_length=max_length, device=device or _default_device())
-        return cls(model, {"kind": KIND, "base": base, "max_length": max_length})
+        return cls(model, {"kind": KIND, "base": base, "max_length": max_length, "strip_query_echoes": strip_echoes})
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> CrossEncoderStudent:
@@ -100,10 +100,18 @@ class CrossEncoderStudent:
         """A continuous 0–3 grade estimate per pair: 3 · sigmoid(logit)."""
         if not queries:
             return np.zeros(0, dtype=np.float64)
+        docs = self._read(queries, docs)
         probs = self.model.predict(
             list(zip(queries, docs, strict=True)), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
         )
         return 3.0 * np.asarray(probs, dtype=np.float64).reshape(-1)
+
+    def _read(self, queries: Sequence[str], docs: Sequence[str]) -> list[str]:
+        """The passages as the student reads them: without copies of the query when trained with the
+        keyword-stuffing defence (:func:`qrelkit.student.strip_query_echoes`)."""
+        if not self.card.get("strip_query_echoes"):
+            return list(docs)
+        return [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
 
     def predict(
         self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
@@ -153,6 +161,8 @@ class CrossEncoderStudent:
             raise QrelkitError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         if len(pairs) != len(targets) or not pairs:
             raise QrelkitError(f"need as many targets as pairs (got {len(targets)} for {len(pairs)}), at least one")
+        read = self._read([p.query for p in pairs], [p.text for p in pairs])
+        pairs = [p.model_copy(update={"text": t}) if t != p.text else p for p, t in zip(pairs, read, strict=True)]
         dataset = _dataset(pairs, targets, loss, seed)
         use_cpu = self.model.device.type == "cpu"
         resume: str | None = None
@@ -318,11 +328,13 @@ def distill_cross_encoder(
     seed: int = 0,
     device: str | None = None,
     card: dict[str, Any] | None = None,
+    strip_echoes: bool = True,
 ) -> CrossEncoderStudent:
     """Fine-tune a :class:`CrossEncoderStudent` on the pairs the teacher graded (the expected grade from
     ``soft`` where given), then fit its grade thresholds to the teacher's grade shares on those pairs.
 
-    ``max_pairs`` bounds the training set (a query-stratified sample, so every query keeps some pairs)."""
+    ``max_pairs`` bounds the training set (a query-stratified sample, so every query keeps some pairs);
+    ``strip_echoes`` (the keyword-stuffing defence) has the student read passages without copies of the query."""
     from ..distill import teacher_targets
 
     labelled, grades, _ = teacher_targets(pairs, teacher)
@@ -331,7 +343,7 @@ def distill_cross_encoder(
         labelled, grades = [labelled[i] for i in keep], grades[keep]
     soft = soft or {}
     targets = [soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(labelled, grades, strict=True)]
-    student = CrossEncoderStudent.from_base(base, max_length=max_length, device=device)
+    student = CrossEncoderStudent.from_base(base, max_length=max_length, device=device, strip_echoes=strip_echoes)
     stats = student.fit(
         labelled,
         targets,
