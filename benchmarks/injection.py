@@ -25,6 +25,9 @@ from qrelkit.distill import distill
 from qrelkit.io import read_qrels
 from qrelkit.judge import Judge
 from qrelkit.records import Pair
+from qrelkit.student import Student
+from qrelkit.students import Labeler
+from qrelkit.students.cross_encoder import CrossEncoderStudent, distill_cross_encoder
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,10 +46,23 @@ def irrelevant_dev_pairs(n: int, seed: int = 7) -> list[Pair]:
     return benchmark_pairs(data, sorted(zeros[:n]))
 
 
-def train_student() -> tuple[object, float]:
+def train_student() -> tuple[Student, float]:
     pairs, teacher = teacher_training_set(benchmark_dir("llmjudge-trecdl2023"))
     t0 = time.perf_counter()
     return distill(pairs, teacher), time.perf_counter() - t0
+
+
+def train_cross_encoder(max_pairs: int) -> tuple[CrossEncoderStudent, float]:
+    pairs, teacher = teacher_training_set(benchmark_dir("llmjudge-trecdl2023"))
+    t0 = time.perf_counter()
+    student = distill_cross_encoder(pairs, teacher, max_pairs=max_pairs, max_length=160, batch_size=16)
+    return student, time.perf_counter() - t0
+
+
+def with_defence(student: Labeler, on: bool) -> Labeler:
+    """The same student reading passages with (``on``) or without the keyword-stuffing defence."""
+    student.card["strip_query_echoes"] = on
+    return student
 
 
 def summarise(clean: tuple[np.ndarray, np.ndarray], attacked: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
@@ -72,22 +88,36 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--teacher", default="gguf:qwen2.5-coder-1.5b")
     ap.add_argument("--out", default="benchmarks/results/injection.json")
+    ap.add_argument("--students-only", action="store_true", help="skip the LLM teacher (minutes on a CPU)")
+    ap.add_argument("--cross-encoder-pairs", type=int, default=0, help="also a cross-encoder on this many labels")
     args = ap.parse_args()
     pairs = irrelevant_dev_pairs(args.pairs)
     attacked = {name: [p.model_copy(update={"text": fn(p)}) for p in pairs] for name, fn in ATTACKS.items()}
     results: dict[str, dict[str, dict[str, float]]] = {}
 
     student, train_s = train_student()
-    clean = student.predict_pairs(pairs)
-    results["student (MiniLM, GPT-4o labels)"] = {
-        n: summarise(clean, student.predict_pairs(a)) for n, a in attacked.items()
-    }
+    students: list[tuple[str, Labeler]] = [("student (MiniLM, GPT-4o labels)", student)]
+    train_seconds = {"student": train_s}
+    if args.cross_encoder_pairs:
+        ce, train_seconds["cross_encoder"] = train_cross_encoder(args.cross_encoder_pairs)
+        students.append((f"cross-encoder student (MiniLM, {ce.card['train_pairs']} GPT-4o labels)", ce))
+    for name, labeler in students:
+        for on in (False, True):
+            with_defence(labeler, on)
+            clean = labeler.predict_pairs(pairs)
+            label = f"{name}, {'with' if on else 'without'} the stuffing defence"
+            results[label] = {n: summarise(clean, labeler.predict_pairs(a)) for n, a in attacked.items()}
 
     cache = Path.home() / ".cache" / "qrelkit" / "injection-cache.sqlite"
-    for label, prompt in (
-        ("default rubric", "judge-rubric"),
-        ("naive prompt", str(HERE / "prompts" / "judge-naive.yaml")),
-    ):
+    teachers = (
+        ()
+        if args.students_only
+        else (
+            ("default rubric", "judge-rubric"),
+            ("naive prompt", str(HERE / "prompts" / "judge-naive.yaml")),
+        )
+    )
+    for label, prompt in teachers:
         judge = Judge(args.teacher, prompt=prompt, cache=cache)
         base = teacher_grades(judge, pairs)
         results[f"teacher {args.teacher}, {label}"] = {
@@ -107,7 +137,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps(
-            {"pairs": len(pairs), "teacher": args.teacher, "student_train_s": train_s, "results": results}, indent=1
+            {"pairs": len(pairs), "teacher": args.teacher, "train_seconds": train_seconds, "results": results}, indent=1
         )
     )
 

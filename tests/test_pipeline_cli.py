@@ -140,3 +140,16 @@ def test_bench_and_experiment_say_what_data_they_need(tmp_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr
         text = " ".join(r.stderr.split())
         assert "benchmark data 'llmjudge-trecdl2023' not found" in text and "pairs/test-open.tsv" in text
+
+
+def test_every_cli_option_and_argument_has_help_and_version_prints():
+    import typer.main
+
+    from qrelkit import __version__
+    from qrelkit.cli import app
+
+    cli = typer.main.get_command(app)
+    missing = [(n, p.name) for n, sub in cli.commands.items() for p in sub.params if not getattr(p, "help", None)]
+    assert missing == []
+    r = subprocess.run([sys.executable, "-m", "qrelkit", "--version"], env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == f"qrelkit {__version__}"

@@ -55,10 +55,12 @@ def _at_least(minimum: float, **values: float | None) -> None:
 @app.command()
 def ingest(
     corpus: Annotated[Path, typer.Argument(help="JSONL/CSV/TSV/Parquet file or a folder of .txt/.md/.html")],
-    output: Annotated[Path, typer.Option("-o", "--output")] = Path("documents.parquet"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="documents.parquet to write")] = Path(
+        "documents.parquet"
+    ),
     id_field: Annotated[str | None, typer.Option(help="id column (default: doc_id/docid/id/pid/_id)")] = None,
     text_field: Annotated[str | None, typer.Option(help="text column (default: text/contents/body/...)")] = None,
-    title_field: Annotated[str | None, typer.Option()] = None,
+    title_field: Annotated[str | None, typer.Option(help="column holding a title, prepended to the text")] = None,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed lines and non-UTF-8 files instead of failing")] = False,
 ) -> None:
     """Read a corpus into documents.parquet."""
@@ -73,12 +75,12 @@ def ingest(
 
 @app.command()
 def synth(
-    docs: Path,
-    output: Annotated[Path, typer.Option("-o", "--output")] = Path("queries.jsonl"),
+    docs: Annotated[Path, typer.Argument(help="documents.parquet from ingest")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="queries.jsonl to write")] = Path("queries.jsonl"),
     llm: Llm = DEFAULT_LLM,
     n_seeds: Annotated[int, typer.Option(help="number of seed documents")] = 50,
     per_doc: Annotated[int, typer.Option(help="queries per seed document (one per style)")] = 3,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="random seed for picking the seed documents")] = 0,
     cache: Cache = None,
     no_cache: NoCache = False,
     prompt: Annotated[str, typer.Option(help="prompt id or YAML file")] = "synth-queries",
@@ -103,9 +105,9 @@ def synth(
 
 @app.command()
 def mine(
-    queries: Path,
-    docs: Path,
-    output: Annotated[Path, typer.Option("-o", "--output")] = Path("pairs.parquet"),
+    queries: Annotated[Path, typer.Argument(help="queries.jsonl from synth (or your own: qid, text)")],
+    docs: Annotated[Path, typer.Argument(help="documents.parquet from ingest")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="pairs.parquet to write")] = Path("pairs.parquet"),
     k: Annotated[int, typer.Option("--k", help="BM25 candidates per query")] = 20,
     n_random: Annotated[int, typer.Option("--random", help="random documents per query (easy negatives)")] = 2,
     seed: Annotated[int, typer.Option(help="random seed for the random documents")] = 0,
@@ -121,7 +123,9 @@ def mine(
 @app.command()
 def judge(
     pairs: Annotated[Path, typer.Argument(help="pairs.parquet from mine, or JSONL with qid, query, doc_id, text")],
-    output: Annotated[Path, typer.Option("-o", "--output")] = Path("teacher.qrels"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="teacher qrels to write (+ sidecars)")] = Path(
+        "teacher.qrels"
+    ),
     llm: Llm = DEFAULT_LLM,
     cache: Cache = None,
     no_cache: NoCache = False,
@@ -164,12 +168,12 @@ def judge(
 
 @app.command()
 def distill(
-    pairs: Path,
+    pairs: Annotated[Path, typer.Argument(help="pairs.parquet (or JSONL) the teacher graded")],
     teacher: Annotated[
         list[Path],
         typer.Argument(help="teacher.qrels (judgments.jsonl beside it adds soft labels); several: an ensemble"),
     ],
-    output: Annotated[Path, typer.Option("-o", "--output")] = Path("model"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="student folder to write")] = Path("model"),
     head: Annotated[str, typer.Option(help="ridge (regression), logistic (4-class, soft labels) or cosine")] = "ridge",
     label_smoothing: Annotated[float, typer.Option(help="logistic head, hard labels: mass on other grades")] = 0.0,
     base: Annotated[str, typer.Option(help="sentence-transformers model, HF name or folder")] = "all-MiniLM-L6-v2",
@@ -221,7 +225,7 @@ def distill(
 
 @app.command()
 def label(
-    pairs: Path,
+    pairs: Annotated[Path, typer.Argument(help="pairs to label: Parquet or JSONL with qid, query, doc_id, text")],
     model: Annotated[Path, typer.Option("-m", "--model", help="student folder from distill")],
     output: Annotated[Path, typer.Option("-o", "--output", help=".qrels, .jsonl or .parquet")] = Path("labels.qrels"),
     runtime: Annotated[
@@ -266,7 +270,7 @@ def export(
 
 @app.command()
 def evaluate(
-    labels: Path,
+    labels: Annotated[Path, typer.Argument(help="qrels of the labeler to evaluate")],
     human: Annotated[Path, typer.Option("--human", help="human TREC qrels")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="metrics.json")] = None,
     bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals (0: none)")] = 1000,
@@ -474,12 +478,14 @@ def run(
 
 @app.command()
 def demo(
-    run_dir: Annotated[Path, typer.Option("--run-dir")] = Path("runs/demo"),
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="folder for every artifact of the run")] = Path(
+        "runs/demo"
+    ),
     llm: Llm = DEFAULT_LLM,
-    n_seeds: int = 24,
-    per_doc: int = 3,
-    k: Annotated[int, typer.Option("--k")] = 3,
-    force: bool = False,
+    n_seeds: Annotated[int, typer.Option(help="documents the LLM writes queries from")] = 24,
+    per_doc: Annotated[int, typer.Option(help="queries per seed document")] = 3,
+    k: Annotated[int, typer.Option("--k", help="BM25 near misses per query")] = 3,
+    force: Annotated[bool, typer.Option(help="rerun every stage, even unchanged ones")] = False,
 ) -> None:
     """The full pipeline on the embedded TREC DL sample, teacher and student compared with humans."""
     from .demo import run_demo
