@@ -17,7 +17,7 @@ from qrelkit import crossfold
 from qrelkit.errors import QrelkitError
 from qrelkit.experiment import Benchmark
 from qrelkit.io import read_qrels
-from qrelkit.students import Labeler, load_student, student_kind
+from qrelkit.students import Labeler, export_student, load_student, student_kind
 from qrelkit.students.cross_encoder import (
     CrossEncoderStudent,
     _sample_by_query,
@@ -51,8 +51,18 @@ def test_cross_encoder_learns_save_load_label(tmp_path: Path) -> None:
     s2, g2 = again.predict_pairs(pairs)
     np.testing.assert_allclose(s2, scores, atol=1e-4)
     assert (g2 == grades).all()
-    with pytest.raises(QrelkitError, match="torch runtime only"):
+    with pytest.raises(QrelkitError, match="no ONNX model; run `qrelkit export"):
         load_student(tmp_path / "ce", runtime="onnx")
+    files = export_student(tmp_path / "ce")
+    assert set(files) == {"onnx", "onnx-int8", "onnx-int8-mixed"}
+    fp32 = load_student(tmp_path / "ce", runtime="onnx")
+    s3, g3 = fp32.predict_pairs(pairs)
+    np.testing.assert_allclose(s3, scores, atol=1e-4)  # the same logits as torch
+    assert (g3 == grades).mean() >= 0.98
+    s4, _ = load_student(tmp_path / "ce", runtime="onnx-int8").predict_pairs(pairs)
+    assert np.corrcoef(s4, scores)[0, 1] > 0.95
+    with pytest.raises(QrelkitError, match="unknown runtime 'tpu'"):
+        load_student(tmp_path / "ce", runtime="tpu")
 
 
 def test_listwise_loss_trains_and_max_pairs_bounds(tmp_path: Path) -> None:

@@ -262,10 +262,10 @@ def export(
     model: Annotated[Path, typer.Argument(help="student folder from distill")],
     quantize: Annotated[bool, typer.Option(help="also write the int8 model")] = True,
 ) -> None:
-    """Export a student's encoder to ONNX (fp32, and int8 dynamic quantisation) for `label --runtime onnx*`."""
-    from .onnx_runtime import export_onnx
+    """Export a frozen or cross-encoder student to ONNX (fp32, int8) for `label --runtime onnx*`."""
+    from .students import export_student
 
-    _show({k: str(v) for k, v in export_onnx(model, quantize=quantize).items()})
+    _show({k: str(v) for k, v in export_student(model, quantize=quantize).items()})
 
 
 @app.command()

@@ -74,7 +74,7 @@ def _sensitive_matmuls(model_path: Path) -> list[str]:
     return [n for n in names if ("/output/dense" in n and "attention" not in n) or any(e in n for e in edge)]
 
 
-def _quantize(fp32: Path, folder: Path) -> dict[str, Path]:
+def _quantize(fp32: Path, folder: Path, files: dict[str, str] = ONNX_FILES) -> dict[str, Path]:
     """Dynamic int8 (per-channel weight scales: per-tensor bent some embeddings to cosine 0.88 of fp32)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -84,7 +84,7 @@ def _quantize(fp32: Path, folder: Path) -> dict[str, Path]:
     root.setLevel(logging.WARNING)  # the quantizer logs a line per tensor on the root logger
     try:
         for runtime, exclude in (("onnx-int8", []), ("onnx-int8-mixed", _sensitive_matmuls(fp32))):
-            target = folder / ONNX_FILES[runtime]
+            target = folder / files[runtime]
             tmp = target.with_suffix(".tmp")
             quantize_dynamic(
                 str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude

@@ -66,23 +66,38 @@ def student_fingerprint(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def export_student(path: str | Path, *, quantize: bool = True) -> dict[str, Path]:
+    """ONNX exports (fp32, and int8 with ``quantize``) of a frozen or cross-encoder student folder."""
+    kind = student_kind(path)
+    if kind == "frozen":
+        from ..onnx_runtime import export_onnx
+
+        return export_onnx(path, quantize=quantize)
+    if kind == "cross-encoder":
+        from .cross_encoder_onnx import export_cross_encoder
+
+        return export_cross_encoder(path, quantize=quantize)
+    raise QrelkitError(f"{path}: ONNX export covers the frozen and cross-encoder students, not the {kind} one")
+
+
 def load_student(path: str | Path, *, runtime: str = "torch", device: str | None = None) -> Labeler:
-    """Load any student folder (``qrelkit distill`` output). ``runtime`` applies to the frozen student
-    (torch, onnx, onnx-int8, onnx-int8-mixed); the others run with torch."""
+    """Load any student folder (``qrelkit distill`` output). ``runtime``: torch, or for the frozen and
+    cross-encoder students onnx, onnx-int8, onnx-int8-mixed (after ``qrelkit export``); the causal student
+    runs with torch."""
     kind = student_kind(path)
     if kind == "frozen":
         from ..student import Student
 
         return Student.load(path, runtime=runtime, device=device or "cpu")
-    if runtime != "torch":
-        raise QrelkitError(f"the {kind} student runs with the torch runtime only (got {runtime!r})")
     if kind == "cross-encoder":
         from .cross_encoder import CrossEncoderStudent
 
-        return CrossEncoderStudent.load(path, device=device)
+        return CrossEncoderStudent.load(path, device=device, runtime=runtime)
+    if runtime != "torch":
+        raise QrelkitError(f"the {kind} student runs with the torch runtime only (got {runtime!r})")
     from ..causal_student import CausalStudent
 
     return CausalStudent.load(path, device=device)
 
 
-__all__ = ["STUDENT_KINDS", "Labeler", "load_student", "student_fingerprint", "student_kind"]
+__all__ = ["STUDENT_KINDS", "Labeler", "export_student", "load_student", "student_fingerprint", "student_kind"]

@@ -76,16 +76,30 @@ class CrossEncoderStudent:
         return cls(model, {"kind": KIND, "base": base, "max_length": max_length, "strip_query_echoes": strip_echoes})
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | None = None) -> CrossEncoderStudent:
-        from sentence_transformers import CrossEncoder
+    def load(cls, path: str | Path, *, device: str | None = None, runtime: str = "torch") -> CrossEncoderStudent:
+        """Load a folder written by :meth:`save`; ``runtime`` ``onnx``, ``onnx-int8`` or ``onnx-int8-mixed`` runs
+        the exports of :func:`qrelkit.students.cross_encoder_onnx.export_cross_encoder` (``qrelkit export``)."""
+        from .cross_encoder_onnx import CE_ONNX_FILES, OnnxPairScorer
 
         p = Path(path)
         meta = json.loads((p / "student.json").read_text())
         if meta.get("kind") != KIND:
             raise QrelkitError(f"{p}: a {meta.get('kind')!r} student, not a cross-encoder")
+        if runtime != "torch" and runtime not in CE_ONNX_FILES:
+            raise QrelkitError(f"unknown runtime {runtime!r}; choose torch or {', '.join(CE_ONNX_FILES)}")
         card = json.loads((p / "card.json").read_text())
-        model = CrossEncoder(str(p / "model"), max_length=int(card.get("max_length", 256)), device=device or "cpu")
-        return cls(model, card, meta.get("thresholds"))
+        max_length = int(card.get("max_length", 256))
+        model: Any
+        if runtime == "torch":
+            from sentence_transformers import CrossEncoder
+
+            model = CrossEncoder(str(p / "model"), max_length=max_length, device=device or "cpu")
+        else:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(p / "model"))
+            model = OnnxPairScorer(p / CE_ONNX_FILES[runtime], tokenizer, max_length=max_length)
+        return cls(model, {**card, "runtime": runtime}, meta.get("thresholds"))
 
     def save(self, path: str | Path) -> None:
         with folder_replaced(path) as tmp:
