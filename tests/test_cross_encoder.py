@@ -61,6 +61,13 @@ def test_cross_encoder_learns_save_load_label(tmp_path: Path) -> None:
     assert (g3 == grades).mean() >= 0.98
     s4, _ = load_student(tmp_path / "ce", runtime="onnx-int8").predict_pairs(pairs)
     assert np.corrcoef(s4, scores)[0, 1] > 0.95
+    # qrelkit bench times the same student in each runtime and counts the FLOPs of each pair's joint tokens
+    from qrelkit.bench import _student_run
+
+    rows = [p.model_dump(include={"qid", "query", "doc_id", "text"}) for p in pairs]
+    timed = _student_run(str(tmp_path / "ce"), "onnx", rows, 16)
+    assert timed["grades"] == g3.tolist() and len(timed["latencies"]) == -(-len(rows) // 16)
+    assert timed["tokens"] > len(rows) * 10 and timed["flops"] > 0
     with pytest.raises(QrelkitError, match="unknown runtime 'tpu'"):
         load_student(tmp_path / "ce", runtime="tpu")
 

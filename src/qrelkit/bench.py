@@ -114,6 +114,10 @@ def _peak_rss_mb() -> float:
 def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
     os.environ.setdefault("QRELKIT_PROGRESS", "0")
     from .student import Student
+    from .students import student_kind
+
+    if student_kind(model) == "cross-encoder":
+        return _cross_encoder_run(model, runtime, rows, batch_pairs)
 
     student = Student.load(model, runtime=runtime)
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
@@ -137,6 +141,40 @@ def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pai
     )
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     config = json.loads((Path(model) / "encoder" / "config.json").read_text())
+    return {
+        "seconds": seconds,
+        "latencies": latencies,
+        "scores": scores,
+        "grades": grades,
+        "flops": encoder_flops(config, lengths),
+        "tokens": int(sum(lengths)),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
+    """:func:`_student_run` for a cross-encoder: every pair is one encoder pass over query and passage together
+    (nothing to cache), so its FLOPs are those of each pair's joint tokens."""
+    from transformers import AutoTokenizer
+
+    from .students import load_student
+
+    student = load_student(model, runtime=runtime)
+    queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
+    student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up
+    latencies, scores, grades = [], [], []
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), batch_pairs):
+        t = time.perf_counter()
+        s, g = student.predict(queries[start : start + batch_pairs], docs[start : start + batch_pairs])
+        latencies.append(time.perf_counter() - t)
+        scores += s.tolist()
+        grades += g.tolist()
+    seconds = time.perf_counter() - t0
+    tokenizer = AutoTokenizer.from_pretrained(str(Path(model) / "model"))
+    max_length = int(student.card.get("max_length", 256))
+    lengths = [len(x) for x in tokenizer(queries, docs, truncation="longest_first", max_length=max_length)["input_ids"]]
+    config = json.loads((Path(model) / "model" / "config.json").read_text())
     return {
         "seconds": seconds,
         "latencies": latencies,
@@ -269,7 +307,7 @@ def run_bench(
             fp32_grades = r["grades"]
         runs.append(
             {
-                "labeler": f"student {card.get('base', 'MiniLM')}",
+                "labeler": f"student {card.get('kind', 'frozen')} {card.get('base', 'MiniLM')}",
                 "role": "student",
                 "runtime": RUNTIME_NAMES[runtime],
                 "pairs": len(rows),
