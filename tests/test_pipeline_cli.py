@@ -153,3 +153,36 @@ def test_every_cli_option_and_argument_has_help_and_version_prints():
     assert missing == []
     r = subprocess.run([sys.executable, "-m", "qrelkit", "--version"], env=ENV, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == f"qrelkit {__version__}"
+
+
+def test_evaluate_versus_from_the_cli_and_from_pipeline_yaml(tmp_path):
+    human = "".join(f"q{q} 0 d{d} {(q + d) % 4}\n" for q in range(6) for d in range(8))
+    good = "".join(f"q{q} 0 d{d} {(q + d) % 4}\n" for q in range(6) for d in range(8))
+    poor = "".join(f"q{q} 0 d{d} {(q * d) % 4}\n" for q in range(6) for d in range(8))
+    for name, text in (("human", human), ("good", good), ("poor", poor)):
+        (tmp_path / f"{name}.qrels").write_text(text)
+    r = qrelkit(
+        "evaluate",
+        "good.qrels",
+        "--human",
+        "human.qrels",
+        "--versus",
+        "poor.qrels",
+        "--bootstrap",
+        "50",
+        "-o",
+        "m.json",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "paired on 48 pairs of 6 queries" in r.stdout
+    diff = json.loads((tmp_path / "m.json").read_text())["versus"]["point"]["labels - reference"]["kappa"]
+    assert diff > 0.5
+    cfg = {
+        "run_dir": str(tmp_path),
+        "stages": [
+            {"evaluate": {"labels": "good.qrels", "human": "human.qrels", "versus": "poor.qrels", "bootstrap": 50}}
+        ],
+    }
+    result = run_pipeline(cfg)["stages"]["evaluate"]
+    assert result["versus"]["point"]["labels - reference"]["kappa"] == pytest.approx(diff)

@@ -272,25 +272,25 @@ def export(
 def evaluate(
     labels: Annotated[Path, typer.Argument(help="qrels of the labeler to evaluate")],
     human: Annotated[Path, typer.Option("--human", help="human TREC qrels")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="metrics.json")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="also write the metrics to this JSON file")
+    ] = None,
     bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals (0: none)")] = 1000,
     versus: Annotated[
         Path | None, typer.Option(help="a second labeler's qrels (e.g. the teacher): paired difference labels − it")
     ] = None,
 ) -> None:
     """Agreement of labels with human grades, with bootstrap intervals over queries."""
-    from .evaluate import compare_qrels, format_confusion, format_intervals, format_table, write_metrics
-    from .io import read_qrels
+    from .evaluate import format_confusion, format_intervals, format_table, write_metrics
     from .pipeline import evaluate_file
 
-    metrics = evaluate_file(labels, human, None, bootstrap=bootstrap)
+    metrics = evaluate_file(labels, human, None, bootstrap=bootstrap, versus=versus)
     out.print(format_table({str(labels): metrics}))
     if "ci" in metrics:
         out.print(format_intervals({str(labels): metrics["ci"]}))
     out.print(format_confusion(metrics["confusion"]))
     if versus is not None:
-        cmp = compare_qrels(read_qrels(labels), read_qrels(versus), read_qrels(human), bootstrap=bootstrap or 1000)
-        metrics["versus"] = {"reference": str(versus), **cmp}
+        cmp = metrics["versus"]
         names = {"labels": str(labels), "reference": str(versus), "labels - reference": "difference"}
         out.print(f"paired on {cmp['n']} pairs of {cmp['queries']} queries, 95% intervals over queries:")
         out.print(

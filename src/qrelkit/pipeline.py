@@ -22,7 +22,7 @@ import yaml
 from ._version import __version__
 from .distill import distill, ensemble, grade_distributions, soft_targets
 from .errors import InputError, QrelkitError
-from .evaluate import evaluate_qrels, write_metrics
+from .evaluate import compare_qrels, evaluate_qrels, write_metrics
 from .io import (
     read_corpus,
     read_documents,
@@ -261,10 +261,21 @@ def label_file(
 
 
 def evaluate_file(
-    labels: str | Path, human: str | Path, out: str | Path | None = None, *, bootstrap: int = 0
+    labels: str | Path,
+    human: str | Path,
+    out: str | Path | None = None,
+    *,
+    bootstrap: int = 0,
+    versus: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Agreement of a labels qrels file with human qrels; ``bootstrap`` query resamples give 95% intervals."""
-    metrics = evaluate_qrels(read_qrels(labels), read_qrels(human), bootstrap=bootstrap)
+    """Agreement of a labels qrels file with human qrels; ``bootstrap`` query resamples give 95% intervals;
+    ``versus`` (a second labeler's qrels, say the teacher's) adds the paired difference labels − versus with
+    its interval, under ``"versus"``."""
+    got, truth = read_qrels(labels), read_qrels(human)
+    metrics = evaluate_qrels(got, truth, bootstrap=bootstrap)
+    if versus is not None:
+        cmp = compare_qrels(got, read_qrels(versus), truth, bootstrap=bootstrap or 1000)
+        metrics["versus"] = {"reference": str(versus), **cmp}
     if out:
         write_metrics(out, metrics)
     return metrics
@@ -282,7 +293,7 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "evaluate": evaluate_file,
 }
 # Arguments that name files: their content is hashed; "out" is what the stage writes.
-FILE_ARGS = {"corpus", "docs", "queries", "pairs", "teacher", "model", "labels", "human", "judgments"}
+FILE_ARGS = {"corpus", "docs", "queries", "pairs", "teacher", "model", "labels", "human", "judgments", "versus"}
 
 
 def _hash_path(path: Path) -> str:
