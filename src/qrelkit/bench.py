@@ -123,15 +123,7 @@ def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pai
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
     student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up: first-call allocations, lazy init
     student.clear_cache()  # every timed text is encoded for real
-    latencies, scores, grades = [], [], []
-    t0 = time.perf_counter()
-    for start in range(0, len(rows), batch_pairs):
-        t = time.perf_counter()
-        s, g = student.predict(queries[start : start + batch_pairs], docs[start : start + batch_pairs])
-        latencies.append(time.perf_counter() - t)
-        scores += s.tolist()
-        grades += g.tolist()
-    seconds = time.perf_counter() - t0
+    timed = _timed(student, queries, docs, batch_pairs)
     # What the encoder processed: each distinct text once (the student caches embeddings), truncated.
     tokenizer, max_length = student.encoder.tokenizer, int(student.card.get("max_length", 256))
     texts = list(
@@ -142,14 +134,26 @@ def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pai
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     config = json.loads((Path(model) / "encoder" / "config.json").read_text())
     return {
-        "seconds": seconds,
-        "latencies": latencies,
-        "scores": scores,
-        "grades": grades,
+        **timed,
         "flops": encoder_flops(config, lengths),
         "tokens": int(sum(lengths)),
         "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _timed(student: Any, queries: list[str], docs: list[str], batch_pairs: int) -> dict[str, Any]:
+    """Seconds in all, per-batch latencies, scores and grades of ``student`` labeling in ``batch_pairs`` batches."""
+    latencies: list[float] = []
+    scores: list[float] = []
+    grades: list[int] = []
+    t0 = time.perf_counter()
+    for start in range(0, len(queries), batch_pairs):
+        t = time.perf_counter()
+        s, g = student.predict(queries[start : start + batch_pairs], docs[start : start + batch_pairs])
+        latencies.append(time.perf_counter() - t)
+        scores += s.tolist()
+        grades += g.tolist()
+    return {"seconds": time.perf_counter() - t0, "latencies": latencies, "scores": scores, "grades": grades}
 
 
 def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
@@ -162,24 +166,13 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     student = load_student(model, runtime=runtime)
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
     student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up
-    latencies, scores, grades = [], [], []
-    t0 = time.perf_counter()
-    for start in range(0, len(rows), batch_pairs):
-        t = time.perf_counter()
-        s, g = student.predict(queries[start : start + batch_pairs], docs[start : start + batch_pairs])
-        latencies.append(time.perf_counter() - t)
-        scores += s.tolist()
-        grades += g.tolist()
-    seconds = time.perf_counter() - t0
+    timed = _timed(student, queries, docs, batch_pairs)
     tokenizer = AutoTokenizer.from_pretrained(str(Path(model) / "model"))
     max_length = int(student.card.get("max_length", 256))
     lengths = [len(x) for x in tokenizer(queries, docs, truncation="longest_first", max_length=max_length)["input_ids"]]
     config = json.loads((Path(model) / "model" / "config.json").read_text())
     return {
-        "seconds": seconds,
-        "latencies": latencies,
-        "scores": scores,
-        "grades": grades,
+        **timed,
         "flops": encoder_flops(config, lengths),
         "tokens": int(sum(lengths)),
         "peak_rss_mb": _peak_rss_mb(),

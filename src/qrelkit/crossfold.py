@@ -29,10 +29,19 @@ from .bench import benchmark_dir, machine_name
 from .distill import PairKey
 from .errors import QrelkitError
 from .evaluate import format_table
-from .experiment import BENCHMARKS, Benchmark, BenchmarkData, fold_of_queries, format_headline, headline, load_benchmark
+from .experiment import (
+    BENCHMARKS,
+    Benchmark,
+    BenchmarkData,
+    best_student,
+    fold_of_queries,
+    format_headline,
+    headline,
+    load_benchmark,
+    teacher_report,
+)
 from .io import Qrels, write_qrels
 from .records import Pair
-from .report import build_report, write_report
 from .student import distribution_thresholds, grades_from_thresholds
 from .synth import normalize_query
 
@@ -397,9 +406,6 @@ def _report(
     out: Path,
     bootstrap: int,
 ) -> dict[str, Any]:
-    teacher_name = f"teacher {teacher}"
-    labelers: dict[str, Qrels] = {teacher_name: data.label_sets[teacher], **students}
-    others = {f"judge {n}": q for n, q in data.label_sets.items() if n != teacher}
     notes = [
         f"benchmark {name}; teacher {teacher}; {folds} folds by query per benchmark; each student grades "
         "its fold after training on the teacher's labels of the open queries of the other folds of all benchmarks",
@@ -409,20 +415,13 @@ def _report(
         "frozen MiniLM features, cross-fitted the same way; minilm-cosine-cross is the frozen MiniLM cosine",
         "human grades are used only for evaluation (not for training or calibration)",
     ]
-    report = build_report(
-        labelers,
-        data.human,
-        reference=teacher_name,
-        queries=data.queries,
-        bootstrap=bootstrap,
-        title=f"qrelkit cross-collection experiment: {name}",
-        notes=notes,
-        point_only=others,
-    )
     out.mkdir(parents=True, exist_ok=True)
-    paths = write_report(report, out / "report")
+    title = f"qrelkit cross-collection experiment: {name}"
+    teacher_name, report, paths = teacher_report(
+        data, teacher, students, out / "report", title=title, notes=notes, bootstrap=bootstrap
+    )
     m = report["metrics"]
-    best = max(students, key=lambda n: (m[n]["kappa"] + m[n]["kappa_quadratic"]) / 2)
+    best = best_student(report, list(students))
     summary = {
         "benchmark": name,
         "teacher": teacher,

@@ -308,9 +308,6 @@ def run_experiment(
         grades[variant.name] = graded
         train_seconds[variant.name] = secs
         write_qrels(out / f"{variant.name}.qrels", ((q, d, g) for (q, d), g in sorted(graded.items())))
-    teacher_name = f"teacher {spec.teacher}"
-    labelers: dict[str, Qrels] = {teacher_name: data.label_sets[spec.teacher], **grades}
-    others = {f"judge {n}": q for n, q in data.label_sets.items() if n != spec.teacher}
     notes = [
         f"benchmark {spec.name}; teacher {spec.teacher}; {folds}-fold by query over {len(fold_of)} open test queries "
         f"(each student grades a fold after training on the teacher's labels of the other folds' queries only)",
@@ -318,18 +315,16 @@ def run_experiment(
         *_synthetic_notes(data.synthetic, variants),
         f"student labeling speed (frozen MiniLM features, torch, 2 threads, cache cleared): {speed:.1f} pairs/s",
     ]
-    report = build_report(
-        labelers,
-        data.human,
-        reference=teacher_name,
-        queries=data.queries,
-        bootstrap=bootstrap,
+    teacher_name, report, paths = teacher_report(
+        data,
+        spec.teacher,
+        grades,
+        out / "report",
         title=f"qrelkit experiment: {spec.name}",
         notes=notes,
-        point_only=others,
+        bootstrap=bootstrap,
     )
-    paths = write_report(report, out / "report")
-    best = _best_student(report, [v.name for v in variants])
+    best = best_student(report, [v.name for v in variants])
     summary = {
         "benchmark": spec.name,
         "teacher": spec.teacher,
@@ -352,6 +347,32 @@ def run_experiment(
     (out / "experiment.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
     (out / "headline.md").write_text(format_headline(summary) + "\n")
     return summary
+
+
+def teacher_report(
+    data: BenchmarkData,
+    teacher: str,
+    students: Mapping[str, Qrels],
+    out: Path,
+    *,
+    title: str,
+    notes: Sequence[str],
+    bootstrap: int,
+) -> tuple[str, dict[str, Any], dict[str, Path]]:
+    """The report of a benchmark's teacher and students against its human grades (every other LLM label set a
+    point-only row), written under ``out``: the teacher's row name, the report and its files."""
+    teacher_name = f"teacher {teacher}"
+    report = build_report(
+        {teacher_name: data.label_sets[teacher], **students},
+        data.human,
+        reference=teacher_name,
+        queries=data.queries,
+        bootstrap=bootstrap,
+        title=title,
+        notes=notes,
+        point_only={f"judge {n}": q for n, q in data.label_sets.items() if n != teacher},
+    )
+    return teacher_name, report, write_report(report, out)
 
 
 def _synthetic_notes(syn: SyntheticSet | None, variants: Sequence[StudentSpec]) -> list[str]:
@@ -383,7 +404,7 @@ def _labeling_speed(base: Student, pairs: Sequence[Pair], limit: int = 1000) -> 
     return len(sample) / (time.perf_counter() - t0)
 
 
-def _best_student(report: Mapping[str, Any], names: Sequence[str]) -> str:
+def best_student(report: Mapping[str, Any], names: Sequence[str]) -> str:
     """The variant with the highest mean of Cohen's kappa and quadratic kappa on the open queries' k-fold grades
     (selected on those queries: the held-out queries, scored independently, are the unbiased check)."""
     m = report["metrics"]

@@ -30,7 +30,6 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, Path]:
     """Write ``encoder.onnx`` (fp32) and, with ``quantize``, ``encoder.int8.onnx`` into a student folder."""
-    import torch
     from sentence_transformers import SentenceTransformer
 
     folder = Path(student_dir)
@@ -42,24 +41,31 @@ def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, 
     args = tuple(sample[k] for k in _INPUTS if k in sample)
     names = [k for k in _INPUTS if k in sample]
     fp32 = folder / ONNX_FILES["onnx"]
-    tmp = fp32.with_suffix(".tmp")
-    with torch.no_grad():
-        # The TorchScript exporter: the dynamo exporter does not keep the batch/sequence axes of BERT dynamic here.
-        torch.onnx.export(
-            pooled,
-            args,
-            str(tmp),
-            input_names=names,
-            output_names=["embedding"],
-            dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "embedding": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    tmp.replace(fp32)
+    export_graph(pooled, args, names, "embedding", fp32)
     out = {"onnx": fp32}
     if quantize:
         out.update(_quantize(fp32, folder))
     return out
+
+
+def export_graph(model: Any, args: tuple[Any, ...], names: list[str], output: str, path: Path) -> None:
+    """``model`` as an ONNX graph at ``path`` (written beside, then renamed), with batch and token axes dynamic.
+    The TorchScript exporter: the dynamo exporter does not keep BERT's batch/sequence axes dynamic here."""
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            args,
+            str(tmp),
+            input_names=names,
+            output_names=[output],
+            dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, output: {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    tmp.replace(path)
 
 
 def _sensitive_matmuls(model_path: Path) -> list[str]:

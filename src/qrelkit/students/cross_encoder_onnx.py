@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
-from ..onnx_runtime import _quantize
+from ..onnx_runtime import _quantize, export_graph
 
 CE_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-int8-mixed": "model.int8-mixed.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -23,7 +23,6 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 def export_cross_encoder(student_dir: str | Path, *, quantize: bool = True) -> dict[str, Path]:
     """Write ``model.onnx`` (fp32 logits) and, with ``quantize``, the int8 models into a cross-encoder folder."""
-    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(student_dir)
@@ -39,19 +38,7 @@ def export_cross_encoder(student_dir: str | Path, *, quantize: bool = True) -> d
     )
     names = [k for k in _INPUTS if k in sample]
     fp32 = folder / CE_ONNX_FILES["onnx"]
-    tmp = fp32.with_suffix(".tmp")
-    with torch.no_grad():
-        torch.onnx.export(
-            model,
-            tuple(sample[k] for k in names),
-            str(tmp),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,  # as for the frozen student: the TorchScript exporter keeps batch/sequence axes dynamic
-        )
-    tmp.replace(fp32)
+    export_graph(model, tuple(sample[k] for k in names), names, "logits", fp32)
     out = {"onnx": fp32}
     if quantize:
         out.update(_quantize(fp32, folder, CE_ONNX_FILES))
