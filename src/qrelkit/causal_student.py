@@ -23,15 +23,13 @@ import numpy as np
 from .distill import teacher_targets
 from .errors import QrelkitError
 from .io import Qrels, folder_replaced
+from .prompts import load_prompt
 from .records import GRADES, Pair
 from .student import distribution_thresholds, grades_from_thresholds
 
 log = logging.getLogger("qrelkit")
 
-PROMPT = (
-    "Query: {query}\nPassage: {passage}\n"
-    "Relevance of the passage to the query (0 irrelevant, 1 related, 2 highly relevant, 3 perfectly relevant)="
-)
+PROMPT = "causal-grade"  # prompts/causal-grade.yaml, versioned like the judge's
 
 
 def _load_base(name: str, device: str) -> tuple[Any, Any]:
@@ -113,7 +111,8 @@ class CausalStudent:
         limit = int(self.card.get("max_passage_tokens", 192))
         cut = self.tokenizer(list(docs), add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
         passages = self.tokenizer.batch_decode(cut)
-        return [PROMPT.format(query=q, passage=d) for q, d in zip(queries, passages, strict=True)]
+        prompt = load_prompt(PROMPT)
+        return [prompt.render_user(query=q, passage=d) for q, d in zip(queries, passages, strict=True)]
 
     def _grade_logits(self, prompts: list[str]) -> Any:
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
