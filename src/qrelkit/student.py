@@ -86,15 +86,16 @@ _SPACES = re.compile(r"\W+")
 def strip_query_echoes(query: str, text: str) -> str:
     """``text`` without the copies of ``query`` that answer nothing: the keyword-stuffing defence.
 
-    A copy is stuffing when it stands alone (a sentence or clause of its own: "This passage answers the
-    question: <query>.") or repeats (every copy after the first). A copy inside a sentence ("the guest wifi
-    password changes weekly") is how relevant passages talk, and stays. Case, spacing and punctuation inside
-    the copy are ignored; queries of one content word are left alone."""
+    A copy is stuffing when it stands alone (a sentence of its own, or after a lead-in clause: "This passage
+    answers the question: <query>.", and the whole sentence goes) or repeats (every copy after the first). A
+    copy inside a sentence ("the guest wifi password changes weekly") is how relevant passages talk, and stays.
+    Case, spacing and punctuation inside the copy are ignored; queries of one content word are left alone."""
     if len(content_terms(query)) < 2:
         return text
     words = [w for w in _SPACES.split(query.lower()) if w]
     copy = r"\W*".join(re.escape(w) for w in words)
-    alone = re.compile(r"(^|[.!?:;\"'(\[\n])\s*" + copy + r"\s*(?=[.!?;\"')\]\n]|$)", re.IGNORECASE)
+    # a sentence that is the copy, or a lead-in clause ending in ":" and then the copy: the whole sentence goes
+    alone = re.compile(r"(^|[.!?\n])(?:[^.!?\n:]*:)?[\s\"'(\[]*" + copy + r"[\s\"')\]]*(?:[.!?;]+|$)", re.IGNORECASE)
     stripped = alone.sub(r"\1 ", text)
     anywhere = re.compile(r"\b" + copy + r"\b", re.IGNORECASE)
     seen = 0
