@@ -127,19 +127,21 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
 
     monkeypatch.setattr(crossfold, "_train_and_score", spy)
     recipe = crossfold.CrossSpec("ce-toy", epochs=2, max_pairs=None, max_length=64, batch_size=8)
+    tuned = crossfold.CrossSpec("bi-toy", kind="bi-encoder", epochs=1, max_pairs=None, max_length=64, batch_size=8)
     out = tmp_path / "results"
-    kw = {"students": [recipe], "folds": 2, "out_dir": out, "bootstrap": 20, "data_root": tmp_path / "data"}
+    kw = {"students": [recipe, tuned], "folds": 2, "out_dir": out, "bootstrap": 20, "data_root": tmp_path / "data"}
     kw["stack"] = True
     summary = crossfold.run_cross_collection(specs, **kw)
-    assert len(seen) == 2
+    assert len(seen) == 4  # two folds for each recipe
     folds_of = crossfold.fold_of_queries(list(TOPICS), 2)
-    for f, qids in enumerate(seen):
+    for f, qids in enumerate(seen[:2]):
         # training queries come from both benchmarks, never from the graded fold, never held out
         assert {q.split(":")[0] for q in qids} == {"toy", "toy2"}
         assert all(folds_of[q.split(":")[1]] != f for q in qids)
         assert not {q.split(":")[1] for q in qids} & {"badge", "wifi"}
     for b in ("toy", "toy2"):
-        for name in ("ce-toy", "ce-toy-calibrated", "ce-toy-xcal", "ce-toy-stacked", "minilm-cosine-cross"):
+        names = ("ce-toy", "ce-toy-calibrated", "ce-toy-xcal", "ce-toy-stacked", "minilm-cosine-cross", "bi-toy-xcal")
+        for name in names:
             graded = read_qrels(out / b / f"{name}.qrels")
             assert len(graded) == len(TOPICS) ** 2  # every test pair, open and held-out
         assert (out / b / "cross" / "headline.md").exists()
