@@ -194,5 +194,9 @@ def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None
     own = np.mean([labels[(q, q)] for q in TOPICS])
     other = np.mean([g for (q, d), g in labels.items() if q != d])
     assert own > other
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "ft", "--fine-tune-epochs", "1", "--batch-size", "8")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["fine_tuned"]["loss"] == "CoSENT" and student_kind(tmp_path / "ft") == "frozen"
+    assert json.loads((tmp_path / "ft" / "card.json").read_text())["fine_tuned"]["pairs"] == len(pairs)
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", "--student", "t5")
     assert r.returncode == 2 and "unknown student 't5'" in r.stderr and "Traceback" not in r.stderr

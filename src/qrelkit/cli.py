@@ -193,6 +193,9 @@ def distill(
     time_budget: Annotated[
         float | None, typer.Option(help="cross-encoder: stop training after this many seconds (saved)")
     ] = None,
+    fine_tune_epochs: Annotated[
+        float, typer.Option(help="frozen student: first fine-tune its encoder on the teacher's grades (epochs)")
+    ] = 0.0,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
 
@@ -203,6 +206,7 @@ def distill(
     _at_least(1, max_length=max_length, batch_size=batch_size, time_budget=time_budget)
     _at_least(10, max_pairs=max_pairs)
     _at_least(0.01, epochs=epochs)
+    _at_least(0, fine_tune_epochs=fine_tune_epochs)
     _show(
         distill_file(
             pairs,
@@ -219,6 +223,7 @@ def distill(
             max_pairs=max_pairs,
             batch_size=batch_size,
             time_budget_s=time_budget,
+            fine_tune_epochs=fine_tune_epochs,
         )
     )
 

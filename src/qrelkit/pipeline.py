@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from ._version import __version__
-from .distill import distill, ensemble, grade_distributions, soft_targets
+from .distill import distill, ensemble, grade_distributions, soft_targets, teacher_targets
 from .errors import InputError, QrelkitError
 from .evaluate import compare_qrels, evaluate_qrels, write_metrics
 from .io import (
@@ -39,6 +39,7 @@ from .llm import DEFAULT_LLM
 from .mine import mine_pairs
 from .pricing import cost_usd, load_prices
 from .records import Query
+from .student import Student
 from .synth import require_queries, synthesize
 
 log = logging.getLogger("qrelkit")
@@ -176,12 +177,14 @@ def distill_file(
     batch_size: int = 16,
     learning_rate: float = 4e-5,
     time_budget_s: float | None = None,
+    fine_tune_epochs: float = 0.0,
 ) -> dict[str, Any]:
     """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
     or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
 
-    ``student``: ``frozen`` (MiniLM features + ``head``; seconds on a CPU) or ``cross-encoder`` (fine-tuned
-    with ``loss``, ``epochs``, ``max_pairs``...; resumable from ``<out>.ckpt/`` after a crash)."""
+    ``student``: ``frozen`` (MiniLM features + ``head``; seconds on a CPU; with ``fine_tune_epochs`` > 0 its
+    encoder is first fine-tuned on the teacher's grades, CoSENT) or ``cross-encoder`` (fine-tuned with ``loss``,
+    ``epochs``, ``max_pairs``...). Fine-tuning resumes from ``<out>.ckpt/`` after a crash."""
     if student not in ("frozen", "cross-encoder"):
         raise QrelkitError(f"unknown student {student!r}; choose frozen or cross-encoder")
     teachers = [Path(teacher)] if isinstance(teacher, str | Path) else [Path(t) for t in teacher]
@@ -220,9 +223,24 @@ def distill_file(
         ce.save(out)
         shutil.rmtree(Path(str(out) + ".ckpt"), ignore_errors=True)  # the saved student supersedes it
         return {"student": student, **{k: ce.card[k] for k in ("train_pairs", "train_queries", "target", "training")}}
+    encoder = None
+    if fine_tune_epochs > 0:
+        from .students.bi_encoder import fine_tune_encoder
+
+        labelled, hard, _ = teacher_targets(read_pairs(pairs), grades)
+        encoder = fine_tune_encoder(
+            Student.from_base(base, max_length=max_length),
+            labelled,
+            hard.tolist(),
+            epochs=fine_tune_epochs,
+            batch_size=batch_size,
+            checkpoint_dir=Path(str(out) + ".ckpt"),
+            seed=seed,
+        )
     frozen = distill(
         read_pairs(pairs),
         grades,
+        student=encoder,
         soft=soft,
         distribution=dist,
         head=head,
@@ -233,7 +251,9 @@ def distill_file(
         card=card,
     )
     frozen.save(out)
-    return {k: frozen.card[k] for k in ("head", "train_pairs", "train_queries", "target", "train_seconds")}
+    shutil.rmtree(Path(str(out) + ".ckpt"), ignore_errors=True)
+    keys = ("head", "train_pairs", "train_queries", "target", "train_seconds", "fine_tuned")
+    return {k: frozen.card[k] for k in keys if k in frozen.card}
 
 
 def label_file(

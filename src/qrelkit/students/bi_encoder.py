@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import QrelkitError
 from ..records import Pair
 from ..student import Student, strip_query_echoes
+from .cross_encoder import quiet_trainer
 
 
 def fine_tune_encoder(
@@ -78,6 +79,7 @@ def fine_tune_encoder(
         disable_tqdm=True,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=CoSENTLoss(model))
+    quiet_trainer(trainer)
     t0 = time.perf_counter()
     try:
         state = trainer.train(resume_from_checkpoint=resume)

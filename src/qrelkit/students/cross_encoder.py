@@ -208,6 +208,7 @@ class CrossEncoderStudent:
             loss=_loss(self.model, loss),
             callbacks=[_time_budget(time_budget_s)] if time_budget_s else None,
         )
+        quiet_trainer(trainer)
         t0 = time.perf_counter()
         try:
             state = trainer.train(resume_from_checkpoint=resume)
@@ -225,6 +226,21 @@ class CrossEncoderStudent:
             "resumed_from": resume,
             "stopped_by_time_budget": bool(time_budget_s and secs >= time_budget_s),
         }
+
+
+def quiet_trainer(trainer: Any) -> None:
+    """Training logs go to the qrelkit logger (stderr), never print()ed to stdout, which carries results only."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class LogToStderr(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            if logs:
+                log.info("step %d/%d %s", state.global_step, state.max_steps, logs)
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LogToStderr())
 
 
 def _time_budget(seconds: float) -> Any:
