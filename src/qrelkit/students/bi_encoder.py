@@ -11,8 +11,6 @@ head and cut points as :class:`qrelkit.student.Student`, so it labels as fast an
 from __future__ import annotations
 
 import random
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 from ..errors import QrelkitError
 from ..records import Pair
 from ..student import Student, strip_query_echoes
-from .cross_encoder import quiet_trainer
+from .training import run_trainer
 
 
 def fine_tune_encoder(
@@ -32,6 +30,7 @@ def fine_tune_encoder(
     batch_size: int = 16,
     learning_rate: float = 2e-5,
     checkpoint_dir: str | Path | None = None,
+    time_budget_s: float | None = None,
     seed: int = 0,
 ) -> Student:
     """A new :class:`Student` whose encoder is ``student``'s fine-tuned so that the cosine of query and passage
@@ -40,7 +39,6 @@ def fine_tune_encoder(
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss
-    from transformers.trainer_utils import get_last_checkpoint
 
     if len(pairs) != len(grades) or not pairs:
         raise QrelkitError(f"need as many grades as pairs (got {len(grades)} for {len(pairs)}), at least one")
@@ -58,40 +56,23 @@ def fine_tune_encoder(
             "score": [float(grades[i]) / 3.0 for i in order],
         }
     )
-    scratch = None if checkpoint_dir else tempfile.TemporaryDirectory(prefix="qrelkit-bi-")
-    out_dir = str(checkpoint_dir) if checkpoint_dir else str(scratch.name if scratch else "")
-    resume = get_last_checkpoint(out_dir) if checkpoint_dir and Path(out_dir).exists() else None
-    use_cpu = model.device.type == "cpu"
-    args = SentenceTransformerTrainingArguments(
-        output_dir=out_dir,
+
+    def make_trainer(args: Any, callbacks: Any) -> Any:
+        return SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=dataset, loss=CoSENTLoss(model), callbacks=callbacks
+        )
+
+    stats = run_trainer(
+        make_trainer,
+        SentenceTransformerTrainingArguments,
+        checkpoint_dir=checkpoint_dir,
+        time_budget_s=time_budget_s,
+        use_cpu=model.device.type == "cpu",
         num_train_epochs=epochs,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
         warmup_steps=0.1,  # transformers 5: a float below 1 is a share of the steps
         seed=seed,
-        use_cpu=use_cpu,
-        bf16=not use_cpu,
-        report_to="none",
-        save_strategy="steps" if checkpoint_dir else "no",
-        save_steps=200,
-        save_total_limit=1,
-        logging_steps=50,
-        disable_tqdm=True,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=CoSENTLoss(model))
-    quiet_trainer(trainer)
-    t0 = time.perf_counter()
-    try:
-        state = trainer.train(resume_from_checkpoint=resume)
-    finally:
-        if scratch is not None:
-            scratch.cleanup()
-    stats: dict[str, Any] = {
-        "loss": "CoSENT",
-        "pairs": len(pairs),
-        "epochs": epochs,
-        "steps": int(state.global_step),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "resumed_from": resume,
-    }
+    stats = {"loss": "CoSENT", "pairs": len(pairs), "epochs": epochs, **stats}
     return Student(model, head={}, card={**student.card, "fine_tuned": stats}, cache_size=student.cache_size)

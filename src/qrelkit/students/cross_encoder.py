@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -34,6 +32,7 @@ from ..io import Qrels, folder_replaced
 from ..models import MINILM_ALIAS, resolve_encoder
 from ..records import GRADES, Pair
 from ..student import distribution_thresholds, grades_from_thresholds, strip_query_echoes
+from .training import run_trainer
 
 log = logging.getLogger("qrelkit")
 
@@ -169,7 +168,6 @@ class CrossEncoderStudent:
         data continues from the last checkpoint. ``time_budget_s`` stops training (after saving) once spent.
         Returns training stats (pairs, steps, seconds, stopped early)."""
         from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-        from transformers.trainer_utils import get_last_checkpoint
 
         if loss not in LOSSES:
             raise QrelkitError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
@@ -178,88 +176,27 @@ class CrossEncoderStudent:
         read = self._read([p.query for p in pairs], [p.text for p in pairs])
         pairs = [p.model_copy(update={"text": t}) if t != p.text else p for p, t in zip(pairs, read, strict=True)]
         dataset = _dataset(pairs, targets, loss, seed)
-        use_cpu = self.model.device.type == "cpu"
-        resume: str | None = None
-        out_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        if out_dir is not None and out_dir.exists():
-            resume = get_last_checkpoint(str(out_dir))
-        scratch = None if out_dir else tempfile.TemporaryDirectory(prefix="qrelkit-ce-")  # nothing is saved there
-        args = CrossEncoderTrainingArguments(
-            output_dir=str(out_dir) if out_dir else str(scratch.name if scratch else ""),
+
+        def make_trainer(args: Any, callbacks: Any) -> Any:
+            objective = _loss(self.model, loss)
+            return CrossEncoderTrainer(
+                model=self.model, args=args, train_dataset=dataset, loss=objective, callbacks=callbacks
+            )
+
+        stats = run_trainer(
+            make_trainer,
+            CrossEncoderTrainingArguments,
+            checkpoint_dir=checkpoint_dir,
+            time_budget_s=time_budget_s,
+            use_cpu=self.model.device.type == "cpu",
+            bf16=bf16,
             num_train_epochs=epochs,
             per_device_train_batch_size=batch_size if loss in ("bce", "mse") else max(1, batch_size // LIST_SIZE),
             learning_rate=learning_rate,
             warmup_steps=warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
             seed=seed,
-            use_cpu=use_cpu,
-            bf16=(not use_cpu) if bf16 is None else bf16,
-            report_to="none",
-            save_strategy="steps" if out_dir else "no",
-            save_steps=200,
-            save_total_limit=1,
-            logging_steps=50,
-            disable_tqdm=True,
-            dataloader_drop_last=False,
         )
-        trainer = CrossEncoderTrainer(
-            model=self.model,
-            args=args,
-            train_dataset=dataset,
-            loss=_loss(self.model, loss),
-            callbacks=[_time_budget(time_budget_s)] if time_budget_s else None,
-        )
-        quiet_trainer(trainer)
-        t0 = time.perf_counter()
-        try:
-            state = trainer.train(resume_from_checkpoint=resume)
-        finally:
-            if scratch is not None:
-                scratch.cleanup()
-        secs = time.perf_counter() - t0
-        return {
-            "loss": loss,
-            "train_rows": len(dataset),
-            "pairs": len(pairs),
-            "epochs": epochs,
-            "steps": int(state.global_step),
-            "seconds": round(secs, 1),
-            "resumed_from": resume,
-            "stopped_by_time_budget": bool(time_budget_s and secs >= time_budget_s),
-        }
-
-
-def quiet_trainer(trainer: Any) -> None:
-    """Training logs go to the qrelkit logger (stderr), never print()ed to stdout, which carries results only."""
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    class LogToStderr(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
-            if logs:
-                log.info("step %d/%d %s", state.global_step, state.max_steps, logs)
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(LogToStderr())
-
-
-def _time_budget(seconds: float) -> Any:
-    """A TrainerCallback that ends training, with a checkpoint save, once ``seconds`` of training are spent."""
-    from transformers import TrainerCallback
-
-    class TimeBudget(TrainerCallback):
-        def __init__(self) -> None:
-            self.start = time.perf_counter()
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            if time.perf_counter() - self.start >= seconds:
-                control.should_training_stop = True
-                control.should_save = True
-
-    return TimeBudget()
+        return {"loss": loss, "train_rows": len(dataset), "pairs": len(pairs), "epochs": epochs, **stats}
 
 
 def _loss(model: Any, name: str) -> Any:
