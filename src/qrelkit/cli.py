@@ -376,7 +376,11 @@ def experiment(
     every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/.
 
     Students named *-synthetic / *-both also train on OUTPUT/<benchmark>/synthetic: LLM-written queries over the
-    benchmark's passages with BM25 near misses, graded by the same LLM (--build-synthetic makes it; cached)."""
+    benchmark's passages with BM25 near misses, graded by the same LLM (--build-synthetic makes it; cached).
+
+    --cross: fine-tuned students (cross-encoder, fine-tuned bi-encoder) trained on the teacher's labels of the
+    open queries of all benchmarks but the graded fold; per-benchmark reports under OUTPUT/<benchmark>/cross/ and
+    the mean over collections in OUTPUT/cross-collection.md. Hours on a CPU; finished folds are kept."""
     from .benchmarks import BENCHMARKS, benchmark_dir
     from .experiment import EXTRA_STUDENTS, STUDENTS, format_headline, run_experiment
     from .experiment import build_synthetic as build
@@ -387,13 +391,14 @@ def experiment(
     if unknown:
         raise QrelkitError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     if cross:
-        from .crossfold import CROSS_STUDENTS, run_cross_collection
+        from .crossfold import CROSS_STUDENTS, DEFAULT_CROSS, run_cross_collection
 
-        recipes = [s for s in CROSS_STUDENTS if s.name in student] if student else list(CROSS_STUDENTS[:1])
+        default = [s for s in CROSS_STUDENTS if s.name in DEFAULT_CROSS]
+        recipes = [s for s in CROSS_STUDENTS if s.name in student] if student else default
         if student and len(recipes) != len(set(student)):
             raise QrelkitError(f"unknown cross student; known: {', '.join(s.name for s in CROSS_STUDENTS)}")
         run_cross_collection(
-            names, students=recipes, folds=folds or 2, out_dir=output, bootstrap=bootstrap, data_root=data
+            names, students=recipes, folds=folds or 2, out_dir=output, bootstrap=bootstrap, data_root=data, stack=True
         )
         out.print((output / "cross-collection.md").read_text())
         return

@@ -85,6 +85,9 @@ CROSS_STUDENTS = (
 )
 
 
+DEFAULT_CROSS = ("ce-minilm-bce", "minilm-ft-ridge")  # what `qrelkit experiment --cross` runs (committed results)
+
+
 def _fold_scores_path(work: Path, spec: CrossSpec, fold: int) -> Path:
     return work / spec.name / f"fold{fold}.scores.jsonl"
 
