@@ -91,3 +91,26 @@ def test_dry_run_of_a_local_judge_estimates_time_from_a_measured_rate(tmp_path, 
     est = estimate(pairs, "qwen2.5-coder-1.5b")
     assert est["est_seconds"] == round(tokens / (401 / 2.0)) and "measured on this machine" in est["rate_source"]
     assert "est_seconds" not in estimate(pairs, "openai:gpt-4o"), "no time guess for a remote API"
+
+
+def test_the_model_string_is_parsed_in_one_place():
+    from qrelkit.errors import QrelkitError
+    from qrelkit.llm import parse_spec
+    from qrelkit.pricing import is_local, model_name
+
+    assert parse_spec("gguf:/m/q.gguf").backend == "gguf" and parse_spec("gguf:/m/q.gguf").local
+    assert parse_spec("http://h:8000/v1#Qwen/Qwen2.5-7B") == parse_spec("http://h:8000/v1#Qwen/Qwen2.5-7B")
+    http = parse_spec("http://h:8000/v1#Qwen/Qwen2.5-7B")
+    assert (http.backend, http.model, http.base_url, http.local) == (
+        "http",
+        "Qwen/Qwen2.5-7B",
+        "http://h:8000/v1",
+        False,
+    )
+    assert parse_spec("azure:my-deploy").model == "my-deploy" and not parse_spec("openai:gpt-4o").local
+    assert parse_spec("qwen2.5-coder-1.5b").local  # a bare alias runs in process
+    with pytest.raises(QrelkitError, match="name the model after '#'"):
+        parse_spec("http://h:8000/v1")
+    with pytest.raises(QrelkitError, match="unknown model backend"):
+        parse_spec("bedrock:claude")
+    assert model_name("openai:gpt-4o") == "gpt-4o" and is_local("hf:Qwen/Qwen2.5-1.5B") and not is_local("bedrock:x")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .benchmarks import bench_pairs, benchmark_dir, teacher_label_file, teacher_training_set
+from .models import CACHE_DIR
 from .records import Pair
 
 log = logging.getLogger("qrelkit")
@@ -245,10 +246,11 @@ def run_bench(
     stable well before 2,000); every student runtime grades all ``pairs``. ``usd_per_hour`` prices this
     machine; an ``endpoint`` teacher (``openai:gpt-4o``, ``http://HOST/v1#MODEL``) is priced per token.
     """
+    from .llm import parse_spec
     from .pricing import cost_usd, is_local
 
     data = Path(benchmark) if benchmark else benchmark_dir()
-    cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "qrelkit"
+    cache = Path(cache_dir) if cache_dir else CACHE_DIR  # $QRELKIT_CACHE, like every other cache
     sample, human = bench_pairs(data, pairs, seed=seed)
     rows = [p.model_dump(include={"qid", "query", "doc_id", "text"}) for p in sample]
     model = Path(student) if student else bench_student(data, cache)
@@ -275,7 +277,7 @@ def run_bench(
             {
                 "labeler": spec,
                 "role": "teacher",
-                "runtime": ("transformers" if spec.startswith("hf:") else "llama.cpp") if local else "http",
+                "runtime": {"hf": "transformers", "gguf": "llama.cpp"}.get(parse_spec(spec).backend, "http"),
                 "pairs": n_t,
                 "pairs_per_s": pps,
                 "batch_pairs": 1,

@@ -18,9 +18,8 @@ from typing import Any
 
 from .errors import QrelkitError
 from .io import atomic_write_text, write_jsonl, write_qrels
-from .llm import LLM, ResultCache, cache_key, get_llm
-from .llm.openai_backend import LogprobsUnavailable, OpenAIBackend, redact
-from .llm.ratelimit import RateLimiter
+from .llm import LLM, ResultCache, cache_key, get_llm, parse_spec
+from .llm.base import LogprobsUnavailable, redact
 from .pricing import cost_usd, is_local, price_of
 from .progress import progress_bar
 from .prompts import Prompt, load_prompt
@@ -91,12 +90,12 @@ class Judge:
         self.cache = ResultCache(cache) if isinstance(cache, str | Path) else cache
         self.max_chars = max_chars
         # Local models run one call at a time; HTTP servers take several in flight.
-        self.concurrency = concurrency if isinstance(self.llm, OpenAIBackend) else 1
+        self.concurrency = concurrency if self.llm.parallel_requests else 1
         self.use_logprobs = use_logprobs
         self._no_logprobs = 0
         self.prices = prices
-        if isinstance(self.llm, OpenAIBackend) and (rpm or tpm):
-            self.llm.limiter = RateLimiter(rpm, tpm)
+        if rpm or tpm:
+            self.llm.limit_rate(rpm, tpm)
 
     def messages(self, pair: Pair) -> list[dict[str, str]]:
         passage = neutralise_delimiters(truncate(pair.text, self.max_chars))
@@ -232,7 +231,7 @@ def measured_rate(spec: str) -> tuple[float, str] | None:
         rates = {}
     if spec in rates:
         return float(rates[spec]["tokens_per_s"]), f"measured on this machine over {rates[spec]['calls']} calls"
-    name = spec.split(":", 1)[1] if spec.startswith(("gguf:", "hf:")) else spec
+    name = parse_spec(spec).model
     if name in DEFAULT_TOKENS_PER_S:
         return DEFAULT_TOKENS_PER_S[name], "llama.cpp on 2 CPU cores (qrelkit's reference machine)"
     return None

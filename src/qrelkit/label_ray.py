@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import QrelkitError
 from .io import require_file
+from .progress import progress_enabled
 
 
 class StudentScorer:
@@ -74,7 +75,7 @@ def label_file_ray(
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # output rows in input order, like the local engine
-        ctx.enable_progress_bars = os.environ.get("QRELKIT_PROGRESS", "1") != "0"
+        ctx.enable_progress_bars = progress_enabled()
         if src.suffix.lower() == ".parquet":
             ds = ray.data.read_parquet(
                 str(src.resolve()), columns=["qid", "query", "doc_id", "text"], ray_remote_args={"num_cpus": 0.05}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import InputError
+from .errors import InputError, QrelkitError
+from .llm.spec import parse_spec
 
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o": (2.50, 10.00),
@@ -23,13 +24,18 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 
 def model_name(spec: str) -> str:
     """The name prices are looked up by: ``openai:gpt-4o`` → ``gpt-4o``; ``http://h/v1#m`` → ``m``."""
-    if "#" in spec:
-        return spec.rsplit("#", 1)[1]
-    return spec.split(":", 1)[1] if ":" in spec else spec
+    try:
+        return parse_spec(spec).model
+    except QrelkitError:
+        return spec
 
 
 def is_local(spec: str) -> bool:
-    return spec.startswith(("gguf:", "hf:")) or ":" not in spec.split("/")[0]
+    """A model run in this process (free per token); an unparseable string is not local."""
+    try:
+        return parse_spec(spec).local
+    except QrelkitError:
+        return False
 
 
 def load_prices(path: str | Path | None = None) -> dict[str, tuple[float, float]]:

@@ -17,10 +17,15 @@ from rich.progress import (
 )
 
 
+def progress_enabled() -> bool:
+    """Whether long work shows progress (``QRELKIT_PROGRESS=0`` turns every bar off)."""
+    return os.environ.get("QRELKIT_PROGRESS", "1") != "0"
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, *, enabled: bool = True) -> Iterator[Callable[..., None]]:
     """Yield ``advance(n, info="")``: moves the bar by ``n`` and shows ``info`` (e.g. tokens and cost so far)."""
-    if not enabled or os.environ.get("QRELKIT_PROGRESS", "1") == "0":
+    if not enabled or not progress_enabled():
         yield lambda n, info="": None
         return
     # stderr, so that stdout carries only results; a short bar keeps the counts and times whole at 80 columns

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ import numpy as np
 from .errors import QrelkitError
 from .io import folder_replaced
 from .models import MINILM_ALIAS, resolve_encoder
+from .progress import progress_enabled
 from .records import GRADES, Pair
 
 FEATURES = ("cosine", "term_overlap", "query_terms", "log_doc_words", "cosine_x_overlap")
@@ -222,7 +222,7 @@ class Student:
         todo = [t for t, k in keys.items() if k not in self._cache]
         found = {t: self._cache[k] for t, k in keys.items() if k in self._cache}
         if todo:
-            show = len(todo) > 500 and os.environ.get("QRELKIT_PROGRESS", "1") != "0"
+            show = len(todo) > 500 and progress_enabled()
             emb = self.encoder.encode(
                 todo, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show
             )

@@ -6,11 +6,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-
-from ..errors import QrelkitError
 from .base import LLM, ChoiceProbs, Completion, Message
 from .cache import ResultCache, cache_key
+from .spec import ModelSpec, parse_spec
 
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 
@@ -24,22 +22,29 @@ def get_llm(spec: str, *, threads: int | None = None) -> LLM:
     - ``openai:MODEL``, ``azure:DEPLOYMENT``, ``http://HOST:PORT/v1#MODEL``: OpenAI-compatible HTTP
     - a bare alias picks llama.cpp when it is installed, otherwise transformers
     """
-    if spec.startswith("gguf:"):
+    parsed = parse_spec(spec)
+    if parsed.backend == "gguf":
         from .llamacpp_backend import LlamaCppBackend
 
-        return LlamaCppBackend(spec.removeprefix("gguf:"), threads=threads)
-    if spec.startswith("hf:"):
+        return LlamaCppBackend(parsed.model, threads=threads)
+    if parsed.backend == "hf":
         from .hf_backend import HFBackend
 
-        return HFBackend(spec.removeprefix("hf:"), threads=threads)
-    if spec.startswith(("openai:", "azure:", "http://", "https://")):
-        from .openai_backend import OpenAIBackend
+        return HFBackend(parsed.model, threads=threads)
+    from .openai_backend import OpenAIBackend
 
-        return OpenAIBackend(spec)
-    if ":" in spec.split("/")[0]:
-        raise QrelkitError(f"unknown model backend in {spec!r} (use gguf:, hf:, openai:, azure: or http://)")
-    prefix = "gguf:" if importlib.util.find_spec("llama_cpp") is not None else "hf:"
-    return get_llm(prefix + spec, threads=threads)
+    return OpenAIBackend(spec)
 
 
-__all__ = ["DEFAULT_LLM", "LLM", "ChoiceProbs", "Completion", "Message", "ResultCache", "cache_key", "get_llm"]
+__all__ = [
+    "DEFAULT_LLM",
+    "LLM",
+    "ChoiceProbs",
+    "Completion",
+    "Message",
+    "ModelSpec",
+    "ResultCache",
+    "cache_key",
+    "get_llm",
+    "parse_spec",
+]

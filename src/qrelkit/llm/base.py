@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..errors import QrelkitError
 
 Message = dict[str, str]
 
@@ -34,10 +37,31 @@ class ChoiceProbs:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+SECRET_VARS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "QRELKIT_API_KEY")
+
+
+def redact(text: str) -> str:
+    """Remove any API key found in the environment from ``text`` (error messages can echo request headers)."""
+    for var in SECRET_VARS:
+        key = os.environ.get(var)
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+    return text
+
+
+class LogprobsUnavailable(QrelkitError):
+    """The backend did not return log-probabilities for the answer token."""
+
+
 class LLM(ABC):
-    """A chat model. ``spec`` is the model string it was built from (used in cache keys and manifests)."""
+    """A chat model. ``spec`` is the model string it was built from (used in cache keys and manifests).
+    ``parallel_requests``: whether several calls may be in flight (HTTP servers; local models run one)."""
 
     spec: str = ""
+    parallel_requests: bool = False
+
+    def limit_rate(self, rpm: float | None, tpm: float | None) -> None:  # noqa: B027 - optional hook
+        """Cap requests and tokens per minute (remote backends; a local model has nothing to cap)."""
 
     @abstractmethod
     def complete(

@@ -10,23 +10,9 @@ import os
 from typing import Any
 
 from ..errors import QrelkitError
-from .base import LLM, ChoiceProbs, Completion, Message
+from .base import LLM, ChoiceProbs, Completion, LogprobsUnavailable, Message
 from .ratelimit import RateLimiter
-
-SECRET_VARS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "QRELKIT_API_KEY")
-
-
-def redact(text: str) -> str:
-    """Remove any API key found in the environment from ``text`` (error messages can echo request headers)."""
-    for var in SECRET_VARS:
-        key = os.environ.get(var)
-        if key and len(key) >= 4:
-            text = text.replace(key, "***")
-    return text
-
-
-class LogprobsUnavailable(QrelkitError):
-    """The server did not return log-probabilities for the answer token."""
+from .spec import parse_spec
 
 
 class OpenAIBackend(LLM):
@@ -50,17 +36,18 @@ class OpenAIBackend(LLM):
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
         self.spec = spec
+        self.parallel_requests = True
         self.limiter = RateLimiter(rpm or _env_float("QRELKIT_RPM"), tpm or _env_float("QRELKIT_TPM"))
         timeout = timeout if timeout is not None else float(os.environ.get("QRELKIT_TIMEOUT", "60"))
         max_retries = max_retries if max_retries is not None else int(os.environ.get("QRELKIT_RETRIES", "5"))
-        if spec.startswith("openai:"):
-            self.model = spec.removeprefix("openai:")
+        parsed = parse_spec(spec)
+        self.model = parsed.model
+        if parsed.backend == "openai":
             key = os.environ.get("OPENAI_API_KEY")
             if not key:
                 raise QrelkitError("openai: set OPENAI_API_KEY in the environment")
             self.client: Any = openai.OpenAI(api_key=key, timeout=timeout, max_retries=max_retries)
-        elif spec.startswith("azure:"):
-            self.model = spec.removeprefix("azure:")
+        elif parsed.backend == "azure":
             missing = [v for v in ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT") if not os.environ.get(v)]
             if missing:
                 raise QrelkitError(f"azure: set {' and '.join(missing)} in the environment")
@@ -71,15 +58,14 @@ class OpenAIBackend(LLM):
                 timeout=timeout,
                 max_retries=max_retries,
             )
-        elif spec.startswith(("http://", "https://")):
-            base_url, sep, model = spec.partition("#")
-            if not sep or not model:
-                raise QrelkitError(f"{spec!r}: name the model after '#', e.g. http://localhost:8000/v1#Qwen2.5-7B")
-            self.model = model
+        elif parsed.backend == "http":
             key = os.environ.get("QRELKIT_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-            self.client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
+            self.client = openai.OpenAI(base_url=parsed.base_url, api_key=key, timeout=timeout, max_retries=max_retries)
         else:
             raise QrelkitError(f"unknown OpenAI-compatible model spec {spec!r}")
+
+    def limit_rate(self, rpm: float | None, tpm: float | None) -> None:
+        self.limiter = RateLimiter(rpm, tpm)
 
     def complete(
         self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0, seed: int = 0
