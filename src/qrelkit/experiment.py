@@ -358,9 +358,11 @@ def teacher_report(
     title: str,
     notes: Sequence[str],
     bootstrap: int,
+    point_only: Mapping[str, Qrels] | None = None,
 ) -> tuple[str, dict[str, Any], dict[str, Path]]:
-    """The report of a benchmark's teacher and students against its human grades (every other LLM label set a
-    point-only row), written under ``out``: the teacher's row name, the report and its files."""
+    """The report of a benchmark's teacher and students against its human grades (every other LLM label set,
+    and ``point_only`` labelers, a row without intervals), written under ``out``: the teacher's row name, the
+    report and its files."""
     teacher_name = f"teacher {teacher}"
     report = build_report(
         {teacher_name: data.label_sets[teacher], **students},
@@ -370,7 +372,7 @@ def teacher_report(
         bootstrap=bootstrap,
         title=title,
         notes=notes,
-        point_only={f"judge {n}": q for n, q in data.label_sets.items() if n != teacher},
+        point_only={**(point_only or {}), **{f"judge {n}": q for n, q in data.label_sets.items() if n != teacher}},
     )
     return teacher_name, report, write_report(report, out)
 
