@@ -193,10 +193,11 @@ def _frozen_features(datas: Mapping[str, BenchmarkData], work: Path) -> dict[tup
     path = work / "frozen-features.npz"
     keys = [(b, q, d) for b, data in datas.items() for q, d in _all_keys(data)]
     if path.exists():
-        cached = np.load(path, allow_pickle=False)
-        index = {tuple(k): i for i, k in enumerate(cached["keys"].tolist())}
+        with np.load(path, allow_pickle=False) as cached:  # read each array once: NpzFile reloads on every access
+            stored, x = cached["keys"].tolist(), cached["x"]
+        index = {tuple(k): i for i, k in enumerate(stored)}
         if all(k in index for k in keys):
-            return {k: cached["x"][index[k]] for k in keys}
+            return {k: x[index[k]] for k in keys}
     student = Student.from_base(strip_echoes=False)  # as the cross-encoder recipes: see CrossSpec.strip_echoes
     rows = []
     for data in datas.values():
