@@ -20,8 +20,8 @@ from qrelkit.io import read_qrels
 from qrelkit.students import Labeler, export_student, load_student, student_kind
 from qrelkit.students.cross_encoder import (
     CrossEncoderStudent,
-    _sample_by_query,
     distill_cross_encoder,
+    sample_by_query,
     synthetic_stage_pairs,
 )
 
@@ -98,7 +98,7 @@ def test_training_resumes_from_checkpoint_and_stops_on_time_budget(tmp_path: Pat
 
 def test_sample_by_query_and_synthetic_stage_pairs() -> None:
     pairs, _ = topic_pairs(list(TOPICS))
-    picked = _sample_by_query(pairs, 16, seed=1)
+    picked = sample_by_query(pairs, 16, seed=1)
     assert len(picked) == 16 == len(set(picked))
     assert {pairs[i].qid for i in picked} == set(TOPICS)
     docs = {d: t[1] for d, t in TOPICS.items()}

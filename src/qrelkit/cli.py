@@ -37,6 +37,10 @@ Cache = Annotated[
     Path | None,
     typer.Option(help="SQLite cache of LLM results (default: <output stem>.cache.sqlite; reruns make no model calls)"),
 ]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="folder holding the benchmark folders (default: $QRELKIT_BENCHMARKS or ../shared/benchmarks)"),
+]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="keep no cache (an interrupted run starts over)")]
 
 
@@ -365,12 +369,7 @@ def experiment(
     synthetic_from: Annotated[
         Path | None, typer.Option(help="results folder holding <benchmark>/synthetic (default: OUTPUT)")
     ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="folder holding the benchmark folders (default: $QRELKIT_BENCHMARKS or ../shared/benchmarks)"
-        ),
-    ] = None,
+    data: DataDir = None,
 ) -> None:
     """Teacher vs distilled students on human-labelled benchmarks (query-disjoint k-fold): qrels per student for
     every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/.
@@ -447,12 +446,7 @@ def bench(
     batch_pairs: Annotated[int, typer.Option(help="pairs per student call (the latency unit)")] = 500,
     usd_per_hour: Annotated[float, typer.Option(help="price of this machine, for $/1k pairs")] = 0.10,
     benchmark: Annotated[Path | None, typer.Option(help="benchmark folder (default: ../shared/benchmarks/…)")] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="folder holding the benchmark folders (default: $QRELKIT_BENCHMARKS or ../shared/benchmarks)"
-        ),
-    ] = None,
+    data: DataDir = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="results folder")] = Path("benchmarks/results"),
 ) -> None:
     """Teacher vs student (PyTorch, ONNX, ONNX int8) on the same pairs: pairs/s, latency, RSS, $, efficiency."""

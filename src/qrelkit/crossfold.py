@@ -25,20 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from .bench import benchmark_dir, machine_name
+from .bench import machine_name
+from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, benchmark_dir, load_benchmark
 from .distill import PairKey
 from .errors import QrelkitError
 from .evaluate import evaluate_qrels, format_table
-from .experiment import (
-    BENCHMARKS,
-    Benchmark,
-    BenchmarkData,
-    fold_of_queries,
-    format_headline,
-    headline,
-    load_benchmark,
-    teacher_report,
-)
+from .experiment import fold_of_queries, format_headline, headline, teacher_report
 from .io import Qrels, write_qrels
 from .records import Pair
 from .student import distribution_thresholds, grades_from_thresholds
@@ -121,6 +113,7 @@ def run_cross_collection(
     t_start = time.perf_counter()
     timing: dict[str, Any] = {}
     grades: dict[str, dict[str, dict[PairKey, int]]] = {b: {} for b in datas}
+    features = _frozen_features(datas, work) if stack else None
     for spec in students:
         stage1 = _stage1(spec, datas, work, synthetic_file, data_root, device) if spec.synthetic_queries else None
         timing[spec.name] = {"folds": []}
@@ -148,13 +141,11 @@ def run_cross_collection(
         crossfit = _calibrated_per_collection(datas, teachers, folds_of, scored)
         for b in datas:
             grades[b][f"{spec.name}-xcal"] = crossfit[b]
-        if stack:
-            features = _frozen_features(datas, work)
+        if features is not None:
             grades_stacked = _stacked(datas, teachers, folds_of, features, scored)
             for b in datas:
                 grades[b][f"{spec.name}-stacked"] = grades_stacked[b]
-    if stack:
-        features = _frozen_features(datas, work)
+    if features is not None:
         cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
         frozen = _calibrated_per_collection(datas, teachers, folds_of, cosine)
         for b in datas:
@@ -295,12 +286,12 @@ def _train_and_score(
     path: Path,
     device: str | None,
 ) -> None:
-    from .students.cross_encoder import _sample_by_query
+    from .students.cross_encoder import sample_by_query
 
     pairs, grades, source = _training_pairs(datas, teachers, folds_of, fold)
     available = len(pairs)
     if spec.max_pairs and len(pairs) > spec.max_pairs:
-        keep = sorted(_sample_by_query(pairs, spec.max_pairs, 0))
+        keep = sorted(sample_by_query(pairs, spec.max_pairs, 0))
         pairs, grades, source = [pairs[i] for i in keep], [grades[i] for i in keep], [source[i] for i in keep]
     log.info("%s fold %d: training on %d of %d teacher-labelled pairs", spec.name, fold, len(pairs), available)
     t0 = time.perf_counter()
@@ -365,28 +356,27 @@ def _fit(
             return head_scores(head, tuned.features([p.query for p in ps], [p.text for p in ps]))
 
         return bi_scores, {**tuned.card["fine_tuned"], "head": "ridge", "coef": head["coef"]}
-    from .students.cross_encoder import distill_cross_encoder
+    from .students.cross_encoder import CrossEncoderStudent
 
-    teacher = {(p.qid, p.doc_id): g for p, g in zip(pairs, grades, strict=True)}
-    student = distill_cross_encoder(
+    # trained directly, not through distill_cross_encoder: the fold fits its own cut points on the scores of its
+    # training pairs, so the student's own calibration would score all of them a second time
+    student = CrossEncoderStudent.from_base(
+        str(stage1) if stage1 else spec.base, max_length=spec.max_length, device=device, strip_echoes=spec.strip_echoes
+    )
+    training = student.fit(
         pairs,
-        teacher,
-        base=str(stage1) if stage1 else spec.base,
+        [float(g) for g in grades],
         loss=spec.loss,
         epochs=spec.epochs,
         batch_size=spec.batch_size,
         learning_rate=spec.learning_rate,
-        max_length=spec.max_length,
         checkpoint_dir=ckpt,
-        device=device,
-        card={"teacher": "GPT-4o", "recipe": spec.name},
-        strip_echoes=spec.strip_echoes,
     )
 
     def ce_scores(ps: Sequence[Pair]) -> np.ndarray:
         return student.scores([p.query for p in ps], [p.text for p in ps])
 
-    return ce_scores, student.card["training"]
+    return ce_scores, training
 
 
 def _stage1(
@@ -438,8 +428,7 @@ def _stage1(
         checkpoint_dir=folder.with_name("stage1.ckpt"),
     )
     student.card.update({"stage1": stats, "stage1_queries": len(rows)})
-    student.calibrate(pairs, [int(t) for t in targets], scores=None)
-    student.save(folder)
+    student.save(folder)  # a base for the folds only: no cut points (each fold fits its own)
     return folder
 
 
@@ -498,7 +487,7 @@ def _report(
         "report": str(paths["html"]),
     }
     (out / "experiment.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    text = format_headline({**summary, "train_seconds_mean": {}, "student_pairs_per_s": 0.0}, timing_line=False)
+    text = format_headline(summary, timing_line=False)
     (out / "headline.md").write_text(text + "\n")
     return summary
 
@@ -516,7 +505,7 @@ def _mean_over_collections(summaries: Mapping[str, Mapping[str, Any]]) -> dict[s
 def format_cross(summary: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]]) -> str:
     lines = [f"# Cross-collection experiment ({summary['folds']} folds by query per benchmark)", ""]
     for s in summaries.values():
-        lines += [format_headline({**s, "train_seconds_mean": {}, "student_pairs_per_s": 0.0}, timing_line=False), ""]
+        lines += [format_headline(s, timing_line=False), ""]
     metrics = list(summary["mean"]["teacher"])
     lines += ["## Mean over collections", "", "| role | " + " | ".join(metrics) + " |"]
     lines.append("|---" * (len(metrics) + 1) + "|")

@@ -201,11 +201,13 @@ def distill_file(
             soft, dist = soft_targets(jpath) or None, grade_distributions(jpath) or None
             first: dict[str, Any] = next((json.loads(line) for line in jpath.open() if line.strip()), {})
             card.update({"teacher": first.get("model"), "teacher_prompt": first.get("prompt_id")})
+    prs = read_pairs(pairs)
+    ckpt = Path(str(out) + ".ckpt")  # fine-tuning checkpoints: a rerun resumes; gone once the student is saved
     if student == "cross-encoder":
         from .students.cross_encoder import distill_cross_encoder
 
         ce = distill_cross_encoder(
-            read_pairs(pairs),
+            prs,
             grades,
             soft=soft,
             base=base,
@@ -215,30 +217,30 @@ def distill_file(
             learning_rate=learning_rate,
             max_length=max_length,
             max_pairs=max_pairs,
-            checkpoint_dir=Path(str(out) + ".ckpt"),
+            checkpoint_dir=ckpt,
             time_budget_s=time_budget_s,
             seed=seed,
             card=card,
         )
         ce.save(out)
-        shutil.rmtree(Path(str(out) + ".ckpt"), ignore_errors=True)  # the saved student supersedes it
+        shutil.rmtree(ckpt, ignore_errors=True)
         return {"student": student, **{k: ce.card[k] for k in ("train_pairs", "train_queries", "target", "training")}}
     encoder = None
     if fine_tune_epochs > 0:
         from .students.bi_encoder import fine_tune_encoder
 
-        labelled, hard, _ = teacher_targets(read_pairs(pairs), grades)
+        labelled, hard, _ = teacher_targets(prs, grades)
         encoder = fine_tune_encoder(
             Student.from_base(base, max_length=max_length),
             labelled,
             hard.tolist(),
             epochs=fine_tune_epochs,
             batch_size=batch_size,
-            checkpoint_dir=Path(str(out) + ".ckpt"),
+            checkpoint_dir=ckpt,
             seed=seed,
         )
     frozen = distill(
-        read_pairs(pairs),
+        prs,
         grades,
         student=encoder,
         soft=soft,
@@ -251,7 +253,7 @@ def distill_file(
         card=card,
     )
     frozen.save(out)
-    shutil.rmtree(Path(str(out) + ".ckpt"), ignore_errors=True)
+    shutil.rmtree(ckpt, ignore_errors=True)
     keys = ("head", "train_pairs", "train_queries", "target", "train_seconds", "fine_tuned")
     return {k: frozen.card[k] for k in keys if k in frozen.card}
 

@@ -138,10 +138,9 @@ class CrossEncoderStudent:
     def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
 
-    def calibrate(self, pairs: Sequence[Pair], grades: Sequence[int], *, scores: np.ndarray | None = None) -> None:
+    def calibrate(self, pairs: Sequence[Pair], grades: Sequence[int]) -> None:
         """Fit the grade thresholds so that the student's grade shares on ``pairs`` equal ``grades``' shares."""
-        if scores is None:
-            scores = self.scores([p.query for p in pairs], [p.text for p in pairs])
+        scores = self.scores([p.query for p in pairs], [p.text for p in pairs])
         self.thresholds = distribution_thresholds(scores, np.asarray(grades))
 
     # ------------------------------------------------------------ training
@@ -306,7 +305,7 @@ def distill_cross_encoder(
 
     labelled, grades, _ = teacher_targets(pairs, teacher)
     if max_pairs is not None and len(labelled) > max_pairs:
-        keep = sorted(_sample_by_query(labelled, max_pairs, seed))
+        keep = sorted(sample_by_query(labelled, max_pairs, seed))
         labelled, grades = [labelled[i] for i in keep], grades[keep]
     soft = soft or {}
     targets = [soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(labelled, grades, strict=True)]
@@ -337,7 +336,7 @@ def distill_cross_encoder(
     return student
 
 
-def _sample_by_query(pairs: Sequence[Pair], n: int, seed: int) -> list[int]:
+def sample_by_query(pairs: Sequence[Pair], n: int, seed: int) -> list[int]:
     """Indices of ``n`` pairs drawn round-robin across queries (each query's own order shuffled)."""
     rng = random.Random(seed)
     by_query: dict[str, list[int]] = defaultdict(list)
