@@ -25,9 +25,9 @@ from qrelkit.distill import distill
 from qrelkit.io import read_qrels
 from qrelkit.judge import Judge
 from qrelkit.records import Pair
-from qrelkit.student import Student
 from qrelkit.students import Labeler
 from qrelkit.students.cross_encoder import CrossEncoderStudent, distill_cross_encoder
+from qrelkit.students.encoder import Student
 
 HERE = Path(__file__).resolve().parent
 

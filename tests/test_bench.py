@@ -46,7 +46,7 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
     except QrelkitError:
         pytest.skip("../shared/benchmarks is not here")
     from qrelkit.distill import distill
-    from qrelkit.onnx_runtime import export_onnx
+    from qrelkit.students.onnx import export_onnx
 
     train, teacher = topic_pairs(list(TOPICS)[:5])
     distill(train, teacher).save(tmp_path / "student")

@@ -19,7 +19,7 @@ from qrelkit.errors import QrelkitError
 from qrelkit.io import read_pairs, read_qrels
 from qrelkit.label import checkpoint_file, label_file_stream, label_pairs
 from qrelkit.records import Pair
-from qrelkit.student import Student
+from qrelkit.students.encoder import Student
 
 pytestmark = pytest.mark.slow
 

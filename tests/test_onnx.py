@@ -8,8 +8,8 @@ from test_student import TOPICS, topic_pairs
 
 from qrelkit.distill import distill
 from qrelkit.errors import QrelkitError
-from qrelkit.onnx_runtime import export_onnx
-from qrelkit.student import Student
+from qrelkit.students.encoder import Student
+from qrelkit.students.onnx import export_onnx
 
 
 @pytest.mark.slow

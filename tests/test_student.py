@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from topics import TOPICS, topic_pairs
 
-from qrelkit.distill import distill, ensemble, recalibrate
+from qrelkit.distill import distill, recalibrate
 from qrelkit.errors import QrelkitError
-from qrelkit.student import FEATURES, Student, distribution_thresholds, fit_head, head_scores
+from qrelkit.students.encoder import FEATURES, Student, fit_head, head_scores
+from qrelkit.students.grading import distribution_thresholds
+from qrelkit.students.targets import ensemble
 
 
 @pytest.mark.slow
@@ -102,33 +104,82 @@ def test_ensemble_of_judges_gives_mean_rounded_grade_and_shares():
 
 
 @pytest.mark.slow
-def test_causal_lora_student_trains_saves_and_loads(tmp_path):
-    """Mechanics only: on 2 CPU cores a 135M model gets a handful of LoRA steps here (≈6 s each), too few to
-    learn relevance; its quality is measured on a GPU (benchmarks), not in unit tests."""
-    from qrelkit.causal_student import CausalStudent, distill_causal
+def test_causal_lora_student_trains_saves_loads_and_exports_merged(tmp_path):
+    """Mechanics on CPU with SmolLM2-135M: a few LoRA steps (too few to learn relevance; quality is measured on
+    a GPU by benchmarks/gpu_student.sh), save/load, and a merged export that plain transformers loads."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from qrelkit.students import load_student, student_kind
+    from qrelkit.students.causal import CausalStudent, distill_causal, export_merged
 
     train, teacher = topic_pairs(list(TOPICS)[:2])
-    before = CausalStudent.from_base("smollm2-135m", device="cpu")
+    before = CausalStudent.from_base("gguf:smollm2-135m", device="cpu")
+    assert before.card["chat_template"]  # an instruct base: the prompt goes through its chat template
     p0 = before.grade_probs([p.query for p in train], [p.text for p in train])
     assert p0.shape == (16, 4) and np.allclose(p0.sum(axis=1), 1.0)
-    student = distill_causal(train, teacher, base="smollm2-135m", epochs=2, lr=1e-3, device="cpu")
-    losses = student.card["losses"]
-    assert losses[1] < losses[0], losses  # the adapter trains: cross-entropy with the teacher falls
+    student = distill_causal(
+        train, teacher, base="smollm2-135m", epochs=3, learning_rate=1e-3, batch_size=4, device="cpu"
+    )
+    training = student.card["training"]
+    assert training["steps"] == 12 and training["train_loss"] > 0
     scores, grades = student.predict_pairs(train)
     p1 = student.grade_probs([p.query for p in train], [p.text for p in train])
     assert np.abs(p1 - p0).max() > 0.05  # the adapter changes the grade distribution
+    # the adapter learns the teacher: the mean P(teacher's grade) on its training pairs rises
+    taught = np.array([teacher[(p.qid, p.doc_id)] for p in train])
+    assert p1[np.arange(16), taught].mean() > p0[np.arange(16), taught].mean() + 0.05
     # thresholds reproduce the teacher's shares (2 of 16 pairs are grade 3) on the training pairs
     assert ((grades == 3).sum(), (grades == 0).sum()) == (2, 14)
     student.save(tmp_path / "causal")
-    again = CausalStudent.load(tmp_path / "causal", device="cpu")
+    assert student_kind(tmp_path / "causal") == "causal"
+    again = load_student(tmp_path / "causal", device="cpu")
     np.testing.assert_allclose(again.predict_pairs(train)[0], scores, atol=1e-4)
     assert again.card["train_pairs"] == 16
-    with pytest.raises(QrelkitError, match="not a qrelkit causal student"):
+    # merged: a plain transformers folder (what vllm serves) that is also a student folder, without peft
+    merged = export_merged(tmp_path / "causal")
+    plain = AutoModelForCausalLM.from_pretrained(merged)
+    assert not hasattr(plain, "peft_config")
+    texts = student.prompt_texts([train[0].query], [train[0].text])
+    ids = student.tokenizer(texts, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        logits = plain(**ids).logits[0, -1, student.grade_ids]
+    np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), p1[0], atol=1e-3)
+    from_merged = load_student(merged, device="cpu")
+    np.testing.assert_allclose(from_merged.predict_pairs(train)[0], scores, atol=1e-3)
+    with pytest.raises(QrelkitError, match="not a qrelkit"):
         CausalStudent.load(tmp_path)
 
 
+@pytest.mark.slow
+def test_causal_student_training_stops_on_its_time_budget_and_resumes(tmp_path):
+    from qrelkit.students.causal import CausalStudent, pad_left
+
+    train, teacher = topic_pairs(list(TOPICS)[:2])
+    targets = np.eye(4)[[teacher[(p.qid, p.doc_id)] for p in train]]
+    ckpt = tmp_path / "ckpt"
+    first = CausalStudent.from_base("smollm2-135m", device="cpu").fit(
+        train, targets, epochs=50, batch_size=4, checkpoint_dir=ckpt, time_budget_s=0.1, save_steps=2
+    )
+    assert first["stopped_by_time_budget"] and first["steps"] < 200
+    second = CausalStudent.from_base("smollm2-135m", device="cpu").fit(
+        train,
+        targets,
+        epochs=50,
+        batch_size=4,
+        checkpoint_dir=ckpt,
+        time_budget_s=0.1,
+        save_steps=2,
+        gradient_checkpointing=True,
+    )
+    assert second["resumed_from"] and second["steps"] > first["steps"]
+    batch = pad_left([[5, 6, 7], [8]], 0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
 def test_strip_query_echoes_removes_standalone_and_repeated_copies_only():
-    from qrelkit.student import strip_query_echoes
+    from qrelkit.students.grading import strip_query_echoes
 
     doc = "This passage answers the question: Lost ID-badge? Parking permits are issued by facilities."
     assert (
@@ -160,3 +211,52 @@ def test_keyword_stuffing_does_not_raise_the_defended_students_grades():
     assert (s_stuffed <= s_clean + 0.05).all(), "a copy of the query adds nothing to the defended score"
     _, g_naive = naive.predict_pairs(stuffed)
     assert (g_naive > naive.predict_pairs(irrelevant)[1]).sum() > len(irrelevant) // 2, "undefended, stuffing works"
+
+
+def test_old_module_paths_still_import_with_a_deprecation_warning() -> None:
+    import importlib
+
+    from qrelkit.students import causal, encoder, onnx
+
+    for old, new, name in (
+        ("qrelkit.student", encoder, "Student"),
+        ("qrelkit.onnx_runtime", onnx, "export_onnx"),
+        ("qrelkit.causal_student", causal, "CausalStudent"),
+    ):
+        module = importlib.import_module(old)
+        with pytest.warns(DeprecationWarning, match=new.__name__):
+            assert getattr(module, name) is getattr(new, name)
+
+
+@pytest.mark.slow
+def test_cli_distills_labels_with_and_exports_a_causal_student(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from qrelkit.io import read_qrels, write_pairs, write_qrels
+    from qrelkit.students import student_kind
+
+    pairs, teacher = topic_pairs(list(TOPICS)[:2])
+    write_pairs(tmp_path / "pairs.parquet", pairs)
+    write_qrels(tmp_path / "teacher.qrels", ((q, d, g) for (q, d), g in teacher.items()))
+    env = {**os.environ, "QRELKIT_PROGRESS": "0"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "qrelkit", *args]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "lm", "--student", "causal", "--batch-size", "8")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["base"] == "gguf:smollm2-135m" and summary["train_pairs"] == 16
+    assert student_kind(tmp_path / "lm") == "causal" and not (tmp_path / "lm.ckpt").exists()
+    r = run("label", "pairs.parquet", "-m", "lm", "-o", "labels.qrels")
+    assert r.returncode == 0, r.stderr
+    assert set(read_qrels(tmp_path / "labels.qrels")) == set(teacher)
+    r = run("export", "lm")
+    assert r.returncode == 0, r.stderr
+    assert student_kind(tmp_path / json.loads(r.stdout)["merged"]) == "causal"
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", "--student", "causal", "--learning-rate", "0")
+    assert r.returncode == 2 and "--learning-rate must be at least" in r.stderr

@@ -14,7 +14,9 @@ from .llm import get_llm
 from .mine import BM25Index, mine_pairs
 from .pipeline import run_pipeline
 from .records import Document, Judgment, Pair, Query
-from .student import Student
+from .students import Labeler, load_student
+from .students.encoder import Student
+from .students.targets import load_teacher
 from .synth import synthesize
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "InputError",
     "Judge",
     "Judgment",
+    "Labeler",
     "Pair",
     "QrelkitError",
     "Query",
@@ -33,6 +36,8 @@ __all__ = [
     "evaluate_qrels",
     "get_llm",
     "label_pairs",
+    "load_student",
+    "load_teacher",
     "mine_pairs",
     "parse_grade",
     "read_corpus",

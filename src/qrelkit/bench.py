@@ -48,7 +48,7 @@ RUNTIME_NAMES = {
 def bench_student(data: Path, cache_dir: Path) -> Path:
     """A student distilled from GPT-4o labels of the open test queries, exported to ONNX; cached by its inputs."""
     from .distill import distill
-    from .onnx_runtime import ONNX_FILES, export_onnx
+    from .students.onnx import ONNX_FILES, export_onnx
 
     labels = teacher_label_file(data)
     recipe = f"distill+export v{EXPORT_VERSION}".encode()
@@ -114,8 +114,8 @@ def _peak_rss_mb() -> float:
 
 def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
     os.environ.setdefault("QRELKIT_PROGRESS", "0")
-    from .student import Student
     from .students import student_kind
+    from .students.encoder import Student
 
     if student_kind(model) == "cross-encoder":
         return _cross_encoder_run(model, runtime, rows, batch_pairs)

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .distill import PairKey, ensemble
 from .errors import QrelkitError
 from .io import Qrels, iter_jsonl, read_qrels
-from .records import Pair, clip_grade
+from .records import Pair, PairKey, clip_grade
+from .students.targets import ensemble
 
 BENCHMARKS_ENV = "QRELKIT_BENCHMARKS"
 LAYOUT = (
@@ -148,7 +148,7 @@ class BenchmarkData:
 
     @cached_property
     def judges(self) -> tuple[Qrels, dict[PairKey, float], dict[PairKey, list[float]]]:
-        """Every LLM label set as one ensemble teacher (:func:`qrelkit.distill.ensemble`), built once for all
+        """Every LLM label set as one ensemble teacher (:func:`qrelkit.students.targets.ensemble`), built once for all
         folds and variants."""
         return ensemble(list(self.label_sets.values()))
 
@@ -158,6 +158,21 @@ class BenchmarkData:
         if not self.dev_labels:
             raise QrelkitError(f"{self.name} has no dev label sets")
         return ensemble(list(self.dev_labels.values()))
+
+    def first_queries(self, n: int) -> BenchmarkData:
+        """The same benchmark cut to its first ``n`` open and ``n`` held-out queries (by id): smoke runs."""
+        keep = set(sorted({p.qid for p in self.open_pairs})[:n]) | set(sorted({p.qid for p in self.heldout_pairs})[:n])
+
+        def cut(q: Qrels) -> Qrels:
+            return {k: v for k, v in q.items() if k[0] in keep}
+
+        return replace(
+            self,
+            open_pairs=[p for p in self.open_pairs if p.qid in keep],
+            heldout_pairs=[p for p in self.heldout_pairs if p.qid in keep],
+            human=cut(self.human),
+            label_sets={k: cut(v) for k, v in self.label_sets.items()},
+        )
 
 
 def load_benchmark(spec: Benchmark, root: Path | None = None) -> BenchmarkData:

@@ -180,36 +180,42 @@ def distill(
     output: Annotated[Path, typer.Option("-o", "--output", help="student folder to write")] = Path("model"),
     head: Annotated[str, typer.Option(help="ridge (regression), logistic (4-class, soft labels) or cosine")] = "ridge",
     label_smoothing: Annotated[float, typer.Option(help="logistic head, hard labels: mass on other grades")] = 0.0,
-    base: Annotated[str, typer.Option(help="sentence-transformers model, HF name or folder")] = "all-MiniLM-L6-v2",
-    max_length: Annotated[int, typer.Option(help="tokens per text (frozen) or per query+passage (cross-encoder)")] = (
-        256
-    ),
+    base: Annotated[
+        str, typer.Option(help="encoder (sentence-transformers/HF name or folder); causal: gguf:ALIAS|PATH or HF name")
+    ] = "all-MiniLM-L6-v2",
+    max_length: Annotated[
+        int, typer.Option(help="tokens per text (frozen), per query+passage (cross-encoder), per passage (causal)")
+    ] = 256,
     seed: Annotated[int, typer.Option(help="random seed (sampling, shuffling, initialisation)")] = 0,
     student: Annotated[
-        str, typer.Option(help="frozen (MiniLM + head, seconds) or cross-encoder (fine-tuned, GPU or patience)")
+        str, typer.Option(help="frozen (MiniLM + head, seconds), cross-encoder or causal (fine-tuned: GPU or patience)")
     ] = "frozen",
     loss: Annotated[str, typer.Option(help="cross-encoder: bce, mse (pointwise); listnet, lambda (listwise)")] = "bce",
-    epochs: Annotated[float, typer.Option(help="cross-encoder: passes over the training pairs")] = 1.0,
+    epochs: Annotated[float, typer.Option(help="fine-tuned: passes over the training pairs")] = 1.0,
     max_pairs: Annotated[
-        int | None, typer.Option(help="cross-encoder: train on at most this many pairs (query-stratified)")
+        int | None, typer.Option(help="fine-tuned: train on at most this many pairs (query-stratified)")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="cross-encoder: pairs per training step")] = 16,
+    batch_size: Annotated[int, typer.Option(help="fine-tuned: pairs per training step")] = 16,
     time_budget: Annotated[
-        float | None, typer.Option(help="cross-encoder: stop training after this many seconds (saved)")
+        float | None, typer.Option(help="fine-tuned: stop training after this many seconds (saved)")
     ] = None,
     fine_tune_epochs: Annotated[
         float, typer.Option(help="frozen student: first fine-tune its encoder on the teacher's grades (epochs)")
     ] = 0.0,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="fine-tuned: step size (default 4e-5 cross-encoder, 2e-4 causal LoRA)")
+    ] = None,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
 
-    A cross-encoder run is resumable: rerun the same command after a crash and it continues from its last
+    A cross-encoder or causal run is resumable: rerun the same command after a crash and it continues from its last
     checkpoint (``<output>.ckpt/``)."""
     from .pipeline import distill_file
 
     _at_least(1, max_length=max_length, batch_size=batch_size, time_budget=time_budget)
     _at_least(10, max_pairs=max_pairs)
     _at_least(0.01, epochs=epochs)
+    _at_least(1e-7, learning_rate=learning_rate)
     _at_least(0, fine_tune_epochs=fine_tune_epochs)
     _show(
         distill_file(
@@ -228,6 +234,7 @@ def distill(
             batch_size=batch_size,
             time_budget_s=time_budget,
             fine_tune_epochs=fine_tune_epochs,
+            learning_rate=learning_rate,
         )
     )
 
@@ -271,7 +278,8 @@ def export(
     model: Annotated[Path, typer.Argument(help="student folder from distill")],
     quantize: Annotated[bool, typer.Option(help="also write the int8 model")] = True,
 ) -> None:
-    """Export a frozen or cross-encoder student to ONNX (fp32, int8) for `label --runtime onnx*`."""
+    """Export a student: frozen or cross-encoder to ONNX (fp32, int8) for `label --runtime onnx*`; causal to a
+    merged transformers folder (`<model>/merged`) that `label` reads and `vllm serve` serves."""
     from .students import export_student
 
     _show({k: str(v) for k, v in export_student(model, quantize=quantize).items()})
@@ -370,6 +378,13 @@ def experiment(
         Path | None, typer.Option(help="results folder holding <benchmark>/synthetic (default: OUTPUT)")
     ] = None,
     data: DataDir = None,
+    max_queries: Annotated[
+        int | None, typer.Option(help="--cross: first N open and N held-out queries per benchmark (smoke runs)")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="--cross: torch device (default: cuda when present)")] = None,
+    stack: Annotated[
+        bool, typer.Option(help="--cross: also the frozen tier and stacked students (frozen features: an hour on CPU)")
+    ] = True,
 ) -> None:
     """Teacher vs distilled students on human-labelled benchmarks (query-disjoint k-fold): qrels per student for
     every test pair, report.html/report.md, experiment.json and headline.md under OUTPUT/<benchmark>/.
@@ -381,30 +396,32 @@ def experiment(
     open queries of all benchmarks but the graded fold; per-benchmark reports under OUTPUT/<benchmark>/cross/ and
     the mean over collections in OUTPUT/cross-collection.md. Hours on a CPU; finished folds are kept."""
     from .benchmarks import BENCHMARKS, benchmark_dir
-    from .experiment import EXTRA_STUDENTS, STUDENTS, format_headline, run_experiment
     from .experiment import build_synthetic as build
+    from .experiment import format_headline, run_experiment, student_variants
     from .models import CACHE_DIR
 
     names = benchmark or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise QrelkitError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    _at_least(1, max_queries=max_queries)
     if cross:
-        from .crossfold import CROSS_STUDENTS, DEFAULT_CROSS, run_cross_collection
+        from .crossfold import cross_recipes, run_cross_collection
 
-        default = [s for s in CROSS_STUDENTS if s.name in DEFAULT_CROSS]
-        recipes = [s for s in CROSS_STUDENTS if s.name in student] if student else default
-        if student and len(recipes) != len(set(student)):
-            raise QrelkitError(f"unknown cross student; known: {', '.join(s.name for s in CROSS_STUDENTS)}")
         run_cross_collection(
-            names, students=recipes, folds=folds or 2, out_dir=output, bootstrap=bootstrap, data_root=data, stack=True
+            names,
+            students=cross_recipes(student),
+            folds=folds or 2,
+            out_dir=output,
+            bootstrap=bootstrap,
+            data_root=data,
+            stack=stack,
+            max_queries=max_queries,
+            device=device,
         )
         out.print((output / "cross-collection.md").read_text())
         return
-    known = (*STUDENTS, *EXTRA_STUDENTS)
-    variants = [s for s in known if s.name in student] if student else list(STUDENTS)
-    if student and len(variants) != len(set(student)):
-        raise QrelkitError(f"unknown student variant; known: {', '.join(s.name for s in known)}")
+    variants = student_variants(student)
     for name in names:
         synthetic = (synthetic_from or output) / name / "synthetic"
         if build_synthetic:

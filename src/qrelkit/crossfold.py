@@ -27,13 +27,12 @@ import numpy as np
 
 from .bench import machine_name
 from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, benchmark_dir, load_benchmark
-from .distill import PairKey
 from .errors import QrelkitError
 from .evaluate import evaluate_qrels, format_table
 from .experiment import fold_of_queries, format_headline, headline, teacher_report
 from .io import Qrels, write_qrels
-from .records import Pair
-from .student import distribution_thresholds, grades_from_thresholds
+from .records import Pair, PairKey
+from .students.grading import distribution_thresholds, grades_from_thresholds
 from .synth import normalize_query
 
 log = logging.getLogger("qrelkit")
@@ -44,7 +43,9 @@ class CrossSpec:
     """A fine-tuned student recipe for the cross-collection experiment."""
 
     name: str
-    kind: str = "cross-encoder"  # or "bi-encoder": the frozen student's encoder fine-tuned (CoSENT), ridge head
+    # "cross-encoder"; "bi-encoder": the frozen student's encoder fine-tuned (CoSENT), ridge head; "causal": a small
+    # causal LM with LoRA reading P(grade) from its next token (base: gguf:ALIAS|PATH or HF name; GPU)
+    kind: str = "cross-encoder"
     loss: str = "bce"
     base: str = "all-MiniLM-L6-v2"
     epochs: float = 1.0
@@ -56,6 +57,7 @@ class CrossSpec:
     # the keyword-stuffing defence: off in the experiment (its passages hold no stuffing; the first recipes ran
     # without it), measured by benchmarks/injection.py instead
     strip_echoes: bool = False
+    time_budget_s: float | None = None  # per fold's training (saved and used as trained when spent)
     about: str = ""
 
 
@@ -73,12 +75,55 @@ CROSS_STUDENTS = (
         synthetic_queries=1000,
         about="MiniLM cross-encoder: stage 1 on synthetic queries, then BCE on GPT-4o grade/3",
     ),
+    # the paper's student (benchmarks/gpu_student.sh runs these on one GPU; max_length: passage tokens)
+    CrossSpec(
+        "causal-qwen0.5b",
+        kind="causal",
+        base="gguf:qwen2.5-coder-0.5b",
+        max_pairs=None,
+        max_length=192,
+        batch_size=32,
+        learning_rate=2e-4,
+        time_budget_s=150,
+        about="Qwen2.5-Coder-0.5B-Instruct + LoRA r16, soft CE on GPT-4o grades (P(grade) from the next token)",
+    ),
+    CrossSpec(
+        "causal-qwen1.5b",
+        kind="causal",
+        base="gguf:qwen2.5-coder-1.5b",
+        max_pairs=None,
+        max_length=192,
+        batch_size=32,
+        learning_rate=1e-4,
+        time_budget_s=150,
+        about="Qwen2.5-Coder-1.5B-Instruct + LoRA r16, soft CE on GPT-4o grades (P(grade) from the next token)",
+    ),
+    CrossSpec(
+        "causal-smollm2-smoke",
+        kind="causal",
+        base="gguf:smollm2-135m",
+        max_pairs=48,
+        max_length=96,
+        batch_size=8,
+        learning_rate=1e-3,
+        about="CPU twin of the GPU run: SmolLM2-135M, a few LoRA steps (mechanics, not quality)",
+    ),
 )
 
 
 # what `qrelkit experiment --cross` runs: the recipe behind the committed results (the others are selectable with
 # --student; minilm-ft-ridge, ce-minilm-listnet and ce-minilm-syn-bce have no full-size run yet)
 DEFAULT_CROSS = ("ce-minilm-bce",)
+
+
+def cross_recipes(names: Sequence[str] | None = None) -> list[CrossSpec]:
+    """The recipes called ``names`` (default: :data:`DEFAULT_CROSS`), or an error listing the known ones."""
+    wanted = list(names) if names else list(DEFAULT_CROSS)
+    known = {s.name: s for s in CROSS_STUDENTS}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise QrelkitError(f"unknown cross student {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in dict.fromkeys(wanted)]
 
 
 def _fold_scores_path(work: Path, spec: CrossSpec, fold: int) -> Path:
@@ -97,17 +142,23 @@ def run_cross_collection(
     synthetic_file: str | Path | None = None,
     device: str | None = None,
     stack: bool = False,
+    max_queries: int | None = None,
 ) -> dict[str, Any]:
     """Train and grade every student recipe across ``benchmarks``; write ``<student>.qrels`` (every test pair)
     and ``cross/`` (report, headline, experiment.json) under ``out_dir/<benchmark>/``, and a summary with the
     mean over collections in ``out_dir/cross-collection.json`` / ``.md``.
 
     ``stack`` adds the frozen MiniLM tier on the same folds (``minilm-cosine-cross``) and, per recipe, a stacked
-    student (``<recipe>-stacked``): a ridge over the cross-encoder's score and the frozen student's features."""
+    student (``<recipe>-stacked``): a ridge over the cross-encoder's score and the frozen student's features.
+    ``max_queries`` keeps the first open and held-out queries of each benchmark (smoke runs, e.g. the CPU twin of
+    ``benchmarks/gpu_student.sh``); their folds are cached apart from full runs."""
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / ".cross-work"
     specs = [BENCHMARKS[b] if isinstance(b, str) else b for b in benchmarks]
     datas = {s.name: load_benchmark(s, data_root / s.name if data_root else None) for s in specs}
+    if max_queries:
+        datas = {b: d.first_queries(max_queries) for b, d in datas.items()}
+        work = work / f"first{max_queries}"
     teachers = {s.name: s.teacher for s in specs}
     folds_of = {b: fold_of_queries([p.qid for p in d.open_pairs + d.heldout_pairs], folds) for b, d in datas.items()}
     t_start = time.perf_counter()
@@ -177,9 +228,9 @@ def _all_keys(data: BenchmarkData) -> list[PairKey]:
 
 
 def _frozen_features(datas: Mapping[str, BenchmarkData], work: Path) -> dict[tuple[str, str, str], np.ndarray]:
-    """The frozen student's :data:`qrelkit.student.FEATURES` for every test pair (cached in ``work``: an hour of
-    encoding on 2 CPU cores is not repeated)."""
-    from .student import Student
+    """The frozen student's :data:`qrelkit.students.encoder.FEATURES` for every test pair (cached in ``work``:
+    an hour of encoding on 2 CPU cores is not repeated)."""
+    from .students.encoder import Student
 
     path = work / "frozen-features.npz"
     keys = [(b, q, d) for b, data in datas.items() for q, d in _all_keys(data)]
@@ -334,9 +385,27 @@ def _fit(
     spec: CrossSpec, pairs: list[Pair], grades: list[int], stage1: Path | None, ckpt: Path, device: str | None
 ) -> tuple[Callable[[Sequence[Pair]], np.ndarray], dict[str, Any]]:
     """Train one fold's student; returns its scoring function (pairs → continuous 0–3 scores) and stats."""
+    if spec.kind == "causal":
+        from .students.causal import CausalStudent
+
+        lm = CausalStudent.from_base(spec.base, max_passage_tokens=spec.max_length, device=device)
+        training = lm.fit(
+            pairs,
+            np.eye(4)[grades],
+            epochs=spec.epochs,
+            learning_rate=spec.learning_rate,
+            batch_size=spec.batch_size,
+            checkpoint_dir=ckpt,
+            time_budget_s=spec.time_budget_s,
+        )
+
+        def lm_scores(ps: Sequence[Pair]) -> np.ndarray:
+            return lm.scores([p.query for p in ps], [p.text for p in ps], batch_size=4 * spec.batch_size)
+
+        return lm_scores, {**training, "base": spec.base, "device": str(lm.model.device)}
     if spec.kind == "bi-encoder":
-        from .student import Student, fit_head, head_scores
         from .students.bi_encoder import fine_tune_encoder
+        from .students.encoder import Student, fit_head, head_scores
 
         base = Student.from_base(spec.base, max_length=spec.max_length, strip_echoes=spec.strip_echoes)
         tuned = fine_tune_encoder(

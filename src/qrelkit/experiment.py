@@ -30,16 +30,17 @@ import numpy as np
 
 from .bench import machine_name
 from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, SyntheticSet, benchmark_dir, load_benchmark
-from .distill import PairKey, distill, recalibrate, soft_targets
+from .distill import distill, recalibrate
 from .errors import QrelkitError
 from .evaluate import format_table
 from .io import Qrels, iter_jsonl, read_documents, read_pairs, read_qrels, write_jsonl, write_pairs, write_qrels
 from .judge import Judge, judgments_file, write_judgments
 from .llm import DEFAULT_LLM, LLM, ResultCache, get_llm
 from .mine import mine_pairs
-from .records import Pair, clip_grade
+from .records import Pair, PairKey, clip_grade
 from .report import INTERVAL_METRICS, build_report, write_report
-from .student import Student
+from .students.encoder import Student
+from .students.targets import soft_targets
 from .synth import normalize_query, require_queries, synthesize
 
 log = logging.getLogger("qrelkit")
@@ -112,6 +113,17 @@ EXTRA_STUDENTS = (
         about="SmolLM2-135M + LoRA reading P(grade) from its next token, soft labels of all LLM judges",
     ),
 )
+
+
+def student_variants(names: Sequence[str] | None = None) -> list[StudentSpec]:
+    """The variants called ``names`` (default: :data:`STUDENTS`), or an error listing the known ones."""
+    if not names:
+        return list(STUDENTS)
+    known = {s.name: s for s in (*STUDENTS, *EXTRA_STUDENTS)}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise QrelkitError(f"unknown student variant {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in dict.fromkeys(names)]
 
 
 SYNTHETIC_FILES = ("queries.jsonl", "pairs.parquet", "teacher.qrels", "synthetic.json")
@@ -216,7 +228,7 @@ def _train(
         pairs, grades, soft = _with_labels(pairs, grades, soft, data.dev_pairs, dev_hard, dev_mean)
     t0 = time.perf_counter()
     if spec.head == "causal-lora":
-        from .causal_student import distill_causal
+        from .students.causal import distill_causal
 
         return distill_causal(pairs, grades, distribution=dist, base="smollm2-135m", epochs=1), time.perf_counter() - t0
     student = distill(

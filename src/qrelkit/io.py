@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError, QrelkitError
-from .records import Document, Pair
+from .records import Document, Pair, Qrels
 
 log = logging.getLogger("qrelkit")
 
@@ -374,8 +374,6 @@ def write_pairs(path: str | Path, pairs: Sequence[Pair]) -> None:
 
 
 # ---------------------------------------------------------------- TREC qrels
-
-Qrels = dict[tuple[str, str], int]
 
 
 def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str = "error") -> Qrels:

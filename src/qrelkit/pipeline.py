@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from ._version import __version__
-from .distill import distill, ensemble, grade_distributions, soft_targets, teacher_targets
+from .distill import distill
 from .errors import InputError, QrelkitError
 from .evaluate import compare_qrels, evaluate_qrels, write_metrics
 from .io import (
@@ -33,13 +33,16 @@ from .io import (
     write_jsonl,
     write_pairs,
 )
-from .judge import Judge, estimate, judgments_file, sidecar, write_judgments
+from .judge import Judge, estimate, sidecar, write_judgments
 from .label import label_file_stream
 from .llm import DEFAULT_LLM
 from .mine import mine_pairs
+from .models import MINILM_ALIAS
 from .pricing import cost_usd, load_prices
 from .records import Query
-from .student import Student
+from .students import STUDENT_KINDS
+from .students.encoder import Student
+from .students.targets import load_teacher, teacher_targets
 from .synth import require_queries, synthesize
 
 log = logging.getLogger("qrelkit")
@@ -175,7 +178,7 @@ def distill_file(
     epochs: float = 1.0,
     max_pairs: int | None = None,
     batch_size: int = 16,
-    learning_rate: float = 4e-5,
+    learning_rate: float | None = None,
     time_budget_s: float | None = None,
     fine_tune_epochs: float = 0.0,
 ) -> dict[str, Any]:
@@ -183,24 +186,14 @@ def distill_file(
     or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
 
     ``student``: ``frozen`` (MiniLM features + ``head``; seconds on a CPU; with ``fine_tune_epochs`` > 0 its
-    encoder is first fine-tuned on the teacher's grades, CoSENT) or ``cross-encoder`` (fine-tuned with ``loss``,
-    ``epochs``, ``max_pairs``...). Fine-tuning resumes from ``<out>.ckpt/`` after a crash."""
-    if student not in ("frozen", "cross-encoder"):
-        raise QrelkitError(f"unknown student {student!r}; choose frozen or cross-encoder")
-    teachers = [Path(teacher)] if isinstance(teacher, str | Path) else [Path(t) for t in teacher]
-    if not teachers:
-        raise QrelkitError("distill needs at least one teacher qrels file")
-    card: dict[str, Any] = {"teacher_qrels": ", ".join(map(str, teachers))}
-    if len(teachers) > 1:
-        grades, soft, dist = ensemble([read_qrels(t) for t in teachers])
-        card["teacher"] = f"ensemble of {len(teachers)} judges"
-    else:
-        grades, soft, dist = read_qrels(teachers[0]), None, None
-        jpath = Path(judgments) if judgments else judgments_file(teachers[0])
-        if jpath.exists():
-            soft, dist = soft_targets(jpath) or None, grade_distributions(jpath) or None
-            first: dict[str, Any] = next((json.loads(line) for line in jpath.open() if line.strip()), {})
-            card.update({"teacher": first.get("model"), "teacher_prompt": first.get("prompt_id")})
+    encoder is first fine-tuned on the teacher's grades, CoSENT), ``cross-encoder`` (fine-tuned with ``loss``,
+    ``epochs``, ``max_pairs``...) or ``causal`` (a small causal LM with LoRA; ``base`` ``gguf:ALIAS|PATH`` or an
+    HF name, default SmolLM2-135M; ``max_length`` caps passage tokens; a GPU when present). Fine-tuning resumes
+    from ``<out>.ckpt/`` after a crash."""
+    if student not in STUDENT_KINDS:
+        raise QrelkitError(f"unknown student {student!r}; choose {', '.join(STUDENT_KINDS)}")
+    taught = load_teacher(teacher, judgments=judgments)
+    grades, soft, dist, card = taught.grades, taught.soft, taught.distribution, taught.card
     prs = read_pairs(pairs)
     ckpt = Path(str(out) + ".ckpt")  # fine-tuning checkpoints: a rerun resumes; gone once the student is saved
     if student == "cross-encoder":
@@ -214,7 +207,7 @@ def distill_file(
             loss=loss,
             epochs=epochs,
             batch_size=batch_size,
-            learning_rate=learning_rate,
+            learning_rate=learning_rate or 4e-5,
             max_length=max_length,
             max_pairs=max_pairs,
             checkpoint_dir=ckpt,
@@ -225,6 +218,27 @@ def distill_file(
         ce.save(out)
         shutil.rmtree(ckpt, ignore_errors=True)
         return {"student": student, **{k: ce.card[k] for k in ("train_pairs", "train_queries", "target", "training")}}
+    if student == "causal":
+        from .students.causal import DEFAULT_BASE, distill_causal
+
+        lm = distill_causal(
+            prs,
+            grades,
+            distribution=dist,
+            base=DEFAULT_BASE if base == MINILM_ALIAS else base,
+            epochs=epochs,
+            learning_rate=learning_rate or 2e-4,
+            batch_size=batch_size,
+            max_passage_tokens=max_length,
+            max_pairs=max_pairs,
+            checkpoint_dir=ckpt,
+            time_budget_s=time_budget_s,
+            seed=seed,
+            card=card,
+        )
+        lm.save(out)
+        shutil.rmtree(ckpt, ignore_errors=True)
+        return {"student": student, **{k: lm.card[k] for k in ("base", "train_pairs", "train_queries", "training")}}
     encoder = None
     if fine_tune_epochs > 0:
         from .students.bi_encoder import fine_tune_encoder

@@ -6,6 +6,12 @@ from pydantic import BaseModel, Field
 
 GRADES = (0, 1, 2, 3)
 
+PairKey = tuple[str, str]
+"""(qid, doc_id): how every stage names a query–document pair."""
+
+Qrels = dict[PairKey, int]
+"""Graded pairs, as in a TREC qrels file: (qid, doc_id) → grade."""
+
 
 def clip_grade(grade: int) -> int:
     """A grade on the 0–3 scale (TREC files and LLM judges may write -1, 4 or 10)."""

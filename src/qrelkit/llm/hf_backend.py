@@ -14,7 +14,7 @@ from ..models import CACHE_DIR, resolve_gguf
 from .base import LLM, ChoiceProbs, Completion, Message, softmax_pick
 
 
-def _load_from_gguf(gguf: Path) -> tuple[Any, Any]:
+def load_gguf_lm(gguf: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,7 +43,7 @@ def load_causal_lm(name: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name.endswith(".gguf") or not (Path(name).exists() or "/" in name):
-        return _load_from_gguf(resolve_gguf(name))
+        return load_gguf_lm(resolve_gguf(name))
     return AutoTokenizer.from_pretrained(name), AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
 
 

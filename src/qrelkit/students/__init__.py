@@ -1,8 +1,8 @@
 """Students: small models distilled from an LLM teacher, all behind one :class:`Labeler` contract.
 
-- ``frozen`` (:class:`qrelkit.student.Student`): a frozen MiniLM bi-encoder + a linear head; the fastest tier.
+- ``frozen`` (:class:`qrelkit.students.encoder.Student`): a frozen MiniLM bi-encoder + a linear head; the fastest tier.
 - ``cross-encoder`` (:class:`qrelkit.students.cross_encoder.CrossEncoderStudent`): fine-tuned end to end.
-- ``causal`` (:class:`qrelkit.causal_student.CausalStudent`): a small causal LM with LoRA (GPU).
+- ``causal`` (:class:`qrelkit.students.causal.CausalStudent`): a small causal LM with LoRA (GPU); the paper's.
 
 >>> student = load_student("model/")                                   # doctest: +SKIP
 >>> scores, grades = student.predict(["vpn client"], ["Install the VPN client from ..."])   # doctest: +SKIP
@@ -67,17 +67,21 @@ def student_fingerprint(path: str | Path) -> str:
 
 
 def export_student(path: str | Path, *, quantize: bool = True) -> dict[str, Path]:
-    """ONNX exports (fp32, and int8 with ``quantize``) of a frozen or cross-encoder student folder."""
+    """ONNX exports (fp32, and int8 with ``quantize``) of a frozen or cross-encoder student folder; for the causal
+    student, its LoRA adapter merged into the base as a plain transformers folder (``<path>/merged``, what
+    ``vllm serve`` takes)."""
     kind = student_kind(path)
     if kind == "frozen":
-        from ..onnx_runtime import export_onnx
+        from .onnx import export_onnx
 
         return export_onnx(path, quantize=quantize)
     if kind == "cross-encoder":
         from .cross_encoder_onnx import export_cross_encoder
 
         return export_cross_encoder(path, quantize=quantize)
-    raise QrelkitError(f"{path}: ONNX export covers the frozen and cross-encoder students, not the {kind} one")
+    from .causal import export_merged
+
+    return {"merged": export_merged(path)}
 
 
 def load_student(path: str | Path, *, runtime: str = "torch", device: str | None = None) -> Labeler:
@@ -86,7 +90,7 @@ def load_student(path: str | Path, *, runtime: str = "torch", device: str | None
     runs with torch."""
     kind = student_kind(path)
     if kind == "frozen":
-        from ..student import Student
+        from .encoder import Student
 
         return Student.load(path, runtime=runtime, device=device or "cpu")
     if kind == "cross-encoder":
@@ -95,7 +99,7 @@ def load_student(path: str | Path, *, runtime: str = "torch", device: str | None
         return CrossEncoderStudent.load(path, device=device, runtime=runtime)
     if runtime != "torch":
         raise QrelkitError(f"the {kind} student runs with the torch runtime only (got {runtime!r})")
-    from ..causal_student import CausalStudent
+    from .causal import CausalStudent
 
     return CausalStudent.load(path, device=device)
 

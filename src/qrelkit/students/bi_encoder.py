@@ -2,7 +2,8 @@
 
 The bi-encoder starts where the frozen student is strong (its cosine already ranks passages by topic) and
 learns from the teacher which of the on-topic passages answer: a fine-tuned encoder under the same features,
-head and cut points as :class:`qrelkit.student.Student`, so it labels as fast and caches embeddings the same way.
+head and cut points as :class:`qrelkit.students.encoder.Student`, so it labels as fast and caches embeddings
+the same way.
 
 >>> tuned = fine_tune_encoder(Student.from_base(), pairs, grades, epochs=1)      # doctest: +SKIP
 >>> student = distill(pairs, teacher, student=tuned)                               # doctest: +SKIP
@@ -17,7 +18,8 @@ from typing import Any
 
 from ..errors import QrelkitError
 from ..records import Pair
-from ..student import Student, strip_query_echoes
+from .encoder import Student
+from .grading import strip_query_echoes
 from .training import run_trainer
 
 

@@ -1,7 +1,7 @@
 """The fine-tuned student: a cross-encoder that reads query and passage together and is trained end to end
 on the teacher's grades with sentence-transformers' ``CrossEncoderTrainer`` and its losses.
 
-Unlike the frozen bi-encoder student (:mod:`qrelkit.student`), every weight learns what makes a passage
+Unlike the frozen bi-encoder student (:mod:`qrelkit.students.encoder`), every weight learns what makes a passage
 *answer* a query rather than share its topic. It starts from the offline all-MiniLM-L6-v2 weights (a new
 one-logit head) or any Hugging Face model name or folder, optionally after a first stage on synthetic
 queries (:func:`synthetic_stage_pairs`: each query's seed passage positive, BM25 neighbours negative).
@@ -31,7 +31,7 @@ from ..errors import QrelkitError
 from ..io import Qrels, folder_replaced
 from ..models import MINILM_ALIAS, resolve_encoder
 from ..records import GRADES, Pair
-from ..student import distribution_thresholds, grades_from_thresholds, strip_query_echoes
+from .grading import distribution_thresholds, grades_from_thresholds, strip_query_echoes
 from .training import run_trainer
 
 log = logging.getLogger("qrelkit")
@@ -121,7 +121,7 @@ class CrossEncoderStudent:
 
     def _read(self, queries: Sequence[str], docs: Sequence[str]) -> list[str]:
         """The passages as the student reads them: without copies of the query when trained with the
-        keyword-stuffing defence (:func:`qrelkit.student.strip_query_echoes`)."""
+        keyword-stuffing defence (:func:`qrelkit.students.grading.strip_query_echoes`)."""
         if not self.card.get("strip_query_echoes"):
             return list(docs)
         return [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
@@ -301,7 +301,7 @@ def distill_cross_encoder(
 
     ``max_pairs`` bounds the training set (a query-stratified sample, so every query keeps some pairs);
     ``strip_echoes`` (the keyword-stuffing defence) has the student read passages without copies of the query."""
-    from ..distill import teacher_targets
+    from .targets import teacher_targets
 
     labelled, grades, _ = teacher_targets(pairs, teacher)
     if max_pairs is not None and len(labelled) > max_pairs:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
-from ..onnx_runtime import _quantize, export_graph
+from .onnx import _quantize, export_graph
 
 CE_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-int8-mixed": "model.int8-mixed.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")

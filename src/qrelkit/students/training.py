@@ -30,17 +30,15 @@ def run_trainer(
     scratch = None if checkpoint_dir else tempfile.TemporaryDirectory(prefix="qrelkit-train-")
     out_dir = str(checkpoint_dir) if checkpoint_dir else str(scratch.name if scratch else "")
     resume = get_last_checkpoint(out_dir) if checkpoint_dir and Path(out_dir).exists() else None
+    settings: dict[str, Any] = {"save_steps": 200, "save_total_limit": 1, "logging_steps": 50, **arguments}
     args = args_class(
         output_dir=out_dir,
         use_cpu=use_cpu,
         bf16=(not use_cpu) if bf16 is None else bf16,
         report_to="none",
         save_strategy="steps" if checkpoint_dir else "no",
-        save_steps=200,
-        save_total_limit=1,
-        logging_steps=50,
         disable_tqdm=True,
-        **arguments,
+        **settings,
     )
     trainer = make_trainer(args, [_time_budget(time_budget_s)] if time_budget_s else None)
     _quiet(trainer)
@@ -55,6 +53,8 @@ def run_trainer(
         "steps": int(state.global_step),
         "seconds": round(secs, 1),
         "resumed_from": resume,
+        "train_loss": round(float(state.training_loss), 4),
+        "losses": [round(float(e["loss"]), 4) for e in trainer.state.log_history if "loss" in e],
         "stopped_by_time_budget": bool(time_budget_s and secs >= time_budget_s),
     }
 

@@ -1,0 +1,300 @@
+"""The CPU student: a frozen MiniLM bi-encoder plus query-agnostic lexical signals, combined by a small
+head fitted to the teacher's grades, then cut into 0–3 by ordinal thresholds.
+
+Why frozen: a fresh head trained on a few thousand teacher labels of a few queries learns those
+queries, not relevance, and scores below the base's own cosine similarity on unseen queries. Keeping
+the encoder's similarity as a feature keeps its pretrained relevance knowledge; the head only learns
+how the teacher maps similarity and term overlap to grades.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import QrelkitError
+from ..io import folder_replaced
+from ..models import MINILM_ALIAS, resolve_encoder
+from ..progress import progress_enabled
+from ..records import Pair
+from .grading import content_terms, distribution_thresholds, grades_from_thresholds, strip_query_echoes
+
+FEATURES = ("cosine", "term_overlap", "query_terms", "log_doc_words", "cosine_x_overlap")
+
+
+def student_dir(path: str | Path) -> Path:
+    """``path`` as a student folder (one that :meth:`Student.save` wrote), or a clear error."""
+    p = Path(path)
+    if not (p / "head.json").exists():
+        raise QrelkitError(f"{p}: not a qrelkit student folder (no head.json)")
+    return p
+
+
+class Student:
+    """A relevance labeler distilled from a teacher. Save with :meth:`save`, load with :meth:`load`.
+
+    >>> student = Student.load("runs/demo/student")                        # doctest: +SKIP
+    >>> scores, grades = student.predict(["vpn client"], ["Install the VPN client from ..."])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, encoder: Any, head: dict[str, Any], card: dict[str, Any] | None = None, *, cache_size: int = 100_000
+    ):
+        self.encoder = encoder
+        self.head = head
+        self.card = card or {}
+        # The encoder is frozen, so a text's embedding never changes: labeling BM25 top-k pairs meets the
+        # same passages and queries again and again. Bounded FIFO keyed by a digest (≈1.6 KB an entry).
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._cache_owner = id(encoder)
+
+    def clear_cache(self) -> None:
+        """Forget cached embeddings (benchmarks call this so that every timed text is really encoded)."""
+        self._cache.clear()
+
+    def with_head(self, head: dict[str, Any], card: dict[str, Any] | None = None) -> Student:
+        """A student sharing this one's encoder and embedding cache, with another head (k-fold training
+        fits many heads over one frozen encoder)."""
+        sibling = Student(self.encoder, head, {**self.card, **(card or {})}, cache_size=self.cache_size)
+        sibling._cache = self._cache
+        return sibling
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_base(
+        cls, base: str = MINILM_ALIAS, *, max_length: int = 256, device: str = "cpu", strip_echoes: bool = True
+    ) -> Student:
+        from sentence_transformers import SentenceTransformer
+
+        encoder = SentenceTransformer(resolve_encoder(base), device=device)
+        encoder.max_seq_length = max_length
+        card = {"base": base, "max_length": max_length, "strip_query_echoes": strip_echoes}
+        return cls(encoder, head={}, card=card)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu", runtime: str = "torch") -> Student:
+        """Load a student folder written by :meth:`save` (or ``qrelkit distill``).
+
+        ``runtime``: ``torch`` (sentence-transformers), ``onnx`` (ONNX Runtime fp32) or ``onnx-int8`` (dynamic
+        int8 quantisation); the ONNX files come from :func:`qrelkit.students.onnx.export_onnx` (``qrelkit export``).
+        """
+        from .onnx import ONNX_FILES, RUNTIMES, OnnxEncoder
+
+        p = student_dir(path)
+        if runtime not in RUNTIMES:
+            raise QrelkitError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        head = json.loads((p / "head.json").read_text())
+        card = json.loads((p / "card.json").read_text()) if (p / "card.json").exists() else {}
+        max_length = int(card.get("max_length", 256))
+        encoder: Any
+        if runtime == "torch":
+            from sentence_transformers import SentenceTransformer
+
+            encoder = SentenceTransformer(str(p / "encoder"), device=device)
+            encoder.max_seq_length = max_length
+        else:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(p / "encoder"))
+            encoder = OnnxEncoder(p / ONNX_FILES[runtime], tokenizer, max_length=max_length)
+        return cls(encoder, head, {**card, "runtime": runtime})
+
+    def save(self, path: str | Path) -> None:
+        with folder_replaced(path) as tmp:
+            self.encoder.save(str(tmp / "encoder"))
+            (tmp / "head.json").write_text(json.dumps(self.head, indent=1))
+            (tmp / "card.json").write_text(json.dumps(self.card, indent=1, default=str))
+            (tmp / "README.md").write_text(model_card(self.card, self.head))
+
+    # ------------------------------------------------------------ features and prediction
+
+    def features(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """One row of :data:`FEATURES` per pair. Each distinct text is embedded once. Students trained with the
+        keyword-stuffing defence (card ``strip_query_echoes``) read each passage without copies of its query."""
+        if self.card.get("strip_query_echoes"):
+            docs = [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
+        q_emb = self._embed(queries, batch_size)
+        d_emb = self._embed(docs, batch_size)
+        cosine = np.sum(q_emb * d_emb, axis=1)
+        rows = []
+        for q, d, c in zip(queries, docs, cosine, strict=True):
+            qt, dt = content_terms(q), content_terms(d)
+            overlap = len(qt & dt) / len(qt) if qt else 0.0
+            rows.append([c, overlap, math.log1p(len(qt)), math.log1p(len(d.split())), c * overlap])
+        return np.asarray(rows, dtype=np.float64)
+
+    def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        if self._cache_owner != id(self.encoder):  # a new encoder makes every cached embedding stale
+            self._cache.clear()
+            self._cache_owner = id(self.encoder)
+        keys = {t: hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in dict.fromkeys(texts)}
+        todo = [t for t, k in keys.items() if k not in self._cache]
+        found = {t: self._cache[k] for t, k in keys.items() if k in self._cache}
+        if todo:
+            show = len(todo) > 500 and progress_enabled()
+            emb = self.encoder.encode(
+                todo, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show
+            )
+            for t, e in zip(todo, np.asarray(emb), strict=True):
+                found[t] = e = e.copy()  # a row of its own, so the batch array can be freed
+                if self.cache_size > 0:
+                    self._cache[keys[t]] = e
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts])
+
+    def score_features(self, x: np.ndarray) -> np.ndarray:
+        """A continuous 0–3 grade estimate per row of :meth:`features` (the head's kind decides how)."""
+        h = self.head
+        if not h:
+            raise QrelkitError("this student has no trained head; run distill first")
+        return head_scores(h, x)
+
+    def grades_from_scores(self, scores: np.ndarray) -> np.ndarray:
+        return grades_from_thresholds(self.head["thresholds"], scores)
+
+    def predict(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (a continuous 0–3 grade estimate) and 0–3 grades for query–document pairs."""
+        scores = self.score_features(self.features(queries, docs, batch_size=batch_size))
+        return scores, self.grades_from_scores(scores)
+
+    def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
+
+
+HEADS = ("ridge", "logistic", "cosine")
+
+
+def fit_head(
+    x: np.ndarray,
+    target: np.ndarray,
+    teacher_grades: np.ndarray,
+    *,
+    kind: str = "ridge",
+    distribution: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
+    alpha: float = 1.0,
+) -> dict[str, Any]:
+    """Fit a head on :data:`FEATURES` rows ``x`` and cut its scores into grades by ordinal thresholds that
+    reproduce the teacher's grade distribution on the training pairs.
+
+    ``kind``:
+    - ``ridge``: regression of ``target`` (the teacher's grade, or its expected grade) on standardised features.
+    - ``logistic``: 4-class classification; the score is the expected grade under the predicted distribution.
+      Trains on ``distribution`` (one row of P(grade 0..3) per pair: the teacher's, or several judges') where
+      given, else on the hard grade with ``label_smoothing``.
+    - ``cosine``: the encoder's cosine similarity alone, only calibrated (no weights learnt): the most
+      query-agnostic student, and the one that keeps the base's relevance ranking untouched.
+    """
+    if kind not in HEADS:
+        raise QrelkitError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    head: dict[str, Any] = {"kind": kind, "features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist()}
+    z = (x - mean) / scale
+    if kind == "ridge":
+        from sklearn.linear_model import Ridge
+
+        model = Ridge(alpha=alpha).fit(z, target)
+        head.update(coef=model.coef_.tolist(), intercept=float(model.intercept_))
+    elif kind == "logistic":
+        head.update(_fit_logistic(z, teacher_grades, distribution, label_smoothing, alpha))
+    head["thresholds"] = distribution_thresholds(head_scores(head, x), teacher_grades)
+    return head
+
+
+def _fit_logistic(
+    z: np.ndarray, grades: np.ndarray, distribution: np.ndarray | None, smoothing: float, alpha: float
+) -> dict[str, Any]:
+    """Multinomial logistic regression on soft targets: each pair appears once per grade, weighted by that
+    grade's probability (the cross-entropy with a soft target is exactly this weighted sum)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if distribution is None:
+        distribution = np.full((len(grades), 4), smoothing / 3)
+        distribution[np.arange(len(grades)), np.clip(grades, 0, 3)] = 1.0 - smoothing
+    dist = np.asarray(distribution, dtype=float)
+    dist = dist / dist.sum(axis=1, keepdims=True)
+    rows = np.repeat(np.arange(len(z)), 4)
+    labels = np.tile(np.arange(4), len(z))
+    weights = dist.reshape(-1)
+    keep = weights > 0
+    model = LogisticRegression(C=1.0 / alpha, max_iter=2000)
+    model.fit(z[rows[keep]], labels[keep], sample_weight=weights[keep])
+    coef = np.zeros((4, z.shape[1]))
+    intercept = np.full(4, -1e9)  # a grade never seen in training gets probability 0
+    for i, c in enumerate(model.classes_):
+        coef[c] = model.coef_[i] if len(model.classes_) > 2 else (model.coef_[0] if i else -model.coef_[0])
+        intercept[c] = model.intercept_[i] if len(model.classes_) > 2 else (model.intercept_[0] if i else 0.0)
+    return {"coef": coef.tolist(), "intercept": intercept.tolist()}
+
+
+def head_scores(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """The head's continuous 0–3 score for feature rows ``x`` (heads without ``kind`` are ridge heads)."""
+    kind = head.get("kind", "ridge")
+    if kind == "cosine":
+        return np.asarray(x[:, FEATURES.index("cosine")], dtype=np.float64)
+    z = (x - np.asarray(head["mean"])) / np.asarray(head["scale"])
+    if kind == "logistic":
+        logits = z @ np.asarray(head["coef"]).T + np.asarray(head["intercept"])
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        return np.asarray(p @ np.arange(4, dtype=np.float64))
+    return np.clip(z @ np.asarray(head["coef"]) + head["intercept"], 0.0, 3.0)
+
+
+def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
+    kind = head.get("kind", "ridge")
+    if kind == "ridge":
+        pairs = zip(head.get("features", []), head.get("coef", []), strict=False)
+        weights = "standardised feature weights: " + ", ".join(f"{f} {c:+.3f}" for f, c in pairs)
+    elif kind == "logistic":
+        weights = "4-class logistic regression on the standardised features; score = expected grade"
+    else:
+        weights = "cosine similarity of the frozen encoder, calibrated by thresholds only"
+    lines = [
+        "# qrelkit student",
+        "",
+        "A relevance labeler (grades 0–3) distilled from an LLM teacher with qrelkit.",
+        "",
+        "```python",
+        "from qrelkit import Student",
+        'student = Student.load("this/folder")',
+        'scores, grades = student.predict(["query"], ["document text"])',
+        "```",
+        "",
+        "| field | value |",
+        "|---|---|",
+    ]
+    for k in (
+        "base",
+        "teacher",
+        "teacher_prompt",
+        "train_pairs",
+        "train_queries",
+        "target",
+        "seed",
+        "epochs",
+        "max_length",
+        "teacher_grade_counts",
+        "trained_at",
+        "train_seconds",
+    ):
+        if k in card:
+            lines.append(f"| {k} | {card[k]} |")
+    lines += ["", f"Head ({kind}): {weights}", f"Thresholds: {head.get('thresholds')}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""What every student shares around its model: turning scores into grades 0–3 (cut points fitted to the
+teacher's grade shares) and the keyword-stuffing defence applied to passages before they are graded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..records import GRADES
+
+_STOP = set(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "my",
+        "me",
+        "we",
+        "our",
+        "us",
+    ]
+)
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def content_terms(text: str) -> set[str]:
+    # A 6-character prefix is a cheap stemmer: "vaccines"/"vaccination" → "vaccin".
+    return {t[:6] for t in _TOKEN.findall(text.lower()) if t not in _STOP}
+
+
+_SPACES = re.compile(r"\W+")
+
+
+def strip_query_echoes(query: str, text: str) -> str:
+    """``text`` without the copies of ``query`` that answer nothing: the keyword-stuffing defence.
+
+    A copy is stuffing when it stands alone (a sentence of its own, or after a lead-in clause: "This passage
+    answers the question: <query>.", and the whole sentence goes) or repeats (every copy after the first). A
+    copy inside a sentence ("the guest wifi password changes weekly") is how relevant passages talk, and stays.
+    Case, spacing and punctuation inside the copy are ignored; queries of one content word are left alone."""
+    if len(content_terms(query)) < 2:
+        return text
+    words = [w for w in _SPACES.split(query.lower()) if w]
+    copy = r"\W*".join(re.escape(w) for w in words)
+    # a sentence that is the copy, or a lead-in clause ending in ":" and then the copy: the whole sentence goes
+    alone = re.compile(r"(^|[.!?\n])(?:[^.!?\n:]*:)?[\s\"'(\[]*" + copy + r"[\s\"')\]]*(?:[.!?;]+|$)", re.IGNORECASE)
+    stripped = alone.sub(r"\1 ", text)
+    anywhere = re.compile(r"\b" + copy + r"\b", re.IGNORECASE)
+    seen = 0
+
+    def keep_first(m: re.Match[str]) -> str:
+        nonlocal seen
+        seen += 1
+        return m.group(0) if seen == 1 else " "
+
+    stripped = anywhere.sub(keep_first, stripped)
+    return " ".join(stripped.split()) if stripped != text else text
+
+
+def grades_from_thresholds(thresholds: Sequence[float], scores: np.ndarray) -> np.ndarray:
+    """Grades 0–3 from scores and the ordinal cut points t1 ≤ t2 ≤ t3 (a score equal to a cut goes above it)."""
+    return np.searchsorted(np.asarray(thresholds), scores, side="right").astype(int)
+
+
+def distribution_thresholds(scores: np.ndarray, grades: np.ndarray) -> list[float]:
+    """Cut points t1 ≤ t2 ≤ t3 so that the share of scores below each equals the teacher's share of lower grades."""
+    counts = np.array([(grades == g).sum() for g in GRADES], dtype=float)
+    cum = np.cumsum(counts)[:-1] / counts.sum()
+    return [float(np.quantile(scores, q)) for q in cum]
