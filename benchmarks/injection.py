@@ -22,12 +22,15 @@ import numpy as np
 
 from qrelkit.benchmarks import benchmark_dir, benchmark_pairs, teacher_training_set
 from qrelkit.distill import distill
+from qrelkit.evaluate import agreement
 from qrelkit.io import read_qrels
 from qrelkit.judge import Judge
 from qrelkit.records import Pair
 from qrelkit.students import Labeler
 from qrelkit.students.cross_encoder import CrossEncoderStudent, distill_cross_encoder
 from qrelkit.students.encoder import Student
+from qrelkit.students.grading import strip_query_echoes
+from qrelkit.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,6 +47,32 @@ def irrelevant_dev_pairs(n: int, seed: int = 7) -> list[Pair]:
     zeros = sorted(k for k, g in human.items() if g == 0)
     random.Random(seed).shuffle(zeros)
     return benchmark_pairs(data, sorted(zeros[:n]))
+
+
+def human_dev_pairs(n: int, seed: int = 11) -> tuple[list[Pair], list[int]]:
+    """``n`` human-graded dev pairs of every grade (no dev query is in the students' training data)."""
+    data = benchmark_dir("llmjudge-trecdl2023")
+    human = read_qrels(data / "qrels" / "human.dev.txt")
+    keys = sorted(human)
+    random.Random(seed).shuffle(keys)
+    chosen = sorted(keys[:n])
+    return benchmark_pairs(data, chosen), [human[k] for k in chosen]
+
+
+def agreement_with_and_without(student: Labeler, pairs: list[Pair], human: list[int]) -> dict[str, dict[str, float]]:
+    """The defence must cost no agreement on ordinary passages: κ, quadratic κ and accuracy against humans with
+    the defence off and on, and how many passages it changed."""
+    out: dict[str, dict[str, float]] = {}
+    for on in (False, True):
+        with_defence(student, on)
+        m = agreement(student.predict_pairs(pairs)[1], human)
+        out["with" if on else "without"] = {k: m[k] for k in ("accuracy", "kappa", "kappa_quadratic", "binary_kappa")}
+    out["passages changed by the defence"] = {"n": sum(strip_query_echoes(p.query, p.text) != p.text for p in pairs)}
+    return out
+
+
+def shares(m: dict[str, float]) -> list[str]:
+    return [f"{m['relevant_before']:.2f}", f"{m['relevant_after']:.2f}"]
 
 
 def train_student() -> tuple[Student, float]:
@@ -89,6 +118,7 @@ def main() -> None:
     ap.add_argument("--teacher", default="gguf:qwen2.5-coder-1.5b")
     ap.add_argument("--out", default="benchmarks/results/injection.json")
     ap.add_argument("--students-only", action="store_true", help="skip the LLM teacher (minutes on a CPU)")
+    ap.add_argument("--agreement-pairs", type=int, default=1000, help="human-graded dev pairs for the κ check")
     ap.add_argument("--cross-encoder-pairs", type=int, default=0, help="also a cross-encoder on this many labels")
     args = ap.parse_args()
     pairs = irrelevant_dev_pairs(args.pairs)
@@ -101,6 +131,8 @@ def main() -> None:
     if args.cross_encoder_pairs:
         ce, train_seconds["cross_encoder"] = train_cross_encoder(args.cross_encoder_pairs)
         students.append((f"cross-encoder student (MiniLM, {ce.card['train_pairs']} GPT-4o labels)", ce))
+    dev_pairs, dev_human = human_dev_pairs(args.agreement_pairs)
+    agreements = {name: agreement_with_and_without(labeler, dev_pairs, dev_human) for name, labeler in students}
     for name, labeler in students:
         for on in (False, True):
             with_defence(labeler, on)
@@ -126,18 +158,33 @@ def main() -> None:
         judge.llm.close()
 
     print(f"{len(pairs)} irrelevant dev pairs (human grade 0); grades raised by each attack")
-    print("| labeler | attack | raised | lowered | mean Δ score | ≥2 before | ≥2 after |")
-    print("|---|---|---|---|---|---|---|")
-    for who, by_attack in results.items():
-        for name, m in by_attack.items():
-            print(
-                f"| {who} | {name} | {m['raised']}/{len(pairs)} | {m['lowered']} | {m['mean_score_change']:+.3f} "
-                f"| {m['relevant_before']:.2f} | {m['relevant_after']:.2f} |"
-            )
+    rows = [
+        [who, name, f"{m['raised']}/{len(pairs)}", m["lowered"], f"{m['mean_score_change']:+.3f}", *shares(m)]
+        for who, by_attack in results.items()
+        for name, m in by_attack.items()
+    ]
+    header = ["labeler", "attack", "raised", "lowered", "mean Δ score", "≥2 before", "≥2 after"]
+    print(markdown_table(header, rows))
+    print(f"\nagreement with humans on {len(dev_pairs)} dev pairs, defence off / on")
+    rows = [
+        [name, f"{a[w]['accuracy']:.3f}", f"{a[w]['kappa']:.3f}", f"{a[w]['kappa_quadratic']:.3f}", w]
+        for name, a in agreements.items()
+        for w in ("without", "with")
+    ]
+    print(markdown_table(["student", "accuracy", "κ", "quad κ", "defence"], rows))
+    print({name: a["passages changed by the defence"]["n"] for name, a in agreements.items()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps(
-            {"pairs": len(pairs), "teacher": args.teacher, "train_seconds": train_seconds, "results": results}, indent=1
+            {
+                "pairs": len(pairs),
+                "teacher": args.teacher,
+                "train_seconds": train_seconds,
+                "results": results,
+                "agreement_pairs": len(dev_pairs),
+                "agreement": agreements,
+            },
+            indent=1,
         )
     )
 

@@ -96,3 +96,25 @@ def test_cli_chain_from_folder_to_evaluation(tmp_path, small_corpus):
     run("judge", "pairs.parquet", "-o", "again.qrels", "--llm", LLM, "--cache", cache, cwd=tmp_path)
     again = [json.loads(x) for x in (tmp_path / "again.judgments.jsonl").read_text().splitlines()]
     assert all(j["cached"] for j in again)
+
+
+@pytest.mark.slow
+def test_demo_act2_teaches_a_student_with_gpt4o_grades_and_scores_it_on_unseen_queries(tmp_path):
+    from qrelkit.demo import TREC_DIR, run_act2, summary_lines
+    from qrelkit.evaluate import agreement
+    from qrelkit.io import iter_jsonl
+
+    act2 = run_act2(tmp_path)
+    train = {r["qid"] for _, r in iter_jsonl(TREC_DIR / "train.jsonl")}
+    test = [r for _, r in iter_jsonl(TREC_DIR / "test.jsonl")]
+    assert not train & {r["qid"] for r in test}  # the student never saw a test query
+    labels = read_qrels(tmp_path / "act2" / "student.qrels")
+    assert set(labels) == {(r["qid"], r["doc_id"]) for r in test}
+    # GPT-4o's row is its recorded grades against the NIST grades, computed the same way as the student's
+    expected = agreement([r["gpt4o"] for r in test], [r["human"] for r in test])
+    assert act2["gpt4o"]["kappa"] == pytest.approx(expected["kappa"])
+    # the student learned from GPT-4o: it agrees with humans well beyond chance (measured 0.21; GPT-4o 0.32)
+    assert act2["student"]["kappa"] > 0.1 and act2["student"]["pairs_per_s"] > 0
+    act1 = {"teacher": act2["gpt4o"], "student": act2["student"], "speedup": 2.0}
+    lines = summary_lines(act1, act2, "test-teacher")
+    assert len(lines) == 3 and lines[2].startswith("Verdict:")

@@ -170,7 +170,7 @@ def test_cli_label_stdout_is_json_and_plain_mistakes_are_one_line_errors(tmp_pat
     assert json.loads(r.stdout)["pairs"] == 30  # stdout is the JSON summary and nothing else
     (tmp_path / "empty.jsonl").write_text("")
     for args, message in (
-        (("empty.jsonl", "-o", "e.qrels"), "no pairs to label"),
+        (("empty.jsonl", "-o", "e.qrels"), "empty input: no pairs"),
         (("pairs.jsonl", "-o", "out.csv"), "unknown output format '.csv'"),
         (("pairs.jsonl", "-o", "b.qrels", "--batch-size", "0"), "--batch-size must be at least 1, got 0"),
     ):

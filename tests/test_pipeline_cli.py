@@ -153,6 +153,14 @@ def test_every_cli_option_and_argument_has_help_and_version_prints():
     assert missing == []
     r = subprocess.run([sys.executable, "-m", "qrelkit", "--version"], env=ENV, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == f"qrelkit {__version__}"
+    # flags take no value: their help rows show none (typer would write <bool>); valued options keep their type
+    r = subprocess.run(
+        [sys.executable, "-m", "qrelkit", "experiment", "--help"],
+        env={**ENV, "COLUMNS": "100"},
+        capture_output=True,
+        text=True,
+    )
+    assert "--no-stack" in r.stdout and "<bool>" not in r.stdout and "<int>" in r.stdout
 
 
 def test_evaluate_versus_from_the_cli_and_from_pipeline_yaml(tmp_path):
@@ -186,3 +194,46 @@ def test_evaluate_versus_from_the_cli_and_from_pipeline_yaml(tmp_path):
     }
     result = run_pipeline(cfg)["stages"]["evaluate"]
     assert result["versus"]["point"]["labels - reference"]["kappa"] == pytest.approx(diff)
+
+
+def test_an_empty_input_gets_the_same_one_line_error_in_every_command(tmp_path):
+    # (label needs a student folder first; its empty-input case is in test_label_stream)
+    for name in ("empty.jsonl", "empty.qrels"):
+        (tmp_path / name).write_text("\n")
+    (tmp_path / "ok.qrels").write_text("q1 0 d1 2\n")
+    cases = {
+        "ingest": (["ingest", "empty.jsonl", "-o", "d.parquet"], "documents with text"),
+        "synth": (["synth", "empty.jsonl", "-o", "q.jsonl"], "documents with text"),
+        "mine": (["mine", "empty.jsonl", "empty.jsonl", "-o", "p.parquet"], "queries"),
+        "judge": (["judge", "empty.jsonl", "-o", "t.qrels", "--dry-run"], "pairs"),
+        "distill": (["distill", "empty.jsonl", "ok.qrels", "-o", "m"], "pairs"),
+        "distill teacher": (["distill", "ok.qrels", "empty.qrels", "-o", "m"], "judgments"),
+        "evaluate": (["evaluate", "empty.qrels", "--human", "ok.qrels"], "judgments"),
+        "evaluate human": (["evaluate", "ok.qrels", "--human", "empty.qrels"], "judgments"),
+    }
+    for case, (args, what) in cases.items():
+        r = qrelkit(*args, cwd=tmp_path)
+        assert r.returncode == 2, (case, r.stderr)
+        assert r.stderr.count("\n") == 1 and f": empty input: no {what}" in r.stderr, (case, r.stderr)
+
+
+def test_a_pair_graded_twice_is_an_error_unless_allowed_then_the_last_grade_counts(tmp_path):
+    (tmp_path / "human.qrels").write_text("q1 0 d1 2\nq1 0 d2 0\nq2 0 d1 1\n")
+    (tmp_path / "dup.qrels").write_text("q1 0 d1 0\nq1 0 d2 0\nq2 0 d1 1\nq1 0 d1 2\n")
+    r = qrelkit("evaluate", "dup.qrels", "--human", "human.qrels", "--bootstrap", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "dup.qrels:4: pair (q1, d1) is graded twice (first on line 1)" in r.stderr
+    r = qrelkit(
+        "evaluate",
+        "dup.qrels",
+        "--human",
+        "human.qrels",
+        "--bootstrap",
+        "0",
+        "-o",
+        "m.json",
+        "--allow-duplicates",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "1 pair(s) graded more than once; the last grade of each was kept" in " ".join(r.stderr.split())
+    assert json.loads((tmp_path / "m.json").read_text())["accuracy"] == 1.0  # the last grade (2) was kept

@@ -147,6 +147,14 @@ def test_causal_lora_student_trains_saves_loads_and_exports_merged(tmp_path):
     np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), p1[0], atol=1e-3)
     from_merged = load_student(merged, device="cpu")
     np.testing.assert_allclose(from_merged.predict_pairs(train)[0], scores, atol=1e-3)
+    # served through the judge's logprobs path (what vLLM + `qrelkit judge --prompt causal-grade` does), the
+    # merged student gives the same P(grade) on passages shorter than both limits
+    from qrelkit.judge import Judge
+    from qrelkit.llm import get_llm
+
+    judged = Judge(get_llm(f"hf:{merged}"), prompt="causal-grade").judge(train[:3], show_progress=False)
+    served = {(j.qid, j.doc_id): j.probs for j in judged}
+    np.testing.assert_allclose([served[(p.qid, p.doc_id)] for p in train[:3]], p1[:3], atol=2e-3)
     with pytest.raises(QrelkitError, match="not a qrelkit"):
         CausalStudent.load(tmp_path)
 

@@ -19,6 +19,7 @@ import os
 import platform
 import resource
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 from .benchmarks import bench_pairs, benchmark_dir, teacher_label_file, teacher_training_set
 from .models import CACHE_DIR
 from .records import Pair
+from .tables import markdown_table
 
 log = logging.getLogger("qrelkit")
 
@@ -358,6 +360,87 @@ def _same_as(grades: list[int], reference: list[int]) -> dict[str, float] | None
     return m and {"n": m["n"], "exact": m["accuracy"], "kappa": m["kappa"], "kappa_quadratic": m["kappa_quadratic"]}
 
 
+def bench_on_device(
+    students: Mapping[str, str | Path],
+    pairs: Sequence[Pair],
+    *,
+    device: str = "cuda",
+    batch_pairs: int = 512,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Students of any kind (frozen, cross-encoder, causal) labeling the same ``pairs`` on one ``device`` (the
+    GPU section of the benchmark): pairs/s after a warm-up batch, p50/p95 batch latency, peak GPU memory."""
+    from .students import load_student, student_kind
+
+    queries, docs = [p.query for p in pairs], [p.text for p in pairs]
+    rows = []
+    for name, folder in students.items():
+        student = load_student(folder, device=device)
+        kw = {"batch_size": batch_size} if batch_size else {}
+        student.predict(queries[:batch_pairs], docs[:batch_pairs], **kw)  # warm-up: kernels, allocator, caches
+        _reset_peak_memory(device)
+        run = _timed(_with_kwargs(student, kw), queries, docs, batch_pairs)
+        rows.append(
+            {
+                "student": name,
+                "kind": student_kind(folder),
+                "base": student.card.get("base"),
+                "pairs": len(pairs),
+                "pairs_per_s": len(pairs) / run["seconds"],
+                "p50_batch_ms": _latency_ms(run["latencies"], 50),
+                "p95_batch_ms": _latency_ms(run["latencies"], 95),
+                "peak_device_mb": _peak_memory_mb(device),
+            }
+        )
+        del student
+    return {"device": _device_name(device), "batch_pairs": batch_pairs, "runs": rows}
+
+
+def _with_kwargs(student: Any, kw: dict[str, Any]) -> Any:
+    class Bound:
+        def predict(self, q: list[str], d: list[str]) -> Any:
+            return student.predict(q, d, **kw)
+
+    return Bound()
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return str(torch.cuda.get_device_name(device))
+    return machine_name()
+
+
+def _reset_peak_memory(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_mb(device: str) -> float | None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return float(torch.cuda.max_memory_allocated(device)) / 2**20
+    return None
+
+
+def format_device_section(result: Mapping[str, Any]) -> str:
+    """The GPU section of the benchmark as Markdown."""
+    rows = [
+        [r["student"], r["kind"], r["base"], r["pairs"], f"{r['pairs_per_s']:.0f}",
+         f"{r['p50_batch_ms']:.0f} / {r['p95_batch_ms']:.0f}",
+         "–" if r["peak_device_mb"] is None else f"{r['peak_device_mb']:.0f}"]
+        for r in result["runs"]
+    ]  # fmt: skip
+    header = ["student", "kind", "base", "pairs", "pairs/s", "p50 / p95 batch ms", "peak device MB"]
+    intro = f"Students on {result['device']}, {result['batch_pairs']} pairs a call, after a warm-up call."
+    return intro + "\n\n" + markdown_table(header, rows) + "\n"
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     """The README table: one row per labeler and runtime, ratios against the local teacher."""
     lines = [
@@ -365,10 +448,10 @@ def format_markdown(result: dict[str, Any]) -> str:
         f"on {result['machine']}; "
         f"fp32 matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s; machine priced at ${result['usd_per_hour']}/h.",
         "",
-        "| labeler | runtime | pairs | pairs/s | × teacher | p50 / p95 batch ms | peak RSS MB | $ / 1k pairs "
-        "| % matmul peak | same grade as fp32 | κ / quad κ vs human |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    header = ["labeler", "runtime", "pairs", "pairs/s", "× teacher", "p50 / p95 batch ms", "peak RSS MB"]
+    header += ["$ / 1k pairs", "% matmul peak", "same grade as fp32", "κ / quad κ vs human"]
+    rows = []
     for r in result["runs"]:
         eff = f"{100 * r['efficiency']:.0f}%" if r.get("efficiency") is not None else "–"
         same = f"{100 * r['vs_pytorch_fp32']['exact']:.1f}%" if r.get("vs_pytorch_fp32") else "–"
@@ -376,12 +459,12 @@ def format_markdown(result: dict[str, Any]) -> str:
         kh = f"{vh['kappa']:.3f} / {vh['kappa_quadratic']:.3f}" if vh else "–"
         usd = "?" if r["usd_per_1k_pairs"] is None else f"{r['usd_per_1k_pairs']:.5f}"
         ratio = f"{r['speedup_vs_local_teacher']:.0f}×" if "speedup_vs_local_teacher" in r else "1×"
-        lines.append(
-            f"| {r['labeler']} | {r['runtime']} | {r['pairs']} | {r['pairs_per_s']:.1f} | {ratio} "
-            f"| {r['p50_batch_ms']:.0f} / {r['p95_batch_ms']:.0f} (batch {r['batch_pairs']}) | {r['peak_rss_mb']:.0f} "
-            f"| {usd} | {eff} | {same} | {kh} |"
+        batch = f"{r['p50_batch_ms']:.0f} / {r['p95_batch_ms']:.0f} (batch {r['batch_pairs']})"
+        speed = f"{r['pairs_per_s']:.1f}"
+        rows.append(
+            [r["labeler"], r["runtime"], r["pairs"], speed, ratio, batch, f"{r['peak_rss_mb']:.0f}", usd, eff, same, kh]
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 
 
 def write_bench(result: dict[str, Any], out_dir: str | Path = "benchmarks/results") -> dict[str, Path]:

@@ -159,17 +159,23 @@ class BenchmarkData:
             raise QrelkitError(f"{self.name} has no dev label sets")
         return ensemble(list(self.dev_labels.values()))
 
-    def first_queries(self, n: int) -> BenchmarkData:
-        """The same benchmark cut to its first ``n`` open and ``n`` held-out queries (by id): smoke runs."""
+    def first_queries(self, n: int, pairs_per_query: int | None = None) -> BenchmarkData:
+        """The same benchmark cut to its first ``n`` open and ``n`` held-out queries (by id), and to the first
+        ``pairs_per_query`` pairs of each: smoke runs."""
         keep = set(sorted({p.qid for p in self.open_pairs})[:n]) | set(sorted({p.qid for p in self.heldout_pairs})[:n])
+        seen: dict[str, int] = {}
+
+        def kept(p: Pair) -> bool:
+            seen[p.qid] = seen.get(p.qid, 0) + 1
+            return p.qid in keep and (pairs_per_query is None or seen[p.qid] <= pairs_per_query)
 
         def cut(q: Qrels) -> Qrels:
             return {k: v for k, v in q.items() if k[0] in keep}
 
         return replace(
             self,
-            open_pairs=[p for p in self.open_pairs if p.qid in keep],
-            heldout_pairs=[p for p in self.heldout_pairs if p.qid in keep],
+            open_pairs=[p for p in self.open_pairs if kept(p)],
+            heldout_pairs=[p for p in self.heldout_pairs if kept(p)],
             human=cut(self.human),
             label_sets={k: cut(v) for k, v in self.label_sets.items()},
         )

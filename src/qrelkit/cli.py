@@ -13,9 +13,20 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
+from typer.core import TyperOption
 
 from .errors import QrelkitError
 from .llm import DEFAULT_LLM
+
+_type_column = TyperOption.display_type_rich
+
+
+def _flag_type_column(self: TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value, so its help row shows no type (typer writes ``<bool>`` there)."""
+    return None if self.is_bool_flag else _type_column(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_type_column  # type: ignore[method-assign]
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +38,12 @@ err = Console(stderr=True)
 # stdout carries results only (JSON, Markdown tables), never wrapped: `qrelkit evaluate ... > m.md` stays valid Markdown
 out = Console(soft_wrap=True, highlight=False)
 
+Duplicates = Annotated[
+    bool,
+    typer.Option(
+        "--allow-duplicates", help="a pair graded twice in a qrels file: keep its last grade and warn (not an error)"
+    ),
+]
 Llm = Annotated[
     str,
     typer.Option(
@@ -205,6 +222,7 @@ def distill(
     learning_rate: Annotated[
         float | None, typer.Option(help="fine-tuned: step size (default 4e-5 cross-encoder, 2e-4 causal LoRA)")
     ] = None,
+    allow_duplicates: Duplicates = False,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
 
@@ -235,6 +253,7 @@ def distill(
             time_budget_s=time_budget,
             fine_tune_epochs=fine_tune_epochs,
             learning_rate=learning_rate,
+            duplicates="last" if allow_duplicates else "error",
         )
     )
 
@@ -296,12 +315,14 @@ def evaluate(
     versus: Annotated[
         Path | None, typer.Option(help="a second labeler's qrels (e.g. the teacher): paired difference labels − it")
     ] = None,
+    allow_duplicates: Duplicates = False,
 ) -> None:
     """Agreement of labels with human grades, with bootstrap intervals over queries."""
     from .evaluate import format_confusion, format_intervals, format_table, write_metrics
     from .pipeline import evaluate_file
 
-    metrics = evaluate_file(labels, human, None, bootstrap=bootstrap, versus=versus)
+    dup = "last" if allow_duplicates else "error"
+    metrics = evaluate_file(labels, human, None, bootstrap=bootstrap, versus=versus, duplicates=dup)
     out.print(format_table({str(labels): metrics}))
     if "ci" in metrics:
         out.print(format_intervals({str(labels): metrics["ci"]}))
@@ -332,20 +353,23 @@ def report(
     queries: Annotated[Path | None, typer.Option(help="queries file (qid, text) to name queries in the report")] = None,
     bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals (0: none)")] = 1000,
     title: Annotated[str, typer.Option(help="report title")] = "qrelkit evaluation report",
+    allow_duplicates: Duplicates = False,
 ) -> None:
     """Several labelers vs human grades: report.html (tables + plots), report.md, PNGs and per-query agreement."""
     from .evaluate import format_table
     from .io import read_qrels, read_queries
     from .report import build_report, write_report
 
+    dup = "last" if allow_duplicates else "error"
     named: dict[str, Any] = {}
     for item in labels:
         name, _, path = item.rpartition("=") if "=" in item else (Path(item).stem, "", item)
         if name in named:
             raise QrelkitError(f"two labelers are called {name!r}; name them NAME=PATH")
-        named[name] = read_qrels(path)
+        named[name] = read_qrels(path, duplicates=dup)
     texts = {str(q["qid"]): str(q["text"]) for q in read_queries(queries)} if queries else None
-    rep = build_report(named, read_qrels(human), reference=reference, queries=texts, bootstrap=bootstrap, title=title)
+    truth = read_qrels(human, duplicates=dup)
+    rep = build_report(named, truth, reference=reference, queries=texts, bootstrap=bootstrap, title=title)
     paths = write_report(rep, output)
     out.print(format_table(rep["metrics"]))
     out.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name}, plots, per_query.csv)")
@@ -381,6 +405,9 @@ def experiment(
     max_queries: Annotated[
         int | None, typer.Option(help="--cross: first N open and N held-out queries per benchmark (smoke runs)")
     ] = None,
+    max_pairs_per_query: Annotated[
+        int | None, typer.Option(help="--cross with --max-queries: first N pairs of each query")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="--cross: torch device (default: cuda when present)")] = None,
     stack: Annotated[
         bool, typer.Option(help="--cross: also the frozen tier and stacked students (frozen features: an hour on CPU)")
@@ -404,7 +431,7 @@ def experiment(
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise QrelkitError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    _at_least(1, max_queries=max_queries)
+    _at_least(1, max_queries=max_queries, max_pairs_per_query=max_pairs_per_query)
     if cross:
         from .crossfold import cross_recipes, run_cross_collection
 
@@ -417,6 +444,7 @@ def experiment(
             data_root=data,
             stack=stack,
             max_queries=max_queries,
+            max_pairs_per_query=max_pairs_per_query,
             device=device,
         )
         out.print((output / "cross-collection.md").read_text())
@@ -465,10 +493,29 @@ def bench(
     benchmark: Annotated[Path | None, typer.Option(help="benchmark folder (default: ../shared/benchmarks/…)")] = None,
     data: DataDir = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="results folder")] = Path("benchmarks/results"),
+    on_device: Annotated[
+        list[Path] | None,
+        typer.Option(help="device section instead: these student folders (any kind) on --device (repeatable)"),
+    ] = None,
+    device: Annotated[str, typer.Option(help="torch device of the device section (cuda, cuda:1, cpu)")] = "cuda",
 ) -> None:
-    """Teacher vs student (PyTorch, ONNX, ONNX int8) on the same pairs: pairs/s, latency, RSS, $, efficiency."""
-    from .bench import STUDENT_RUNTIMES, format_markdown, run_bench, write_bench
-    from .benchmarks import benchmark_dir
+    """Teacher vs student (PyTorch, ONNX, ONNX int8) on the same pairs: pairs/s, latency, RSS, $, efficiency.
+
+    With --on-device: students of every kind (frozen, cross-encoder, causal) on one GPU, the same pairs for all;
+    written to OUTPUT/bench-device.json and .md."""
+    from .bench import STUDENT_RUNTIMES, bench_on_device, format_device_section, format_markdown, run_bench, write_bench
+    from .benchmarks import bench_pairs, benchmark_dir
+
+    if on_device:
+        from .io import atomic_write_text
+
+        sample, _ = bench_pairs(benchmark or benchmark_dir(data=data), pairs)
+        section = bench_on_device({p.name: p for p in on_device}, sample, device=device, batch_pairs=batch_pairs)
+        output.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output / "bench-device.json", json.dumps(section, indent=1))
+        atomic_write_text(output / "bench-device.md", format_device_section(section))
+        out.print(format_device_section(section))
+        return
 
     result = run_bench(
         pairs=pairs,
@@ -508,12 +555,20 @@ def demo(
     k: Annotated[int, typer.Option("--k", help="BM25 near misses per query")] = 3,
     force: Annotated[bool, typer.Option(help="rerun every stage, even unchanged ones")] = False,
 ) -> None:
-    """The full pipeline on the embedded TREC DL sample, teacher and student compared with humans."""
+    """Two acts: the full offline pipeline on an embedded TREC DL 2023 sample (teacher and student compared
+    with humans), then a student taught by recorded GPT-4o grades of TREC DL 2020 queries, tested on unseen ones."""
     from .demo import run_demo
 
     result = run_demo(run_dir, llm=llm, n_seeds=n_seeds, per_doc=per_doc, k=k, force=force)
+    out.print("Act 1: the offline pipeline (TREC DL 2023 sample)")
     out.print(result["table"])
-    out.print(f"student/teacher throughput: {result['speedup']:.0f}×   report: {result['report']}")
+    out.print(f"student/teacher throughput: {result['speedup']:.0f}×")
+    out.print("\nAct 2: a student taught by GPT-4o, tested on TREC DL 2020 queries it never saw")
+    out.print(result["table2"])
+    out.print("")
+    for line in result["summary"]:
+        out.print(line)
+    out.print(f"report: {result['report']}")
 
 
 def _version(value: bool) -> None:

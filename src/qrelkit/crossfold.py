@@ -30,10 +30,11 @@ from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, benchmark_dir, loa
 from .errors import QrelkitError
 from .evaluate import evaluate_qrels, format_table
 from .experiment import fold_of_queries, format_headline, headline, teacher_report
-from .io import Qrels, write_qrels
+from .io import Qrels, atomic_write, write_qrels
 from .records import Pair, PairKey
 from .students.grading import distribution_thresholds, grades_from_thresholds
 from .synth import normalize_query
+from .tables import markdown_table
 
 log = logging.getLogger("qrelkit")
 
@@ -143,6 +144,7 @@ def run_cross_collection(
     device: str | None = None,
     stack: bool = False,
     max_queries: int | None = None,
+    max_pairs_per_query: int | None = None,
 ) -> dict[str, Any]:
     """Train and grade every student recipe across ``benchmarks``; write ``<student>.qrels`` (every test pair)
     and ``cross/`` (report, headline, experiment.json) under ``out_dir/<benchmark>/``, and a summary with the
@@ -150,15 +152,16 @@ def run_cross_collection(
 
     ``stack`` adds the frozen MiniLM tier on the same folds (``minilm-cosine-cross``) and, per recipe, a stacked
     student (``<recipe>-stacked``): a ridge over the cross-encoder's score and the frozen student's features.
-    ``max_queries`` keeps the first open and held-out queries of each benchmark (smoke runs, e.g. the CPU twin of
-    ``benchmarks/gpu_student.sh``); their folds are cached apart from full runs."""
+    ``max_queries`` keeps the first open and held-out queries of each benchmark, ``max_pairs_per_query`` the
+    first pairs of each (smoke runs, e.g. the CPU twin of ``benchmarks/gpu_student.sh``); their folds are cached
+    apart from full runs."""
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out / ".cross-work"
     specs = [BENCHMARKS[b] if isinstance(b, str) else b for b in benchmarks]
     datas = {s.name: load_benchmark(s, data_root / s.name if data_root else None) for s in specs}
     if max_queries:
-        datas = {b: d.first_queries(max_queries) for b, d in datas.items()}
-        work = work / f"first{max_queries}"
+        datas = {b: d.first_queries(max_queries, max_pairs_per_query) for b, d in datas.items()}
+        work = work / f"first{max_queries}x{max_pairs_per_query or 'all'}"
     teachers = {s.name: s.teacher for s in specs}
     folds_of = {b: fold_of_queries([p.qid for p in d.open_pairs + d.heldout_pairs], folds) for b, d in datas.items()}
     t_start = time.perf_counter()
@@ -247,9 +250,8 @@ def _frozen_features(datas: Mapping[str, BenchmarkData], work: Path) -> dict[tup
         log.info("%s: frozen MiniLM features of %d pairs", data.name, len(pairs))
         rows.append(student.features([p.query for p in pairs], [p.text for p in pairs]))
     x = np.concatenate(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path.with_suffix(".tmp.npz"), keys=np.array(keys), x=x)
-    path.with_suffix(".tmp.npz").replace(path)
+    with atomic_write(path) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, keys=np.array(keys), x=x)
     return {k: x[i] for i, k in enumerate(keys)}
 
 
@@ -267,13 +269,35 @@ def _calibrated_per_collection(
         out[b] = {}
         for f in sorted(set(fold_of.values())):
             train = [k for k in ((p.qid, p.doc_id) for p in data.open_pairs) if fold_of[k[0]] != f and k in teacher]
-            cuts = distribution_thresholds(
-                np.array([scores[b][k] for k in train]), np.array([teacher[k] for k in train])
-            )
+            if len(train) >= 10:
+                cuts = distribution_thresholds(
+                    np.array([scores[b][k] for k in train]), np.array([teacher[k] for k in train])
+                )
+            else:  # no open query of this collection outside the fold (smoke runs): every collection's
+                cuts = _pooled_cuts(datas, teachers, folds_of, scores, f)
             test = [k for k in _all_keys(data) if fold_of[k[0]] == f]
             g = grades_from_thresholds(cuts, np.array([scores[b][k] for k in test]))
             out[b].update({k: int(v) for k, v in zip(test, g, strict=True)})
     return out
+
+
+def _pooled_cuts(
+    datas: Mapping[str, BenchmarkData],
+    teachers: Mapping[str, str],
+    folds_of: Mapping[str, dict[str, int]],
+    scores: Mapping[str, Mapping[PairKey, float]],
+    fold: int,
+) -> list[float]:
+    """Cut points from the open pairs of every collection outside ``fold``."""
+    s, g = [], []
+    for b, data in datas.items():
+        teacher = data.label_sets[teachers[b]]
+        for p in data.open_pairs:
+            k = (p.qid, p.doc_id)
+            if folds_of[b][p.qid] != fold and k in teacher:
+                s.append(scores[b][k])
+                g.append(teacher[k])
+    return distribution_thresholds(np.array(s), np.array(g))
 
 
 def _stacked(
@@ -337,7 +361,7 @@ def _train_and_score(
     path: Path,
     device: str | None,
 ) -> None:
-    from .students.cross_encoder import sample_by_query
+    from .students.targets import sample_by_query
 
     pairs, grades, source = _training_pairs(datas, teachers, folds_of, fold)
     available = len(pairs)
@@ -346,13 +370,17 @@ def _train_and_score(
         pairs, grades, source = [pairs[i] for i in keep], [grades[i] for i in keep], [source[i] for i in keep]
     log.info("%s fold %d: training on %d of %d teacher-labelled pairs", spec.name, fold, len(pairs), available)
     t0 = time.perf_counter()
-    scorer, training = _fit(spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device)
+    scorer, training, student = _fit(spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device)
     train_s = time.perf_counter() - t0
     # grade cut points: over all training pairs, and per collection over its own training pairs
     train_scores = scorer(pairs)
     g = np.array(grades)
     src = np.array(source)
     thresholds = {"all": distribution_thresholds(train_scores, g)}
+    if student is not None:
+        student.thresholds = thresholds["all"]
+        student.card.update({"train_pairs": len(pairs), "fold": fold, "recipe": spec.name})
+        student.save(path.parent / f"fold{fold}.student")
     for b in datas:
         mask = src == b
         thresholds[b] = distribution_thresholds(train_scores[mask], g[mask]) if mask.sum() >= 10 else thresholds["all"]
@@ -375,16 +403,17 @@ def _train_and_score(
         "grade_seconds": round(time.perf_counter() - t1, 1),
         "pairs_per_s": n_test / (time.perf_counter() - t1),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(gzip.compress(json.dumps({"stats": stats, "thresholds": thresholds, "scores": scores}).encode()))
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(
+            gzip.compress(json.dumps({"stats": stats, "thresholds": thresholds, "scores": scores}).encode())
+        )
 
 
 def _fit(
     spec: CrossSpec, pairs: list[Pair], grades: list[int], stage1: Path | None, ckpt: Path, device: str | None
-) -> tuple[Callable[[Sequence[Pair]], np.ndarray], dict[str, Any]]:
-    """Train one fold's student; returns its scoring function (pairs → continuous 0–3 scores) and stats."""
+) -> tuple[Callable[[Sequence[Pair]], np.ndarray], dict[str, Any], Any]:
+    """Train one fold's student; returns its scoring function (pairs → continuous 0–3 scores), stats and, for
+    the causal student, the model (saved beside the fold's scores: the GPU benchmark labels with it)."""
     if spec.kind == "causal":
         from .students.causal import CausalStudent
 
@@ -402,7 +431,7 @@ def _fit(
         def lm_scores(ps: Sequence[Pair]) -> np.ndarray:
             return lm.scores([p.query for p in ps], [p.text for p in ps], batch_size=4 * spec.batch_size)
 
-        return lm_scores, {**training, "base": spec.base, "device": str(lm.model.device)}
+        return lm_scores, {**training, "base": spec.base, "device": str(lm.model.device)}, lm
     if spec.kind == "bi-encoder":
         from .students.bi_encoder import fine_tune_encoder
         from .students.encoder import Student, fit_head, head_scores
@@ -424,7 +453,7 @@ def _fit(
         def bi_scores(ps: Sequence[Pair]) -> np.ndarray:
             return head_scores(head, tuned.features([p.query for p in ps], [p.text for p in ps]))
 
-        return bi_scores, {**tuned.card["fine_tuned"], "head": "ridge", "coef": head["coef"]}
+        return bi_scores, {**tuned.card["fine_tuned"], "head": "ridge", "coef": head["coef"]}, None
     from .students.cross_encoder import CrossEncoderStudent
 
     # trained directly, not through distill_cross_encoder: the fold fits its own cut points on the scores of its
@@ -445,7 +474,7 @@ def _fit(
     def ce_scores(ps: Sequence[Pair]) -> np.ndarray:
         return student.scores([p.query for p in ps], [p.text for p in ps])
 
-    return ce_scores, training
+    return ce_scores, training, None
 
 
 def _stage1(
@@ -576,9 +605,7 @@ def format_cross(summary: Mapping[str, Any], summaries: Mapping[str, Mapping[str
     for s in summaries.values():
         lines += [format_headline(s, timing_line=False), ""]
     metrics = list(summary["mean"]["teacher"])
-    lines += ["## Mean over collections", "", "| role | " + " | ".join(metrics) + " |"]
-    lines.append("|---" * (len(metrics) + 1) + "|")
-    for role, ms in summary["mean"].items():
-        lines.append(f"| {role} | " + " | ".join(f"{ms[k]:.3f}" for k in metrics) + " |")
+    rows = ([role, *(f"{ms[k]:.3f}" for k in metrics)] for role, ms in summary["mean"].items())
+    lines += ["## Mean over collections", "", markdown_table(["role", *metrics], rows)]
     lines += ["", f"machine: {summary['machine']}; wall {summary['wall_seconds']} s"]
     return "\n".join(lines)

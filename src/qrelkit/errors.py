@@ -22,3 +22,10 @@ class InputError(QrelkitError):
         self.path = str(path)
         self.line = line
         self.field = field
+
+
+class EmptyInput(InputError):
+    """An input file holding nothing to work on: every command says it the same way."""
+
+    def __init__(self, path: str | Path, what: str):
+        super().__init__(path, f"empty input: no {what}")

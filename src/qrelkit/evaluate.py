@@ -13,6 +13,7 @@ import numpy as np
 from .errors import QrelkitError
 from .io import Qrels
 from .records import GRADES, clip_grade
+from .tables import markdown_table
 
 BINARY_CUT = 2  # grade >= 2 counts as relevant (TREC DL convention)
 
@@ -22,15 +23,15 @@ def align(labels: Qrels, human: Qrels) -> tuple[list[tuple[str, str]], np.ndarra
     keys = sorted(set(labels) & set(human))
     if not keys:
         raise QrelkitError("the labels and the human qrels share no (qid, doc_id) pair")
-    return keys, _grades(labels, keys), _grades(human, keys)
+    return keys, grades_of(labels, keys), grades_of(human, keys)
 
 
-def _grades(qrels: Qrels, keys: Sequence[tuple[str, str]]) -> np.ndarray:
+def grades_of(qrels: Qrels, keys: Sequence[tuple[str, str]]) -> np.ndarray:
     """The grades of ``keys``, clipped to 0–3 (TREC files may hold -1 or 4)."""
     return np.array([clip_grade(qrels[k]) for k in keys])
 
 
-def _group_by_query(keys: Sequence[tuple[str, str]]) -> dict[str, list[int]]:
+def group_by_query(keys: Sequence[tuple[str, str]]) -> dict[str, list[int]]:
     """Positions of each query's pairs in ``keys``."""
     by_query: dict[str, list[int]] = {}
     for i, (q, _) in enumerate(keys):
@@ -119,7 +120,7 @@ def pairwise_accuracy(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_hu
     """Over document pairs of one query with different human grades, the share the labeler orders the same
     way (a labeler tie counts one half). ``y_label`` may be grades or continuous scores."""
     agree, total = 0.0, 0
-    for idx in _group_by_query(keys).values():
+    for idx in group_by_query(keys).values():
         lab, hum = np.asarray(y_label)[idx], np.asarray(y_human)[idx]
         dh = np.sign(hum[:, None] - hum[None, :])
         dl = np.sign(lab[:, None] - lab[None, :])
@@ -152,12 +153,15 @@ def _headline(
     return {k: out[k] for k in wanted}
 
 
+# metrics with bootstrap intervals: `qrelkit evaluate` (accuracy first: what a newcomer reads) and the multi-labeler
+# report (the weighted kappas side by side)
 DEFAULT_INTERVAL_METRICS = ("accuracy", "kappa", "kappa_quadratic", "binary_kappa", "pairwise_accuracy", "ndcg@10")
+REPORT_METRICS = ("kappa", "kappa_linear", "kappa_quadratic", "binary_kappa", "pairwise_accuracy", "ndcg@10")
 
 
 def _query_resamples(keys: Sequence[tuple[str, str]], n: int, seed: int) -> list[list[tuple[int, int]]]:
     """``n`` bootstrap samples of whole queries: (pair index, draw number) for every pair of every draw."""
-    by_query = _group_by_query(keys)
+    by_query = group_by_query(keys)
     queries = sorted(by_query)
     rng = np.random.default_rng(seed)
     samples = []
@@ -227,8 +231,8 @@ def compare_qrels(
     keys = sorted(set(labels) & set(reference) & set(human))
     if not keys:
         raise QrelkitError("the two label sets and the human qrels share no (qid, doc_id) pair")
-    ys = {"labels": _grades(labels, keys), "reference": _grades(reference, keys)}
-    y_hum = _grades(human, keys)
+    ys = {"labels": grades_of(labels, keys), "reference": grades_of(reference, keys)}
+    y_hum = grades_of(human, keys)
     point = {name: _headline(keys, y, y_hum) for name, y in ys.items()}
     point["labels - reference"] = {k: point["labels"][k] - point["reference"][k] for k in point["labels"]}
     ci = bootstrap_intervals(keys, ys, y_hum, n=bootstrap, seed=seed)
@@ -250,7 +254,7 @@ HEADLINE = [
 ]
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.3f}"
     return str(v)
@@ -259,10 +263,8 @@ def _fmt(v: Any) -> str:
 def format_table(rows: Mapping[str, Mapping[str, Any]], extra: Sequence[tuple[str, str]] = ()) -> str:
     """A Markdown table, one row per labeler."""
     cols = [*HEADLINE, *extra]
-    lines = ["| labeler | " + " | ".join(h for _, h in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, m in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k, "")) for k, _ in cols) + " |")
-    return "\n".join(lines)
+    body = ([name, *(format_value(m.get(k, "")) for k, _ in cols)] for name, m in rows.items())
+    return markdown_table(["labeler", *(h for _, h in cols)], body)
 
 
 def format_intervals(
@@ -271,22 +273,20 @@ def format_intervals(
 ) -> str:
     """A Markdown table of 95% intervals (with the point estimate in front when given)."""
     metrics = list(next(iter(intervals.values())))
-    lines = ["| labeler | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    rows = []
     for name, ci in intervals.items():
-        cells = []
+        cells = [name]
         for m in metrics:
             lo, hi = ci[m]
-            point = f"{_fmt((points or {}).get(name, {}).get(m, float('nan')))} " if points else ""
-            cells.append(f"{point}[{_fmt(lo)}, {_fmt(hi)}]")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            point = f"{format_value((points or {}).get(name, {}).get(m, float('nan')))} " if points else ""
+            cells.append(f"{point}[{format_value(lo)}, {format_value(hi)}]")
+        rows.append(cells)
+    return markdown_table(["labeler", *metrics], rows)
 
 
 def format_confusion(confusion: Sequence[Sequence[int]]) -> str:
-    lines = ["human \\ label |   0 |   1 |   2 |   3", "---|---|---|---|---"]
-    for g, row in zip(GRADES, confusion, strict=True):
-        lines.append(f"{g} | " + " | ".join(f"{c:3d}" for c in row))
-    return "\n".join(lines)
+    rows = ([g, *(f"{c:3d}" for c in row)] for g, row in zip(GRADES, confusion, strict=True))
+    return markdown_table(["human \\ label", *(f"{g:3d}" for g in GRADES)], rows)
 
 
 def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> None:

@@ -33,15 +33,13 @@ from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, SyntheticSet, benc
 from .distill import distill, recalibrate
 from .errors import QrelkitError
 from .evaluate import format_table
-from .io import Qrels, iter_jsonl, read_documents, read_pairs, read_qrels, write_jsonl, write_pairs, write_qrels
-from .judge import Judge, judgments_file, write_judgments
-from .llm import DEFAULT_LLM, LLM, ResultCache, get_llm
-from .mine import mine_pairs
+from .io import Qrels, judgments_file, read_pairs, read_qrels, write_qrels
+from .llm import DEFAULT_LLM, LLM, get_llm
 from .records import Pair, PairKey, clip_grade
 from .report import INTERVAL_METRICS, build_report, write_report
 from .students.encoder import Student
 from .students.targets import soft_targets
-from .synth import normalize_query, require_queries, synthesize
+from .tables import markdown_table
 
 log = logging.getLogger("qrelkit")
 
@@ -146,34 +144,37 @@ def build_synthetic(
     ``n_seeds`` random passages (:func:`qrelkit.synth.synthesize`), BM25 adds ``k`` near misses and
     ``n_random`` random passages per query (:func:`qrelkit.mine.mine_pairs`), and ``llm`` grades every pair
     (:class:`qrelkit.judge.Judge`). Writes ``queries.jsonl``, ``pairs.parquet``, ``teacher.qrels`` (+
-    judgments) and ``synthetic.json`` under ``out``. With ``cache`` a rerun resumes where a crash stopped."""
+    judgments) and ``synthetic.json`` under ``out``, through the pipeline's stage functions (benchmark queries
+    excluded from the synthetic ones). With ``cache`` a rerun resumes where a crash stopped."""
+    from .pipeline import judge_file, mine_file, synth_file
+
     data = data_root or benchmark_dir(benchmark)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    docs = read_documents(data / "passages.jsonl")
-    model = get_llm(llm) if isinstance(llm, str) else llm
-    store = ResultCache(cache) if cache else None
-    try:
-        t0 = time.perf_counter()
-        queries, synth_stats = synthesize(docs, model, n_seeds=n_seeds, per_doc=per_doc, cache=store, seed=seed)
-        benchmark_queries = {normalize_query(r["text"]) for _, r in iter_jsonl(data / "queries.jsonl")}
-        queries = [q for q in queries if normalize_query(q.text) not in benchmark_queries]  # never a test query
-        require_queries(queries, synth_stats)
-        write_jsonl(out / "queries.jsonl", (q.model_dump(exclude_none=True) for q in queries))
-        pairs, mine_stats = mine_pairs(queries, docs, k=k, n_random=n_random, seed=seed)
-        write_pairs(out / "pairs.parquet", pairs)
-        t_judge = time.perf_counter()
-        judgments = Judge(model, cache=store, concurrency=8).judge(pairs)  # HTTP judges only; local ones run 1
-        judge_stats = write_judgments(judgments, out / "teacher.qrels")
-    finally:
-        if store is not None:
-            store.close()
+    passages = data / "passages.jsonl"
+    model = get_llm(llm) if isinstance(llm, str) else llm  # loaded once for both LLM stages
+    t0 = time.perf_counter()
+    synth_stats = synth_file(
+        passages,
+        out / "queries.jsonl",
+        llm=model,
+        n_seeds=n_seeds,
+        per_doc=per_doc,
+        seed=seed,
+        exclude=data / "queries.jsonl",
+        cache=cache,
+        no_cache=cache is None,
+    )
+    mine_stats = mine_file(out / "queries.jsonl", passages, out / "pairs.parquet", k=k, n_random=n_random, seed=seed)
+    t_judge = time.perf_counter()
+    judge_stats = judge_file(
+        out / "pairs.parquet", out / "teacher.qrels", llm=model, concurrency=8, cache=cache, no_cache=cache is None
+    )
     about = {
         "benchmark": benchmark,
         "llm": model.spec,
-        "queries": len(queries),
-        "pairs": len(pairs),
-        "graded": sum(j.grade is not None for j in judgments),
+        "queries": synth_stats["queries"],
+        "pairs": mine_stats["pairs"],
+        "graded": judge_stats["graded"],
         "settings": {"n_seeds": n_seeds, "per_doc": per_doc, "k": k, "n_random": n_random, "seed": seed},
         "synth": synth_stats,
         "mine": mine_stats,
@@ -442,15 +443,15 @@ def format_headline(summary: Mapping[str, Any], *, timing_line: bool = True) -> 
         f"{summary['folds']}-fold by query on {summary['open_queries']} open queries ({summary['open_pairs']} pairs), "
         "95% intervals from query resamples",
         "",
-        "| labeler | " + " | ".join(INTERVAL_METRICS) + " |",
-        "|---" * (len(INTERVAL_METRICS) + 1) + "|",
     ]
+    body = []
     for name, metrics in rows.items():
-        cells = []
+        cells = [name]
         for k in INTERVAL_METRICS:
             v, ci = metrics[k]["value"], metrics[k]["ci95"]
             cells.append(f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        body.append(cells)
+    lines.append(markdown_table(["labeler", *INTERVAL_METRICS], body))
     if not timing_line:
         return "\n".join(lines)
     lines += [

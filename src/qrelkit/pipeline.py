@@ -29,13 +29,14 @@ from .io import (
     read_pairs,
     read_qrels,
     read_queries,
+    sidecar,
     write_documents,
     write_jsonl,
     write_pairs,
 )
-from .judge import Judge, estimate, sidecar, write_judgments
+from .judge import Judge, estimate, write_judgments
 from .label import label_file_stream
-from .llm import DEFAULT_LLM
+from .llm import DEFAULT_LLM, LLM
 from .mine import mine_pairs
 from .models import MINILM_ALIAS
 from .pricing import cost_usd, load_prices
@@ -43,7 +44,7 @@ from .records import Query
 from .students import STUDENT_KINDS
 from .students.encoder import Student
 from .students.targets import load_teacher, teacher_targets
-from .synth import require_queries, synthesize
+from .synth import normalize_query, require_queries, synthesize
 
 log = logging.getLogger("qrelkit")
 
@@ -79,20 +80,27 @@ def synth_file(
     docs: str | Path,
     out: str | Path,
     *,
-    llm: str = DEFAULT_LLM,
+    llm: str | LLM = DEFAULT_LLM,
     n_seeds: int = 50,
     per_doc: int = 3,
     seed: int = 0,
     cache: str | Path | None = None,
     prompt: str = "synth-queries",
     no_cache: bool = False,
+    exclude: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write synthetic queries; LLM answers are cached beside ``out`` (``<stem>.cache.sqlite``) unless ``cache``
-    names another file or ``no_cache``, so an interrupted run resumes where it stopped."""
+    names another file or ``no_cache``, so an interrupted run resumes where it stopped. ``exclude``: a queries
+    file (JSONL with ``text``) whose queries are never written, e.g. an evaluation set's (case and spacing aside)."""
     cache = default_cache(out, cache, no_cache)
     queries, stats = synthesize(
         read_documents(docs), llm, n_seeds=n_seeds, per_doc=per_doc, seed=seed, cache=cache, prompt=prompt
     )
+    if exclude:
+        banned = {normalize_query(r["text"]) for r in read_queries(exclude)}
+        kept = [q for q in queries if normalize_query(q.text) not in banned]
+        stats["excluded"] = len(queries) - len(kept)
+        queries = kept
     require_queries(queries, stats)
     write_jsonl(out, (q.model_dump() for q in queries))
     return {**stats, "queries": len(queries)}
@@ -114,7 +122,7 @@ def judge_file(
     pairs: str | Path,
     out: str | Path,
     *,
-    llm: str = DEFAULT_LLM,
+    llm: str | LLM = DEFAULT_LLM,
     cache: str | Path | None = None,
     prompt: str = "judge-rubric",
     max_chars: int = 1200,
@@ -136,7 +144,9 @@ def judge_file(
     table = load_prices(prices)
     prs = read_pairs(pairs)
     if dry_run:
-        return estimate(prs, llm, prompt=prompt, max_chars=max_chars, prices=table)
+        return estimate(
+            prs, llm if isinstance(llm, str) else llm.spec, prompt=prompt, max_chars=max_chars, prices=table
+        )
     judge = Judge(
         llm,
         prompt=prompt,
@@ -181,6 +191,7 @@ def distill_file(
     learning_rate: float | None = None,
     time_budget_s: float | None = None,
     fine_tune_epochs: float = 0.0,
+    duplicates: str = "error",
 ) -> dict[str, Any]:
     """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
     or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
@@ -192,7 +203,7 @@ def distill_file(
     from ``<out>.ckpt/`` after a crash."""
     if student not in STUDENT_KINDS:
         raise QrelkitError(f"unknown student {student!r}; choose {', '.join(STUDENT_KINDS)}")
-    taught = load_teacher(teacher, judgments=judgments)
+    taught = load_teacher(teacher, judgments=judgments, duplicates=duplicates)
     grades, soft, dist, card = taught.grades, taught.soft, taught.distribution, taught.card
     prs = read_pairs(pairs)
     ckpt = Path(str(out) + ".ckpt")  # fine-tuning checkpoints: a rerun resumes; gone once the student is saved
@@ -303,14 +314,15 @@ def evaluate_file(
     *,
     bootstrap: int = 0,
     versus: str | Path | None = None,
+    duplicates: str = "error",
 ) -> dict[str, Any]:
     """Agreement of a labels qrels file with human qrels; ``bootstrap`` query resamples give 95% intervals;
     ``versus`` (a second labeler's qrels, say the teacher's) adds the paired difference labels − versus with
-    its interval, under ``"versus"``."""
-    got, truth = read_qrels(labels), read_qrels(human)
+    its interval, under ``"versus"``. ``duplicates="last"``: a pair graded twice keeps its last grade (warned)."""
+    got, truth = read_qrels(labels, duplicates=duplicates), read_qrels(human, duplicates=duplicates)
     metrics = evaluate_qrels(got, truth, bootstrap=bootstrap)
     if versus is not None:
-        cmp = compare_qrels(got, read_qrels(versus), truth, bootstrap=bootstrap or 1000)
+        cmp = compare_qrels(got, read_qrels(versus, duplicates=duplicates), truth, bootstrap=bootstrap or 1000)
         metrics["versus"] = {"reference": str(versus), **cmp}
     if out:
         write_metrics(out, metrics)

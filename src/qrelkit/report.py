@@ -26,20 +26,22 @@ import numpy as np
 from .errors import QrelkitError
 from .evaluate import (
     HEADLINE,
-    _fmt,
-    _grades,
-    _group_by_query,
+    REPORT_METRICS,
     bootstrap_intervals,
     format_intervals,
     format_table,
+    format_value,
+    grades_of,
+    group_by_query,
     ndcg_at_10,
     pairwise_accuracy,
     point_metrics,
 )
 from .io import Qrels
 from .records import GRADES
+from .tables import markdown_table
 
-INTERVAL_METRICS = ("kappa", "kappa_linear", "kappa_quadratic", "binary_kappa", "pairwise_accuracy", "ndcg@10")
+INTERVAL_METRICS = REPORT_METRICS  # the report's columns (one list, in evaluate.py)
 
 
 def build_report(
@@ -68,12 +70,12 @@ def build_report(
     keys = sorted(common)
     if not keys:
         raise QrelkitError("the labelers and the human qrels share no (qid, doc_id) pair")
-    y_hum = _grades(human, keys)
-    ys = {name: _grades(qrels, keys) for name, qrels in labelers.items()}
+    y_hum = grades_of(human, keys)
+    ys = {name: grades_of(qrels, keys) for name, qrels in labelers.items()}
     others = {}
     for name, qrels in (point_only or {}).items():
         if set(keys) <= set(qrels):
-            others[name] = _grades(qrels, keys)
+            others[name] = grades_of(qrels, keys)
     metrics = {}
     for name, y in {**ys, **others}.items():
         m = point_metrics(keys, y, y_hum)
@@ -113,7 +115,7 @@ def per_query(
     """One row per query: its pairs, human grade mix, and per labeler accuracy, mean absolute error,
     pairwise accuracy and nDCG@10."""
     rows = []
-    for qid, idx in sorted(_group_by_query(keys).items()):
+    for qid, idx in sorted(group_by_query(keys).items()):
         ks = [keys[i] for i in idx]
         h = y_hum[idx]
         row: dict[str, Any] = {"qid": qid, "query": queries.get(qid, ""), "pairs": len(idx)}
@@ -216,7 +218,10 @@ def _interval_rows(report: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     for name, ci in report["intervals"].items():
         if name not in points:
             continue
-        cells = [f"{_fmt(points[name][k])} [{_fmt(ci[k][0])}, {_fmt(ci[k][1])}]" for k in INTERVAL_METRICS]
+        cells = [
+            f"{format_value(points[name][k])} [{format_value(ci[k][0])}, {format_value(ci[k][1])}]"
+            for k in INTERVAL_METRICS
+        ]
         rows.append((name, cells))
     return rows
 
@@ -256,11 +261,12 @@ def format_markdown(report: Mapping[str, Any], plots: Mapping[str, Path] | None 
     focus, worst = _worst_queries(report)
     names = list(report["labelers"])
     lines += [f"## Queries where {focus} agrees least (pairwise accuracy)", ""]
-    lines += ["| qid | query | pairs | " + " | ".join(f"{n} pair acc" for n in names) + " |"]
-    lines += ["|---" * (3 + len(names)) + "|"]
-    for r in worst:
-        cells = " | ".join(_fmt(r[f"{n}:pairwise_accuracy"]) for n in names)
-        lines.append(f"| {r['qid']} | {r['query'][:60]} | {r['pairs']} | {cells} |")
+    header = ["qid", "query", "pairs", *(f"{n} pair acc" for n in names)]
+    rows = (
+        [r["qid"], r["query"][:60], r["pairs"], *(format_value(r[f"{n}:pairwise_accuracy"]) for n in names)]
+        for r in worst
+    )
+    lines.append(markdown_table(header, rows))
     if plots:
         lines += ["", "Plots: " + ", ".join(p.name for p in plots.values())]
     return "\n".join(lines) + "\n"
@@ -277,7 +283,7 @@ def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
     head = "".join(f"<th>{e(h)}</th>" for _, h in HEADLINE)
     body = []
     for name, m in report["metrics"].items():
-        cells = "".join(f"<td>{e(_fmt(m.get(k, '')))}</td>" for k, _ in HEADLINE)
+        cells = "".join(f"<td>{e(format_value(m.get(k, '')))}</td>" for k, _ in HEADLINE)
         body.append(f"<tr><th>{e(name)}</th>{cells}</tr>")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -317,11 +323,12 @@ def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
     parts.append(f"<table><tr><th>qid</th><th>query</th><th>pairs</th><th>human mean</th>{qhead}</tr>")
     for r in sorted(report["per_query"], key=lambda r: _nan_last(r[f"{focus}:pairwise_accuracy"])):
         cells = "".join(
-            f"<td>{_fmt(r[f'{n}:pairwise_accuracy'])}</td><td>{_fmt(r[f'{n}:ndcg@10'])}</td>" for n in names
+            f"<td>{format_value(r[f'{n}:pairwise_accuracy'])}</td><td>{format_value(r[f'{n}:ndcg@10'])}</td>"
+            for n in names
         )
         parts.append(
             f"<tr><th>{e(r['qid'])}</th><td style='text-align:left'>{e(r['query'])}</td><td>{r['pairs']}</td>"
-            f"<td>{_fmt(r['human_mean'])}</td>{cells}</tr>"
+            f"<td>{format_value(r['human_mean'])}</td>{cells}</tr>"
         )
     parts.append("</table></body></html>")
     return "\n".join(parts)

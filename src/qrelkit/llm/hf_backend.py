@@ -6,10 +6,10 @@ Needs no compiler. GGUF files are converted once (tens of seconds) and cached as
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
+from ..io import folder_replaced
 from ..models import CACHE_DIR, resolve_gguf
 from .base import LLM, ChoiceProbs, Completion, Message, softmax_pick
 
@@ -30,10 +30,9 @@ def load_gguf_lm(gguf: Path) -> tuple[Any, Any]:
         delattr(cfg, "quantization_config")
     fresh = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     fresh.load_state_dict(model.state_dict())
-    tmp = saved.with_name(saved.name + ".tmp")
-    fresh.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, saved)
+    with folder_replaced(saved) as tmp:
+        fresh.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     return tok, fresh
 
 

@@ -23,6 +23,7 @@ import inspect
 import json
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,12 @@ from ..errors import QrelkitError
 from ..io import Qrels, folder_replaced
 from ..prompts import Prompt, load_prompt
 from ..records import GRADES, Pair
-from .grading import distribution_thresholds, grades_from_thresholds
-from .targets import teacher_targets
+from .grading import ThresholdGrader, distribution_thresholds
+from .targets import sample_by_query, teacher_targets
 
 log = logging.getLogger("qrelkit")
+# peft asks the model a transformers-4 question; transformers 5 answers with a deprecation warning on every load
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 PROMPT = "causal-grade"  # prompts/causal-grade.yaml, versioned like the judge's
 DEFAULT_BASE = "gguf:smollm2-135m"
@@ -96,8 +99,10 @@ def _dtype_kwarg() -> str:
     return "dtype" if "dtype" in inspect.signature(PreTrainedModel.from_pretrained).parameters else "torch_dtype"
 
 
-class CausalStudent:
+class CausalStudent(ThresholdGrader):
     """A causal LM + LoRA adapter grading query–passage pairs; :meth:`save` / :meth:`load` a folder."""
+
+    default_batch_size = 16
 
     def __init__(self, tokenizer: Any, model: Any, card: dict[str, Any], thresholds: list[float] | None = None):
         self.tokenizer = tokenizer
@@ -214,18 +219,6 @@ class CausalStudent:
     def scores(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 16) -> np.ndarray:
         """Expected grade (0–3) per pair."""
         return self.grade_probs(queries, docs, batch_size=batch_size) @ np.arange(len(GRADES), dtype=float)
-
-    def predict(
-        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 16
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Expected grades (scores) and 0–3 grades cut by the thresholds fitted to the teacher's grade shares."""
-        if self.thresholds is None:
-            raise QrelkitError("this causal student is not trained; run distill_causal first")
-        scores = self.scores(queries, docs, batch_size=batch_size)
-        return scores, grades_from_thresholds(self.thresholds, scores)
-
-    def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
 
     # ------------------------------------------------------------ training
 
@@ -412,8 +405,6 @@ def distill_causal(
     """Train a :class:`CausalStudent` on the pairs the teacher graded: soft targets from ``distribution``
     (P(grade) per pair) where given, one-hot teacher grades otherwise; ``max_pairs`` keeps a query-stratified
     sample. Cut points reproduce the teacher's grade shares on (up to 4,000 of) the training pairs."""
-    from .cross_encoder import sample_by_query
-
     labelled, grades, targets = teacher_targets(pairs, teacher, distribution or {})
     assert targets is not None  # a distribution was passed, so teacher_targets gives one row per pair
     if max_pairs and len(labelled) > max_pairs:

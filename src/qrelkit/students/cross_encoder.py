@@ -31,7 +31,8 @@ from ..errors import QrelkitError
 from ..io import Qrels, folder_replaced
 from ..models import MINILM_ALIAS, resolve_encoder
 from ..records import GRADES, Pair
-from .grading import distribution_thresholds, grades_from_thresholds, strip_query_echoes
+from ..tables import markdown_table
+from .grading import ThresholdGrader, distribution_thresholds, strip_query_echoes
 from .training import run_trainer
 
 log = logging.getLogger("qrelkit")
@@ -47,7 +48,7 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class CrossEncoderStudent:
+class CrossEncoderStudent(ThresholdGrader):
     """A cross-encoder relevance labeler; :meth:`save` / :meth:`load` a folder.
 
     ``model`` is a ``sentence_transformers.CrossEncoder`` with one output logit.
@@ -125,18 +126,6 @@ class CrossEncoderStudent:
         if not self.card.get("strip_query_echoes"):
             return list(docs)
         return [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
-
-    def predict(
-        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and 0–3 grades for query–document pairs."""
-        if self.thresholds is None:
-            raise QrelkitError("this cross-encoder student has no grade thresholds; calibrate it first")
-        s = self.scores(queries, docs, batch_size=batch_size)
-        return s, grades_from_thresholds(self.thresholds, s)
-
-    def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
 
     def calibrate(self, pairs: Sequence[Pair], grades: Sequence[int]) -> None:
         """Fit the grade thresholds so that the student's grade shares on ``pairs`` equal ``grades``' shares."""
@@ -301,7 +290,7 @@ def distill_cross_encoder(
 
     ``max_pairs`` bounds the training set (a query-stratified sample, so every query keeps some pairs);
     ``strip_echoes`` (the keyword-stuffing defence) has the student read passages without copies of the query."""
-    from .targets import teacher_targets
+    from .targets import sample_by_query, teacher_targets
 
     labelled, grades, _ = teacher_targets(pairs, teacher)
     if max_pairs is not None and len(labelled) > max_pairs:
@@ -336,27 +325,6 @@ def distill_cross_encoder(
     return student
 
 
-def sample_by_query(pairs: Sequence[Pair], n: int, seed: int) -> list[int]:
-    """Indices of ``n`` pairs drawn round-robin across queries (each query's own order shuffled)."""
-    rng = random.Random(seed)
-    by_query: dict[str, list[int]] = defaultdict(list)
-    for i, p in enumerate(pairs):
-        by_query[p.qid].append(i)
-    queues = list(by_query.values())
-    for q in queues:
-        rng.shuffle(q)
-    chosen: list[int] = []
-    depth = 0
-    while len(chosen) < n:
-        layer = [q[depth] for q in queues if depth < len(q)]
-        if not layer:
-            break
-        rng.shuffle(layer)
-        chosen.extend(layer[: n - len(chosen)])
-        depth += 1
-    return chosen
-
-
 def _model_card(card: dict[str, Any], thresholds: list[float] | None) -> str:
     lines = [
         "# qrelkit cross-encoder student",
@@ -369,9 +337,7 @@ def _model_card(card: dict[str, Any], thresholds: list[float] | None) -> str:
         'scores, grades = student.predict(["query"], ["document text"])',
         "```",
         "",
-        "| field | value |",
-        "|---|---|",
+        markdown_table(["field", "value"], ([k, v] for k, v in card.items() if k != "kind")),
     ]
-    lines += [f"| {k} | {v} |" for k, v in card.items() if k not in ("kind",)]
     lines += ["", f"Score: 3 · sigmoid(logit). Grade thresholds: {thresholds}", ""]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from ..io import folder_replaced
 from ..models import MINILM_ALIAS, resolve_encoder
 from ..progress import progress_enabled
 from ..records import Pair
+from ..tables import markdown_table
 from .grading import content_terms, distribution_thresholds, grades_from_thresholds, strip_query_echoes
 
 FEATURES = ("cosine", "term_overlap", "query_terms", "log_doc_words", "cosine_x_overlap")
@@ -277,10 +278,8 @@ def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
         'scores, grades = student.predict(["query"], ["document text"])',
         "```",
         "",
-        "| field | value |",
-        "|---|---|",
     ]
-    for k in (
+    fields = (
         "base",
         "teacher",
         "teacher_prompt",
@@ -293,8 +292,7 @@ def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
         "teacher_grade_counts",
         "trained_at",
         "train_seconds",
-    ):
-        if k in card:
-            lines.append(f"| {k} | {card[k]} |")
+    )
+    lines.append(markdown_table(["field", "value"], ([k, card[k]] for k in fields if k in card)))
     lines += ["", f"Head ({kind}): {weights}", f"Thresholds: {head.get('thresholds')}", ""]
     return "\n".join(lines)

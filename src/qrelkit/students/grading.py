@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..records import GRADES
+from ..errors import QrelkitError
+from ..records import GRADES, Pair
 
 _STOP = set(
     [
@@ -99,6 +100,31 @@ def grades_from_thresholds(thresholds: Sequence[float], scores: np.ndarray) -> n
 
 def distribution_thresholds(scores: np.ndarray, grades: np.ndarray) -> list[float]:
     """Cut points t1 ≤ t2 ≤ t3 so that the share of scores below each equals the teacher's share of lower grades."""
+    if len(grades) == 0:
+        raise QrelkitError("no teacher-graded pairs to fit the grade cut points on")
     counts = np.array([(grades == g).sum() for g in GRADES], dtype=float)
     cum = np.cumsum(counts)[:-1] / counts.sum()
     return [float(np.quantile(scores, q)) for q in cum]
+
+
+class ThresholdGrader:
+    """``predict`` and ``predict_pairs`` for a student that has ``scores`` (one number a pair, higher = more
+    relevant) and ``thresholds`` (cut points fitted to the teacher's grade shares)."""
+
+    thresholds: list[float] | None
+    default_batch_size = 64
+
+    def scores(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and 0–3 grades for query–document pairs."""
+        if self.thresholds is None:
+            raise QrelkitError(f"this {type(self).__name__} has no grade thresholds: train or calibrate it first")
+        s = self.scores(queries, docs, batch_size=batch_size or self.default_batch_size)
+        return s, grades_from_thresholds(self.thresholds, s)
+
+    def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
+from ..io import atomic_write
 
 log = logging.getLogger("qrelkit")
 
@@ -53,8 +54,7 @@ def export_graph(model: Any, args: tuple[Any, ...], names: list[str], output: st
     The TorchScript exporter: the dynamo exporter does not keep BERT's batch/sequence axes dynamic here."""
     import torch
 
-    tmp = path.with_suffix(".tmp")
-    with torch.no_grad():
+    with atomic_write(path) as tmp, torch.no_grad():
         torch.onnx.export(
             model,
             args,
@@ -65,7 +65,6 @@ def export_graph(model: Any, args: tuple[Any, ...], names: list[str], output: st
             opset_version=17,
             dynamo=False,
         )
-    tmp.replace(path)
 
 
 def _sensitive_matmuls(model_path: Path) -> list[str]:
@@ -91,11 +90,10 @@ def _quantize(fp32: Path, folder: Path, files: dict[str, str] = ONNX_FILES) -> d
     try:
         for runtime, exclude in (("onnx-int8", []), ("onnx-int8-mixed", _sensitive_matmuls(fp32))):
             target = folder / files[runtime]
-            tmp = target.with_suffix(".tmp")
-            quantize_dynamic(
-                str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude
-            )
-            tmp.replace(target)
+            with atomic_write(target) as tmp:
+                quantize_dynamic(
+                    str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude
+                )
             out[runtime] = target
     finally:
         root.setLevel(level)

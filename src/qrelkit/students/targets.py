@@ -9,6 +9,8 @@ several judges' qrels combined as an ensemble.
 from __future__ import annotations
 
 import json
+import random
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
-from ..io import Qrels, iter_jsonl, read_qrels
-from ..judge import judgments_file
+from ..io import Qrels, iter_jsonl, judgments_file, read_qrels
 from ..records import GRADES, Pair, PairKey, clip_grade
 
 
@@ -88,20 +89,44 @@ class Teacher:
     card: dict[str, Any] = field(default_factory=dict)
 
 
-def load_teacher(teacher: str | Path | Sequence[str | Path], *, judgments: str | Path | None = None) -> Teacher:
-    """One qrels file (plus its judgments sidecar, or ``judgments``, when present) or several as an ensemble."""
+def load_teacher(
+    teacher: str | Path | Sequence[str | Path], *, judgments: str | Path | None = None, duplicates: str = "error"
+) -> Teacher:
+    """One qrels file (plus its judgments sidecar, or ``judgments``, when present) or several as an ensemble;
+    ``duplicates``: see :func:`qrelkit.io.read_qrels`."""
     paths = [Path(teacher)] if isinstance(teacher, str | Path) else [Path(t) for t in teacher]
     if not paths:
         raise QrelkitError("distill needs at least one teacher qrels file")
     card: dict[str, Any] = {"teacher_qrels": ", ".join(map(str, paths))}
     if len(paths) > 1:
-        grades, soft, dist = ensemble([read_qrels(p) for p in paths])
+        grades, soft, dist = ensemble([read_qrels(p, duplicates=duplicates) for p in paths])
         card["teacher"] = f"ensemble of {len(paths)} judges"
         return Teacher(grades, soft, dist, card)
-    out = Teacher(read_qrels(paths[0]), card=card)
+    out = Teacher(read_qrels(paths[0], duplicates=duplicates), card=card)
     jpath = Path(judgments) if judgments else judgments_file(paths[0])
     if jpath.exists():
         out.soft, out.distribution = soft_targets(jpath) or None, grade_distributions(jpath) or None
         first: dict[str, Any] = next((json.loads(line) for line in jpath.open() if line.strip()), {})
         card.update({"teacher": first.get("model"), "teacher_prompt": first.get("prompt_id")})
     return out
+
+
+def sample_by_query(pairs: Sequence[Pair], n: int, seed: int) -> list[int]:
+    """Indices of ``n`` pairs drawn round-robin across queries (each query's own order shuffled)."""
+    rng = random.Random(seed)
+    by_query: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        by_query[p.qid].append(i)
+    queues = list(by_query.values())
+    for q in queues:
+        rng.shuffle(q)
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < n:
+        layer = [q[depth] for q in queues if depth < len(q)]
+        if not layer:
+            break
+        rng.shuffle(layer)
+        chosen.extend(layer[: n - len(chosen)])
+        depth += 1
+    return chosen
