@@ -118,3 +118,19 @@ def test_demo_act2_teaches_a_student_with_gpt4o_grades_and_scores_it_on_unseen_q
     act1 = {"teacher": act2["gpt4o"], "student": act2["student"], "speedup": 2.0}
     lines = summary_lines(act1, act2, "test-teacher")
     assert len(lines) == 3 and lines[2].startswith("Verdict:")
+
+
+def test_demo_act1_grades_a_fixed_sample_of_every_human_graded_query(tmp_path):
+    from collections import Counter
+
+    from qrelkit.demo import DEMO_DIR, write_eval_pairs
+    from qrelkit.io import iter_jsonl
+
+    human = read_qrels(DEMO_DIR / "human.qrels")
+    assert write_eval_pairs(tmp_path / "a.jsonl", 4) == 4 * len({q for q, _ in human})
+    rows = [r for _, r in iter_jsonl(tmp_path / "a.jsonl")]
+    assert set(Counter(r["qid"] for r in rows).values()) == {4}
+    assert all((r["qid"], r["doc_id"]) in human and r["text"] for r in rows)
+    write_eval_pairs(tmp_path / "b.jsonl", 4)
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()  # the same sample every run
+    assert write_eval_pairs(tmp_path / "all.jsonl") == len(human)

@@ -550,16 +550,22 @@ def demo(
         "runs/demo"
     ),
     llm: Llm = DEFAULT_LLM,
-    n_seeds: Annotated[int, typer.Option(help="documents the LLM writes queries from")] = 24,
+    n_seeds: Annotated[int, typer.Option(help="documents the LLM writes queries from")] = 10,
     per_doc: Annotated[int, typer.Option(help="queries per seed document")] = 3,
-    k: Annotated[int, typer.Option("--k", help="BM25 near misses per query")] = 3,
+    k: Annotated[int, typer.Option("--k", help="BM25 near misses per query")] = 2,
+    eval_per_query: Annotated[
+        int, typer.Option(help="act 1: human-graded pairs of each of the 25 test queries the teacher grades")
+    ] = 4,
     force: Annotated[bool, typer.Option(help="rerun every stage, even unchanged ones")] = False,
 ) -> None:
     """Two acts: the full offline pipeline on an embedded TREC DL 2023 sample (teacher and student compared
     with humans), then a student taught by recorded GPT-4o grades of TREC DL 2020 queries, tested on unseen ones."""
     from .demo import run_demo
 
-    result = run_demo(run_dir, llm=llm, n_seeds=n_seeds, per_doc=per_doc, k=k, force=force)
+    _at_least(1, n_seeds=n_seeds, per_doc=per_doc, k=k, eval_per_query=eval_per_query)
+    result = run_demo(
+        run_dir, llm=llm, n_seeds=n_seeds, per_doc=per_doc, k=k, eval_per_query=eval_per_query, force=force
+    )
     out.print("Act 1: the offline pipeline (TREC DL 2023 sample)")
     out.print(result["table"])
     out.print(f"student/teacher throughput: {result['speedup']:.0f}×")

@@ -10,6 +10,7 @@ pairs. Ends with three lines a person reads at a glance.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,19 @@ TREC_DIR = Path(__file__).parent / "data" / "trec-dl2020"
 PAIR_FIELDS = ("qid", "query", "doc_id", "text")
 
 
-def write_eval_pairs(out: Path) -> int:
-    """The human-graded demo pairs as a JSONL of (qid, query, doc_id, text), for judge and label."""
+def write_eval_pairs(out: Path, per_query: int | None = None) -> int:
+    """The human-graded demo pairs (``per_query`` of each query, drawn with a fixed seed, or all) as a JSONL of
+    (qid, query, doc_id, text), for judge and label."""
     human = read_qrels(DEMO_DIR / "human.qrels")
     queries = {r["qid"]: r["text"] for _, r in iter_jsonl(DEMO_DIR / "queries.jsonl")}
     texts = {r["doc_id"]: r["text"] for _, r in iter_jsonl(DEMO_DIR / "corpus.jsonl")}
-    rows = [{"qid": q, "query": queries[q], "doc_id": d, "text": texts[d]} for q, d in sorted(human)]
+    by_query: dict[str, list[str]] = {}
+    for q, d in sorted(human):
+        by_query.setdefault(q, []).append(d)
+    rng = random.Random(0)
+    take = {q: rng.sample(docs, min(per_query or len(docs), len(docs))) for q, docs in by_query.items()}
+    chosen = sorted((q, d) for q, docs in take.items() for d in docs)
+    rows = [{"qid": q, "query": queries[q], "doc_id": d, "text": texts[d]} for q, d in chosen]
     return write_jsonl(out, rows)
 
 
@@ -119,15 +127,16 @@ def run_demo(
     run_dir: str | Path = "runs/demo",
     *,
     llm: str = DEFAULT_LLM,
-    n_seeds: int = 24,
+    n_seeds: int = 10,
     per_doc: int = 3,
-    k: int = 3,
+    k: int = 2,
+    eval_per_query: int = 4,
     force: bool = False,
 ) -> dict[str, Any]:
     """Run the whole pipeline on the embedded sample; returns the comparison and writes ``report.md``."""
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_eval_pairs(run_dir / "eval_pairs.jsonl")
+    write_eval_pairs(run_dir / "eval_pairs.jsonl", eval_per_query)
     result = run_pipeline(demo_config(run_dir, llm=llm, n_seeds=n_seeds, per_doc=per_doc, k=k), force=force)
     stages = result["stages"]
     teacher_m, student_m = stages["evaluate_teacher"], stages["evaluate_student"]
