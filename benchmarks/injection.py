@@ -17,10 +17,11 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from qrelkit.benchmarks import benchmark_dir, benchmark_pairs, teacher_training_set
+from qrelkit.benchmarks import BENCHMARKS, benchmark_dir, benchmark_pairs, load_benchmark, teacher_training_set
 from qrelkit.distill import distill
 from qrelkit.evaluate import agreement
 from qrelkit.io import read_qrels
@@ -73,6 +74,39 @@ def agreement_with_and_without(student: Labeler, pairs: list[Pair], human: list[
 
 def shares(m: dict[str, float]) -> list[str]:
     return [f"{m['relevant_before']:.2f}", f"{m['relevant_after']:.2f}"]
+
+
+def changed_by_defence() -> tuple[list[Pair], dict[tuple[str, str], int]]:
+    """Every test pair of the four benchmarks whose passage the defence changes, and the human grades of those
+    that have one (open queries): the only pairs where the defence can change agreement."""
+    pairs: list[Pair] = []
+    human: dict[tuple[str, str], int] = {}
+    for name in BENCHMARKS:
+        data = load_benchmark(BENCHMARKS[name])
+        for p in data.open_pairs + data.heldout_pairs:
+            if strip_query_echoes(p.query, p.text) != p.text:
+                pairs.append(p.model_copy(update={"qid": f"{name}:{p.qid}"}))
+                if (p.qid, p.doc_id) in data.human:
+                    human[(f"{name}:{p.qid}", p.doc_id)] = data.human[(p.qid, p.doc_id)]
+    return pairs, human
+
+
+def grades_on_changed(student: Labeler, pairs: list[Pair], human: dict[tuple[str, str], int]) -> dict[str, Any]:
+    """The student's grades of the changed pairs with the defence off and on: how many differ, and how many
+    match the human grade (where there is one) each way."""
+    off = with_defence(student, False).predict_pairs(pairs)[1]
+    on = with_defence(student, True).predict_pairs(pairs)[1]
+    graded = [i for i, p in enumerate(pairs) if (p.qid, p.doc_id) in human]
+    truth = [human[(pairs[i].qid, pairs[i].doc_id)] for i in graded]
+    return {
+        "pairs": len(pairs),
+        "grades_changed": int((off != on).sum()),
+        "with_human_grade": len(graded),
+        "exact_without": int(sum(off[i] == h for i, h in zip(graded, truth, strict=True))),
+        "exact_with": int(sum(on[i] == h for i, h in zip(graded, truth, strict=True))),
+        "mean_grade_without": float(off.mean()) if len(pairs) else None,
+        "mean_grade_with": float(on.mean()) if len(pairs) else None,
+    }
 
 
 def train_student() -> tuple[Student, float]:
@@ -133,6 +167,8 @@ def main() -> None:
         students.append((f"cross-encoder student (MiniLM, {ce.card['train_pairs']} GPT-4o labels)", ce))
     dev_pairs, dev_human = human_dev_pairs(args.agreement_pairs)
     agreements = {name: agreement_with_and_without(labeler, dev_pairs, dev_human) for name, labeler in students}
+    changed, changed_human = changed_by_defence()
+    on_changed = {name: grades_on_changed(labeler, changed, changed_human) for name, labeler in students}
     for name, labeler in students:
         for on in (False, True):
             with_defence(labeler, on)
@@ -173,6 +209,8 @@ def main() -> None:
     ]
     print(markdown_table(["student", "accuracy", "κ", "quad κ", "defence"], rows))
     print({name: a["passages changed by the defence"]["n"] for name, a in agreements.items()})
+    print(f"\nthe {len(changed)} benchmark test pairs whose passage the defence changes (of every test pair):")
+    print(json.dumps(on_changed, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps(
@@ -183,6 +221,7 @@ def main() -> None:
                 "results": results,
                 "agreement_pairs": len(dev_pairs),
                 "agreement": agreements,
+                "benchmark_pairs_changed_by_defence": on_changed,
             },
             indent=1,
         )
