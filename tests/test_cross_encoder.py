@@ -18,12 +18,8 @@ from qrelkit.errors import QrelkitError
 from qrelkit.experiment import Benchmark
 from qrelkit.io import read_qrels
 from qrelkit.students import Labeler, export_student, load_student, student_kind
-from qrelkit.students.cross_encoder import (
-    CrossEncoderStudent,
-    distill_cross_encoder,
-    sample_by_query,
-    synthetic_stage_pairs,
-)
+from qrelkit.students.cross_encoder import CrossEncoderStudent, distill_cross_encoder, synthetic_stage_pairs
+from qrelkit.students.targets import sample_by_query
 
 pytestmark = pytest.mark.slow
 

@@ -207,49 +207,28 @@ def distill_file(
     grades, soft, dist, card = taught.grades, taught.soft, taught.distribution, taught.card
     prs = read_pairs(pairs)
     ckpt = Path(str(out) + ".ckpt")  # fine-tuning checkpoints: a rerun resumes; gone once the student is saved
-    if student == "cross-encoder":
-        from .students.cross_encoder import distill_cross_encoder
+    if student in ("cross-encoder", "causal"):
+        shared: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "max_pairs": max_pairs}
+        shared["checkpoint_dir"] = ckpt
+        shared.update({"time_budget_s": time_budget_s, "seed": seed, "card": card})
+        if student == "cross-encoder":
+            from .students.cross_encoder import distill_cross_encoder
 
-        ce = distill_cross_encoder(
-            prs,
-            grades,
-            soft=soft,
-            base=base,
-            loss=loss,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate or 4e-5,
-            max_length=max_length,
-            max_pairs=max_pairs,
-            checkpoint_dir=ckpt,
-            time_budget_s=time_budget_s,
-            seed=seed,
-            card=card,
-        )
-        ce.save(out)
-        shutil.rmtree(ckpt, ignore_errors=True)
-        return {"student": student, **{k: ce.card[k] for k in ("train_pairs", "train_queries", "target", "training")}}
-    if student == "causal":
-        from .students.causal import DEFAULT_BASE, distill_causal
+            tuned: Any = distill_cross_encoder(
+                prs, grades, soft=soft, base=base, loss=loss, learning_rate=learning_rate or 4e-5,
+                max_length=max_length, **shared,
+            )  # fmt: skip
+        else:
+            from .students.causal import DEFAULT_BASE, distill_causal
 
-        lm = distill_causal(
-            prs,
-            grades,
-            distribution=dist,
-            base=DEFAULT_BASE if base == MINILM_ALIAS else base,
-            epochs=epochs,
-            learning_rate=learning_rate or 2e-4,
-            batch_size=batch_size,
-            max_passage_tokens=max_length,
-            max_pairs=max_pairs,
-            checkpoint_dir=ckpt,
-            time_budget_s=time_budget_s,
-            seed=seed,
-            card=card,
-        )
-        lm.save(out)
+            tuned = distill_causal(
+                prs, grades, distribution=dist, base=DEFAULT_BASE if base == MINILM_ALIAS else base,
+                learning_rate=learning_rate or 2e-4, max_passage_tokens=max_length, **shared,
+            )  # fmt: skip
+        tuned.save(out)
         shutil.rmtree(ckpt, ignore_errors=True)
-        return {"student": student, **{k: lm.card[k] for k in ("base", "train_pairs", "train_queries", "training")}}
+        keys = ("base", "train_pairs", "train_queries", "target", "training")
+        return {"student": student, **{k: tuned.card[k] for k in keys if k in tuned.card}}
     encoder = None
     if fine_tune_epochs > 0:
         from .students.bi_encoder import fine_tune_encoder
@@ -279,8 +258,8 @@ def distill_file(
     )
     frozen.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)
-    keys = ("head", "train_pairs", "train_queries", "target", "train_seconds", "fine_tuned")
-    return {k: frozen.card[k] for k in keys if k in frozen.card}
+    summary = ("head", "train_pairs", "train_queries", "target", "train_seconds", "fine_tuned")
+    return {k: frozen.card[k] for k in summary if k in frozen.card}
 
 
 def label_file(
