@@ -8,7 +8,8 @@
 #   bash benchmarks/gpu_student.sh twin            here, on CPU: the same path with SmolLM2-135M on 2 queries
 #                                                  a benchmark, 12 pairs each (mechanics in minutes, not quality)
 # Results: $OUT/results.tar.gz (benchmarks/results/<benchmark>/{causal-*.qrels,cross/}, cross-collection.*),
-# $OUT/cross-collection.md and $OUT/steps.txt (seconds per step); unpack into the repo to commit.
+# $OUT/cross-collection.md and $OUT/steps.txt (seconds per step). To commit: unpack into
+# benchmarks/results/gpu-causal/ and copy <benchmark>/causal-*.qrels into benchmarks/results/<benchmark>/.
 set -euo pipefail
 STASH=/tmp/qrelkit-gpu
 OUT=${OUT:-/tmp/qrelkit-gpu-out}

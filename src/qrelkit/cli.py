@@ -18,15 +18,16 @@ from typer.core import TyperOption
 from .errors import QrelkitError
 from .llm import DEFAULT_LLM
 
-_type_column = TyperOption.display_type_rich
+_type_column = getattr(TyperOption, "display_type_rich", None)  # typer 0.29; other versions print no <bool>
 
 
 def _flag_type_column(self: TyperOption, ctx: Any) -> str | None:
     """A flag takes no value, so its help row shows no type (typer writes ``<bool>`` there)."""
-    return None if self.is_bool_flag else _type_column(self, ctx)
+    return None if getattr(self, "is_bool_flag", False) or _type_column is None else _type_column(self, ctx)
 
 
-TyperOption.display_type_rich = _flag_type_column  # type: ignore[method-assign]
+if _type_column is not None:
+    TyperOption.display_type_rich = _flag_type_column  # type: ignore[method-assign]
 
 app = typer.Typer(
     add_completion=False,
