@@ -30,18 +30,19 @@ import numpy as np
 from .benchmarks import bench_pairs, benchmark_dir, teacher_label_file, teacher_training_set
 from .models import CACHE_DIR
 from .records import Pair
+from .students.onnx import RUNTIMES
 from .tables import markdown_table
 
 log = logging.getLogger("qrelkit")
 
-STUDENT_RUNTIMES = ("torch", "onnx", "onnx-int8", "onnx-int8-mixed")
-EXPORT_VERSION = 3
-RUNTIME_NAMES = {
+STUDENT_RUNTIMES = RUNTIMES  # every runtime a student runs on, defined once in students/onnx.py
+EXPORT_VERSION = 3  # bump when distill or export changes, so a cached bench student is rebuilt
+RUNTIME_NAMES = {  # how each runtime is named in bench tables
     "torch": "pytorch-fp32",
     "onnx": "onnxruntime-fp32",
     "onnx-int8": "onnxruntime-int8",
     "onnx-int8-mixed": "onnxruntime-int8-mixed",
-}  # bump when distill or export changes, so a cached bench student is rebuilt
+}
 
 
 # ------------------------------------------------------------------ data
