@@ -77,19 +77,11 @@ def split(gguf: Path, out: Path) -> int:
 
 def join(pieces: Path, cache: Path) -> Path:
     """Reassemble into CACHE/models/<filename> (where qrelkit's alias lookup finds it) and check the sha256."""
+    from qrelkit.models import concatenate_verified
+
     manifest = json.loads((pieces / "manifest.json").read_text())
-    target = cache / "models" / manifest["filename"]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    with target.with_suffix(".part").open("wb") as out:
-        for i in range(1, manifest["parts"] + 1):
-            data = (pieces / f"part{i:02d}").read_bytes()
-            h.update(data)
-            out.write(data)
-    if h.hexdigest() != manifest["sha256"]:
-        raise SystemExit(f"{target.name}: sha256 {h.hexdigest()} != {manifest['sha256']} (a piece is missing or bad)")
-    target.with_suffix(".part").replace(target)
-    return target
+    parts = [pieces / f"part{i:02d}" for i in range(1, manifest["parts"] + 1)]
+    return concatenate_verified(parts, cache / "models" / manifest["filename"], manifest["sha256"])
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ against human grades.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -127,7 +128,7 @@ def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pai
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
     student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up: first-call allocations, lazy init
     student.clear_cache()  # every timed text is encoded for real
-    timed = _timed(student, queries, docs, batch_pairs)
+    timed = _timed(student.predict, queries, docs, batch_pairs)
     # What the encoder processed: each distinct text once (the student caches embeddings), truncated.
     tokenizer, max_length = student.encoder.tokenizer, int(student.card.get("max_length", 256))
     texts = list(
@@ -145,15 +146,16 @@ def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pai
     }
 
 
-def _timed(student: Any, queries: list[str], docs: list[str], batch_pairs: int) -> dict[str, Any]:
-    """Seconds in all, per-batch latencies, scores and grades of ``student`` labeling in ``batch_pairs`` batches."""
+def _timed(predict: Callable[..., Any], queries: list[str], docs: list[str], batch_pairs: int) -> dict[str, Any]:
+    """Seconds in all, per-batch latencies, scores and grades of ``predict`` (a student's) labeling in
+    ``batch_pairs`` batches."""
     latencies: list[float] = []
     scores: list[float] = []
     grades: list[int] = []
     t0 = time.perf_counter()
     for start in range(0, len(queries), batch_pairs):
         t = time.perf_counter()
-        s, g = student.predict(queries[start : start + batch_pairs], docs[start : start + batch_pairs])
+        s, g = predict(queries[start : start + batch_pairs], docs[start : start + batch_pairs])
         latencies.append(time.perf_counter() - t)
         scores += s.tolist()
         grades += g.tolist()
@@ -170,7 +172,7 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     student = load_student(model, runtime=runtime)
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
     student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up
-    timed = _timed(student, queries, docs, batch_pairs)
+    timed = _timed(student.predict, queries, docs, batch_pairs)
     tokenizer = AutoTokenizer.from_pretrained(str(Path(model) / "model"))
     max_length = int(student.card.get("max_length", 256))
     lengths = [len(x) for x in tokenizer(queries, docs, truncation="longest_first", max_length=max_length)["input_ids"]]
@@ -377,10 +379,10 @@ def bench_on_device(
     rows = []
     for name, folder in students.items():
         student = load_student(folder, device=device)
-        kw = {"batch_size": batch_size} if batch_size else {}
-        student.predict(queries[:batch_pairs], docs[:batch_pairs], **kw)  # warm-up: kernels, allocator, caches
+        predict = functools.partial(student.predict, batch_size=batch_size) if batch_size else student.predict
+        predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up: kernels, allocator, caches
         _reset_peak_memory(device)
-        run = _timed(_with_kwargs(student, kw), queries, docs, batch_pairs)
+        run = _timed(predict, queries, docs, batch_pairs)
         rows.append(
             {
                 "student": name,
@@ -393,16 +395,8 @@ def bench_on_device(
                 "peak_device_mb": _peak_memory_mb(device),
             }
         )
-        del student
+        del student, predict  # free the model before the next one loads
     return {"device": _device_name(device), "batch_pairs": batch_pairs, "runs": rows}
-
-
-def _with_kwargs(student: Any, kw: dict[str, Any]) -> Any:
-    class Bound:
-        def predict(self, q: list[str], d: list[str]) -> Any:
-            return student.predict(q, d, **kw)
-
-    return Bound()
 
 
 def _device_name(device: str) -> str:

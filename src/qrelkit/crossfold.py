@@ -29,7 +29,7 @@ from .bench import machine_name
 from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, benchmark_dir, load_benchmark
 from .errors import QrelkitError
 from .evaluate import evaluate_qrels, format_table
-from .experiment import fold_of_queries, format_headline, headline, teacher_report
+from .experiment import fold_of_queries, format_headline, headline, pick_by_name, teacher_report
 from .io import Qrels, atomic_write, write_qrels
 from .records import Pair, PairKey
 from .students.grading import distribution_thresholds, grades_from_thresholds
@@ -119,12 +119,7 @@ DEFAULT_CROSS = ("ce-minilm-bce",)
 
 def cross_recipes(names: Sequence[str] | None = None) -> list[CrossSpec]:
     """The recipes called ``names`` (default: :data:`DEFAULT_CROSS`), or an error listing the known ones."""
-    wanted = list(names) if names else list(DEFAULT_CROSS)
-    known = {s.name: s for s in CROSS_STUDENTS}
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise QrelkitError(f"unknown cross student {', '.join(unknown)}; known: {', '.join(known)}")
-    return [known[n] for n in dict.fromkeys(wanted)]
+    return pick_by_name(CROSS_STUDENTS, names or DEFAULT_CROSS, "cross student")
 
 
 def _fold_scores_path(work: Path, spec: CrossSpec, fold: int) -> Path:

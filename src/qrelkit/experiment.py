@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -113,15 +113,26 @@ EXTRA_STUDENTS = (
 )
 
 
-def student_variants(names: Sequence[str] | None = None) -> list[StudentSpec]:
-    """The variants called ``names`` (default: :data:`STUDENTS`), or an error listing the known ones."""
-    if not names:
-        return list(STUDENTS)
-    known = {s.name: s for s in (*STUDENTS, *EXTRA_STUDENTS)}
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+NamedSpec = TypeVar("NamedSpec", bound=Named)
+
+
+def pick_by_name(specs: Sequence[NamedSpec], names: Sequence[str], what: str) -> list[NamedSpec]:
+    """The ``specs`` called ``names`` (once each, in that order), or one error listing the known ones."""
+    known = {s.name: s for s in specs}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise QrelkitError(f"unknown student variant {', '.join(unknown)}; known: {', '.join(known)}")
+        raise QrelkitError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
     return [known[n] for n in dict.fromkeys(names)]
+
+
+def student_variants(names: Sequence[str] | None = None) -> list[StudentSpec]:
+    """The variants called ``names`` (default: :data:`STUDENTS`), or an error listing the known ones."""
+    return pick_by_name((*STUDENTS, *EXTRA_STUDENTS), names, "student variant") if names else list(STUDENTS)
 
 
 SYNTHETIC_FILES = ("queries.jsonl", "pairs.parquet", "teacher.qrels", "synthetic.json")

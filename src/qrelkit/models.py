@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,12 @@ def assemble_chunked(model: ChunkedGGUF, cache_dir: Path = CACHE_DIR) -> Path:
         if pkg is None:
             raise QrelkitError(f"model {model.alias!r} is not installed; run: {model.pip_hint}")
         chunks.append(pkg / model.chunk_pattern.format(i=i))
+    return concatenate_verified(chunks, target, model.sha256, what=model.alias)
+
+
+def concatenate_verified(chunks: Sequence[Path], target: Path, sha256: str, *, what: str = "") -> Path:
+    """Write ``chunks`` one after another into ``target`` (atomically) and check the whole file's sha256: how a
+    model split across packages (or across device transfers) is put back together."""
     h = hashlib.sha256()
     with atomic_write(target) as tmp:
         with tmp.open("wb") as out:
@@ -87,8 +94,8 @@ def assemble_chunked(model: ChunkedGGUF, cache_dir: Path = CACHE_DIR) -> Path:
                 data = c.read_bytes()
                 h.update(data)
                 out.write(data)
-        if h.hexdigest() != model.sha256:  # raising inside the block drops the temporary file
-            raise QrelkitError(f"assembled {model.alias} has sha256 {h.hexdigest()}, expected {model.sha256}")
+        if h.hexdigest() != sha256:  # raising inside the block drops the temporary file
+            raise QrelkitError(f"assembled {what or target.name} has sha256 {h.hexdigest()}, expected {sha256}")
     return target
 
 

@@ -208,9 +208,15 @@ def distill_file(
     prs = read_pairs(pairs)
     ckpt = Path(str(out) + ".ckpt")  # fine-tuning checkpoints: a rerun resumes; gone once the student is saved
     if student in ("cross-encoder", "causal"):
-        shared: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "max_pairs": max_pairs}
-        shared["checkpoint_dir"] = ckpt
-        shared.update({"time_budget_s": time_budget_s, "seed": seed, "card": card})
+        shared: dict[str, Any] = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "max_pairs": max_pairs,
+            "checkpoint_dir": ckpt,
+            "time_budget_s": time_budget_s,
+            "seed": seed,
+            "card": card,
+        }
         if student == "cross-encoder":
             from .students.cross_encoder import distill_cross_encoder
 

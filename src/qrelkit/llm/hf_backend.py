@@ -36,14 +36,30 @@ def load_gguf_lm(gguf: Path) -> tuple[Any, Any]:
     return tok, fresh
 
 
-def load_causal_lm(name: str) -> tuple[Any, Any]:
-    """Tokenizer and fp32 causal LM from an HF folder or hub name, or a GGUF file or alias (dequantised)."""
+def model_source(name: str) -> tuple[str, str]:
+    """``("gguf", alias or path)`` or ``("hf", folder or hub name)`` for a model string; ``gguf:`` / ``hf:``
+    say it outright, otherwise a ``.gguf`` file or a bare name without "/" that is not a folder is GGUF."""
+    if name.startswith("gguf:"):
+        return "gguf", name[5:]
+    if name.startswith("hf:"):
+        return "hf", name[3:]
+    if name.endswith(".gguf") or not (Path(name).exists() or "/" in name):
+        return "gguf", name
+    return "hf", name
+
+
+def load_causal_lm(name: str, dtype: Any = None) -> tuple[Any, Any]:
+    """Tokenizer and causal LM (fp32 unless ``dtype``) from an HF folder or hub name, or a GGUF file or alias
+    (dequantised), as :func:`model_source` reads ``name``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if name.endswith(".gguf") or not (Path(name).exists() or "/" in name):
-        return load_gguf_lm(resolve_gguf(name))
-    return AutoTokenizer.from_pretrained(name), AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    dtype = dtype or torch.float32
+    source, path = model_source(name)
+    if source == "gguf":
+        tok, model = load_gguf_lm(resolve_gguf(path))
+        return tok, model.to(dtype)
+    return AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
 
 
 class HFBackend(LLM):

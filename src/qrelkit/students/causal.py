@@ -46,57 +46,34 @@ DEFAULT_BASE = "gguf:smollm2-135m"
 THRESHOLD_PAIRS = 4000  # cut points are fitted on at most this many training pairs (quantiles need no more)
 
 
-def base_source(base: str) -> tuple[str, str]:
-    """``("gguf", alias or path)`` or ``("hf", folder or hub name)`` for a base model string.
-
-    A bare name without "/" that is not a folder is a GGUF alias (``smollm2-135m``), as in earlier versions."""
-    if base.startswith("gguf:"):
-        return "gguf", base[5:]
-    if base.startswith("hf:"):
-        return "hf", base[3:]
-    if base.endswith(".gguf") or not (Path(base).exists() or "/" in base):
-        return "gguf", base
-    return "hf", base
-
-
 def _default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _bf16(device: str) -> bool:
+    """bf16 halves memory and doubles speed on GPUs that have it; CPUs train in fp32 (bf16 matmuls are slow)."""
+    import torch
+
+    return device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def _dtype(device: str) -> Any:
     import torch
 
-    # bf16 halves memory and doubles speed on GPUs that have it; CPUs train in fp32 (bf16 matmuls are slow there)
-    return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if _bf16(device) else torch.float32
 
 
 def load_base(base: str, device: str) -> tuple[Any, Any]:
     """Tokenizer and causal LM for ``base`` on ``device`` (left padding: the grade is read at the last position)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ..llm.hf_backend import load_causal_lm
 
-    from ..llm.hf_backend import load_gguf_lm
-    from ..models import resolve_gguf
-
-    source, name = base_source(base)
-    if source == "gguf":
-        tok, model = load_gguf_lm(resolve_gguf(name))
-        model = model.to(_dtype(device))
-    else:
-        tok = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, **{_dtype_kwarg(): _dtype(device)})
+    tok, model = load_causal_lm(base, dtype=_dtype(device))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return tok, model.to(device)
-
-
-def _dtype_kwarg() -> str:
-    """``dtype`` in transformers 5, ``torch_dtype`` before (a GPU machine may have either)."""
-    from transformers import PreTrainedModel
-
-    return "dtype" if "dtype" in inspect.signature(PreTrainedModel.from_pretrained).parameters else "torch_dtype"
 
 
 class CausalStudent(ThresholdGrader):
@@ -141,13 +118,14 @@ class CausalStudent(ThresholdGrader):
             "kind": "causal",
             "base": base,
             "prompt": PROMPT,
-            "prompt_version": load_prompt(PROMPT).version,
             "chat_template": bool(getattr(tok, "chat_template", None)),
             "lora_r": lora_r,
             "lora_alpha": lora_alpha,
             "max_passage_tokens": max_passage_tokens,
         }
-        return cls(tok, get_peft_model(model, config), card)
+        student = cls(tok, get_peft_model(model, config), card)
+        student.card["prompt_version"] = student.prompt.version
+        return student
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> CausalStudent:
@@ -193,7 +171,8 @@ class CausalStudent(ThresholdGrader):
 
     def grade_logits(self, input_ids: Any, attention_mask: Any) -> Any:
         """Logits of the four grade tokens at the last position (left padding puts every row's end there)."""
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **_last_only()).logits[:, -1, :]
+        # the last position's logits only: the full [batch, length, vocab] tensor would dominate time and memory
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1).logits[:, -1, :]
         return logits[:, self.grade_ids]
 
     def grade_probs(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 16) -> np.ndarray:
@@ -283,14 +262,15 @@ class CausalStudent(ThresholdGrader):
 
         if gradient_checkpointing:
             self.model.enable_input_require_grads()  # LoRA under checkpointing needs grads at the inputs
-        use_cpu = str(self.model.device) == "cpu"
+        device = str(self.model.device)
+        use_cpu = device == "cpu"
         stats = run_trainer(
             make_trainer,
             TrainingArguments,
             checkpoint_dir=checkpoint_dir,
             time_budget_s=time_budget_s,
             use_cpu=use_cpu,
-            bf16=not use_cpu and _bf16_ok(),
+            bf16=_bf16(device),
             num_train_epochs=epochs,
             per_device_train_batch_size=batch_size,
             gradient_accumulation_steps=gradient_accumulation,
@@ -304,12 +284,6 @@ class CausalStudent(ThresholdGrader):
         )
         self.model.eval()
         return stats
-
-
-def _bf16_ok() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 def _version_specific(checkpointing: bool) -> dict[str, Any]:
@@ -329,12 +303,6 @@ def _version_specific(checkpointing: bool) -> dict[str, Any]:
     if checkpointing:
         out[ckpt + "_kwargs"] = {"use_reentrant": False}
     return out
-
-
-def _last_only() -> dict[str, int]:
-    """Ask the model for the last position's logits only: the full [batch, length, vocab] tensor would dominate
-    time and memory (``logits_to_keep`` in recent transformers, ``num_logits_to_keep`` in some earlier ones)."""
-    return {"logits_to_keep": 1}
 
 
 def pad_left(rows: Sequence[Sequence[int]], pad: int) -> dict[str, Any]:
