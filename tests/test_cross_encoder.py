@@ -139,12 +139,21 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
         assert not {q.split(":")[1] for q in qids} & {"badge", "wifi"}
     for b in ("toy", "toy2"):
         names = ("ce-toy", "ce-toy-calibrated", "ce-toy-xcal", "ce-toy-stacked", "minilm-cosine-cross", "bi-toy-xcal")
+        names += ("stacked-all",)  # one head over both recipes' scores
         for name in names:
             graded = read_qrels(out / b / f"{name}.qrels")
             assert len(graded) == len(TOPICS) ** 2  # every test pair, open and held-out
         assert (out / b / "cross" / "headline.md").exists()
     assert set(summary["mean"]) == {"teacher", "student", "student - teacher"}
-    assert "Mean over collections" in (out / "cross-collection.md").read_text()
+    text = (out / "cross-collection.md").read_text()
+    assert "Mean over collections" in text
+    same = summary["same_student_everywhere"]  # one variant for every collection: its own mean, not the best-of
+    per_collection = [json.loads((out / b / "cross" / "experiment.json").read_text()) for b in ("toy", "toy2")]
+    kappas = [e["all_students"][same["student"]]["kappa"] for e in per_collection]
+    assert same["kappa"] == pytest.approx(sum(kappas) / 2)
+    assert (
+        f"One variant for every collection (best mean): {same['student']}" in (out / "cross-collection.md").read_text()
+    )
     fold0 = json.loads(gzip.decompress((out / ".cross-work" / "ce-toy" / "fold0.scores.jsonl").read_bytes()))
     assert fold0["stats"]["train_queries"] == len(seen[0])
     seen.clear()
