@@ -186,15 +186,10 @@ def run_cross_collection(
             for b in datas:
                 scored[b].update({(q, d): s for q, d, s in fold["scores"][b]})
         for b in datas:
-            fold_of = folds_of[b]
             # one global cut per fold (fit on all its training pairs), or each collection's own training pairs
             for suffix, key in (("", "all"), ("-calibrated", b)):
-                g: dict[PairKey, int] = {}
-                for f, cuts in thresholds.items():
-                    keys = [k for k in scored[b] if fold_of[k[0]] == f]
-                    cut = grades_from_thresholds(cuts[key], np.array([scored[b][k] for k in keys]))
-                    g.update(zip(keys, cut.tolist(), strict=True))
-                grades[b][spec.name + suffix] = g
+                cuts = {f: t[key] for f, t in thresholds.items()}
+                grades[b][spec.name + suffix] = _cut_by_fold(list(scored[b]), scored[b], folds_of[b], cuts)
         # thresholds from the other folds' scores by the other students (out of sample, like the graded fold's)
         crossfit = _calibrated_per_collection(datas, teachers, folds_of, scored)
         for b in datas:
@@ -277,18 +272,31 @@ def _calibrated_per_collection(
     out: dict[str, dict[PairKey, int]] = {}
     for b, data in datas.items():
         teacher, fold_of = data.label_sets[teachers[b]], folds_of[b]
-        out[b] = {}
+        cuts: dict[int, list[float]] = {}
         for f in sorted(set(fold_of.values())):
             train = [k for k in ((p.qid, p.doc_id) for p in data.open_pairs) if fold_of[k[0]] != f and k in teacher]
             if len(train) >= 10:
-                cuts = distribution_thresholds(
+                cuts[f] = distribution_thresholds(
                     np.array([scores[b][k] for k in train]), np.array([teacher[k] for k in train])
                 )
             else:  # no open query of this collection outside the fold (smoke runs): every collection's
-                cuts = _pooled_cuts(datas, teachers, folds_of, scores, f)
-            test = [k for k in _all_keys(data) if fold_of[k[0]] == f]
-            g = grades_from_thresholds(cuts, np.array([scores[b][k] for k in test]))
-            out[b].update({k: int(v) for k, v in zip(test, g, strict=True)})
+                cuts[f] = _pooled_cuts(datas, teachers, folds_of, scores, f)
+        out[b] = _cut_by_fold(_all_keys(data), scores[b], fold_of, cuts)
+    return out
+
+
+def _cut_by_fold(
+    keys: Sequence[PairKey],
+    scores: Mapping[PairKey, float],
+    fold_of: Mapping[str, int],
+    cuts: Mapping[int, Sequence[float]],
+) -> dict[PairKey, int]:
+    """The grade of each pair in ``keys``: its score cut at the cut points of its query's fold."""
+    out: dict[PairKey, int] = {}
+    for f, fold_cuts in cuts.items():
+        test = [k for k in keys if fold_of[k[0]] == f]
+        g = grades_from_thresholds(fold_cuts, np.array([scores[k] for k in test]))
+        out.update(zip(test, g.tolist(), strict=True))
     return out
 
 
@@ -462,8 +470,6 @@ def _fit(
         head = fit_head(x, g.astype(float), g, kind="ridge")
 
         def bi_scores(ps: Sequence[Pair]) -> np.ndarray:
-            if ps is pairs:  # the training pairs (their cut points): already encoded, a quarter hour on 2 cores
-                return head_scores(head, x)
             return head_scores(head, tuned.features([p.query for p in ps], [p.text for p in ps]))
 
         return bi_scores, {**tuned.card["fine_tuned"], "head": "ridge", "coef": head["coef"]}, None
