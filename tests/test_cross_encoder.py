@@ -159,6 +159,31 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
     assert seen == []
 
 
+def test_stage1_reads_the_shared_synthetic_queries_and_drops_real_ones(tmp_path: Path, monkeypatch) -> None:
+    from qrelkit.benchmarks import load_benchmark
+
+    specs = _two_toy_benchmarks(tmp_path)
+    root = tmp_path / "data"  # as ../shared/benchmarks: synthetic-queries/ holds no benchmark, only the query file
+    rows = [{"text": TOPICS[q][0], "benchmark": "toy", "seed_pid": f"p-{q}"} for q in ("vpn", "pay")]  # real
+    rows += [
+        {"text": f"where do I find {q} info", "benchmark": b, "seed_pid": f"p-{q}"}
+        for q in TOPICS
+        for b in ("toy", "toy2")
+    ]
+    (root / "synthetic-queries").mkdir()
+    with gzip.open(root / "synthetic-queries" / "smollm2-135m.jsonl.gz", "wt") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("QRELKIT_BENCHMARKS", str(root))
+    datas = {s.name: load_benchmark(s, root / s.name) for s in specs}
+    spec = crossfold.CrossSpec("ce-syn-toy", synthetic_queries=100, max_length=64, batch_size=8)
+    folder = crossfold._stage1(spec, datas, tmp_path / "work", None, root, "cpu")
+    card = json.loads((folder / "card.json").read_text())
+    assert card["stage1_queries"] == 2 * len(TOPICS)  # a synthetic query equal to a benchmark query is dropped
+    n = card["stage1_queries"]
+    assert n < card["stage1"]["pairs"] <= 2 * n  # its seed passage, and a random one unless that is the seed
+    assert crossfold._stage1(spec, datas, tmp_path / "work", None, root, "cpu") == folder  # once per recipe
+
+
 def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None:
     import os
     import subprocess

@@ -54,9 +54,12 @@ BENCHMARKS = {
 DEFAULT_BENCHMARK = "llmjudge-trecdl2023"
 
 
-def benchmark_dir(name: str = DEFAULT_BENCHMARK, data: str | Path | None = None) -> Path:
+def benchmark_dir(
+    name: str = DEFAULT_BENCHMARK, data: str | Path | None = None, *, marker: str = "queries.jsonl"
+) -> Path:
     """The folder of benchmark ``name``: under ``data`` when given, else ``$QRELKIT_BENCHMARKS``, else
-    ``../shared/benchmarks`` beside the working or project folder. A clear error says what is needed."""
+    ``../shared/benchmarks`` beside the working or project folder; the first that holds ``marker`` (another file
+    for folders of other research data, e.g. ``synthetic-queries``). A clear error says what is needed."""
     if data is not None:
         roots = [Path(data)]
     else:
@@ -66,12 +69,12 @@ def benchmark_dir(name: str = DEFAULT_BENCHMARK, data: str | Path | None = None)
             Path(__file__).resolve().parents[3] / "shared" / "benchmarks",
         ]
     for root in roots:
-        if (root / name / "queries.jsonl").exists():
+        if (root / name / marker).exists():
             return root / name
     where = ", ".join(str(r) for r in roots)
     raise QrelkitError(
         f"benchmark data {name!r} not found (looked in {where}); pass --data DIR or set {BENCHMARKS_ENV} to a "
-        f"folder holding {name}/ with {LAYOUT}"
+        f"folder holding {name}/ with {LAYOUT if marker == 'queries.jsonl' else marker}"
     )
 
 

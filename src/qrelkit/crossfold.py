@@ -513,7 +513,8 @@ def _stage1(
     folder = work / spec.name / "stage1"
     if (folder / "student.json").exists():
         return folder
-    src = Path(synthetic_file) if synthetic_file else benchmark_dir("synthetic-queries") / "smollm2-135m.jsonl.gz"
+    default = "smollm2-135m.jsonl.gz"
+    src = Path(synthetic_file) if synthetic_file else benchmark_dir("synthetic-queries", marker=default) / default
     if not src.exists():
         raise QrelkitError(f"{spec.name} needs synthetic queries: {src} not found")
     with gzip.open(src, "rt", encoding="utf-8") as fh:
