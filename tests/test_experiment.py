@@ -150,3 +150,24 @@ def test_synthetic_training_set_holds_no_benchmark_query_and_feeds_its_students(
 
     summary = run_toy(data, tmp_path / "out2", (*names, "minilm-cosine"))
     assert [s["name"] for s in summary["students"]] == ["minilm-cosine"]  # no synthetic set there: skipped
+
+
+def test_stacked_head_cuts_each_fold_on_its_own_scale(tmp_path):
+    """A stacked head over one feature is a monotone map of it per fold, so its grades must be the feature's own
+    grades cut at each collection's teacher shares (cut points taken from another fold's head would not be)."""
+    import numpy as np
+
+    from qrelkit import crossfold
+    from qrelkit.benchmarks import Benchmark, load_benchmark
+
+    spec = Benchmark("toy", "big-llm")
+    data = load_benchmark(spec, make_benchmark(tmp_path))
+    datas, teachers = {"toy": data}, {"toy": "big-llm"}
+    folds_of = {"toy": exp.fold_of_queries([p.qid for p in data.open_pairs + data.heldout_pairs], 2)}
+    rng = np.random.default_rng(0)
+    teacher = data.label_sets["big-llm"]
+    feature = {k: teacher[k] + rng.normal(0, 2) for k in crossfold._all_keys(data)}  # noisy, not separable
+    stacked = crossfold._stacked(
+        datas, teachers, folds_of, {("toy", *k): np.array([v]) for k, v in feature.items()}, []
+    )
+    assert stacked == crossfold._calibrated_per_collection(datas, teachers, folds_of, {"toy": feature})
