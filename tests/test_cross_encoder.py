@@ -189,7 +189,8 @@ def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None
     import subprocess
     import sys
 
-    from qrelkit.io import write_pairs, write_qrels
+    from qrelkit.io import write_documents, write_jsonl, write_pairs, write_qrels
+    from qrelkit.records import Document
 
     pairs, teacher = topic_pairs(list(TOPICS))
     write_pairs(tmp_path / "pairs.parquet", pairs)
@@ -224,6 +225,24 @@ def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None
     own = np.mean([labels[(q, q)] for q in TOPICS])
     other = np.mean([g for (q, d), g in labels.items() if q != d])
     assert own > other
+    # stage 1 on synthetic queries (seed passage relevant, BM25 neighbours and a random passage not), then stage 2
+    write_documents(tmp_path / "docs.parquet", [Document(doc_id=t, text=TOPICS[t][1]) for t in TOPICS])
+    synthetic = [{"qid": f"s-{t}", "text": f"where is the {t} page", "seed_doc_id": t} for t in TOPICS]
+    write_jsonl(tmp_path / "synthetic.jsonl", synthetic)
+    common = ("--student", "cross-encoder", "--max-length", "64", "--batch-size", "8")
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "ce1", *common, "--pretrain-queries", "synthetic.jsonl",
+            "--corpus", "docs.parquet", "--pretrain-max-queries", "5")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    stage1 = json.loads(r.stdout)["stage1"]
+    assert stage1["synthetic_queries"] == 5 and 5 < stage1["pairs"] <= 10 and stage1["steps"] > 0
+    assert json.loads((tmp_path / "ce1" / "card.json").read_text())["stage1"] == stage1
+    assert not (tmp_path / "ce1.ckpt").exists()
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", *common, "--pretrain-queries", "synthetic.jsonl")
+    assert r.returncode == 2 and "needs --corpus" in r.stderr
+    write_jsonl(tmp_path / "plain.jsonl", [{"qid": "q1", "text": "vpn"}])
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", *common, "--pretrain-queries", "plain.jsonl",
+            "--corpus", "docs.parquet")  # fmt: skip
+    assert r.returncode == 2 and "no seed_doc_id" in r.stderr and "Traceback" not in r.stderr
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "ft", "--fine-tune-epochs", "1", "--batch-size", "8")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["fine_tuned"]["loss"] == "CoSENT" and student_kind(tmp_path / "ft") == "frozen"

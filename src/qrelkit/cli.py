@@ -224,6 +224,16 @@ def distill(
         float | None, typer.Option(help="fine-tuned: step size (default 4e-5 cross-encoder, 2e-4 causal LoRA)")
     ] = None,
     allow_duplicates: Duplicates = False,
+    pretrain_queries: Annotated[
+        Path | None,
+        typer.Option(help="cross-encoder: first train on these synthetic queries (queries.jsonl with seed_doc_id)"),
+    ] = None,
+    corpus: Annotated[
+        Path | None, typer.Option(help="cross-encoder: the documents the synthetic queries were written from")
+    ] = None,
+    pretrain_max_queries: Annotated[
+        int | None, typer.Option(help="cross-encoder: pre-train on at most this many synthetic queries (a sample)")
+    ] = None,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
 
@@ -233,6 +243,7 @@ def distill(
 
     _at_least(1, max_length=max_length, batch_size=batch_size, time_budget=time_budget)
     _at_least(10, max_pairs=max_pairs)
+    _at_least(1, pretrain_max_queries=pretrain_max_queries)
     _at_least(0.01, epochs=epochs)
     _at_least(1e-7, learning_rate=learning_rate)
     _at_least(0, fine_tune_epochs=fine_tune_epochs)
@@ -255,6 +266,9 @@ def distill(
             fine_tune_epochs=fine_tune_epochs,
             learning_rate=learning_rate,
             duplicates="last" if allow_duplicates else "error",
+            pretrain_queries=pretrain_queries,
+            corpus=corpus,
+            pretrain_max_queries=pretrain_max_queries,
         )
     )
 

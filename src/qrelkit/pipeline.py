@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import platform
+import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -192,6 +193,9 @@ def distill_file(
     time_budget_s: float | None = None,
     fine_tune_epochs: float = 0.0,
     duplicates: str = "error",
+    pretrain_queries: str | Path | None = None,
+    corpus: str | Path | None = None,
+    pretrain_max_queries: int | None = None,
 ) -> dict[str, Any]:
     """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
     or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
@@ -200,9 +204,18 @@ def distill_file(
     encoder is first fine-tuned on the teacher's grades, CoSENT), ``cross-encoder`` (fine-tuned with ``loss``,
     ``epochs``, ``max_pairs``...) or ``causal`` (a small causal LM with LoRA; ``base`` ``gguf:ALIAS|PATH`` or an
     HF name, default SmolLM2-135M; ``max_length`` caps passage tokens; a GPU when present). Fine-tuning resumes
-    from ``<out>.ckpt/`` after a crash."""
+    from ``<out>.ckpt/`` after a crash.
+
+    ``pretrain_queries`` (cross-encoder): a ``queries.jsonl`` of synthetic queries with their ``seed_doc_id`` (what
+    ``qrelkit synth`` writes) over the documents of ``corpus``, for a first stage of training (the seed passage
+    relevant, BM25 neighbours not); ``pretrain_max_queries`` keeps a random sample of them."""
     if student not in STUDENT_KINDS:
         raise QrelkitError(f"unknown student {student!r}; choose {', '.join(STUDENT_KINDS)}")
+    if (pretrain_queries or corpus) and student != "cross-encoder":
+        raise QrelkitError("--pretrain-queries and --corpus train the cross-encoder student (--student cross-encoder)")
+    if bool(pretrain_queries) != bool(corpus):
+        raise QrelkitError("--pretrain-queries needs --corpus (the documents their seed_doc_id point to), and back")
+    synthetic = _seeded_queries(pretrain_queries, pretrain_max_queries, seed) if pretrain_queries else None
     taught = load_teacher(teacher, judgments=judgments, duplicates=duplicates)
     grades, soft, dist, card = taught.grades, taught.soft, taught.distribution, taught.card
     prs = read_pairs(pairs)
@@ -220,9 +233,10 @@ def distill_file(
         if student == "cross-encoder":
             from .students.cross_encoder import distill_cross_encoder
 
+            docs = {d.doc_id: d.text for d in read_documents(corpus)} if corpus else None
             tuned: Any = distill_cross_encoder(
                 prs, grades, soft=soft, base=base, loss=loss, learning_rate=learning_rate or 4e-5,
-                max_length=max_length, **shared,
+                max_length=max_length, pretrain_queries=synthetic, corpus=docs, **shared,
             )  # fmt: skip
         else:
             from .students.causal import DEFAULT_BASE, distill_causal
@@ -233,7 +247,7 @@ def distill_file(
             )  # fmt: skip
         tuned.save(out)
         shutil.rmtree(ckpt, ignore_errors=True)
-        keys = ("base", "train_pairs", "train_queries", "target", "training")
+        keys = ("base", "train_pairs", "train_queries", "target", "training", "stage1")
         return {"student": student, **{k: tuned.card[k] for k in keys if k in tuned.card}}
     encoder = None
     if fine_tune_epochs > 0:
@@ -266,6 +280,20 @@ def distill_file(
     shutil.rmtree(ckpt, ignore_errors=True)
     summary = ("head", "train_pairs", "train_queries", "target", "train_seconds", "fine_tuned")
     return {k: frozen.card[k] for k in summary if k in frozen.card}
+
+
+def _seeded_queries(path: str | Path, limit: int | None, seed: int) -> list[tuple[str, str, str]]:
+    """(qid, text, seed doc id) of the synthetic queries in ``path``, at most ``limit`` (a random sample)."""
+    rows = read_queries(path)
+    unseeded = [r["qid"] for r in rows if not r.get("seed_doc_id")]
+    if unseeded:
+        raise QrelkitError(
+            f"{path}: {len(unseeded)} queries have no seed_doc_id (e.g. {unseeded[0]!r}); pre-training needs the "
+            "document each synthetic query was written from, as `qrelkit synth` records it"
+        )
+    if limit is not None and len(rows) > limit:
+        rows = random.Random(seed).sample(rows, limit)
+    return [(str(r["qid"]), str(r["text"]), str(r["seed_doc_id"])) for r in rows]
 
 
 def label_file(

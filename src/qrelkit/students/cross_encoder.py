@@ -20,7 +20,7 @@ import json
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -284,12 +284,17 @@ def distill_cross_encoder(
     device: str | None = None,
     card: dict[str, Any] | None = None,
     strip_echoes: bool = True,
+    pretrain_queries: Sequence[tuple[str, str, str]] | None = None,
+    corpus: Mapping[str, str] | None = None,
 ) -> CrossEncoderStudent:
     """Fine-tune a :class:`CrossEncoderStudent` on the pairs the teacher graded (the expected grade from
     ``soft`` where given), then fit its grade thresholds to the teacher's grade shares on those pairs.
 
     ``max_pairs`` bounds the training set (a query-stratified sample, so every query keeps some pairs);
-    ``strip_echoes`` (the keyword-stuffing defence) has the student read passages without copies of the query."""
+    ``strip_echoes`` (the keyword-stuffing defence) has the student read passages without copies of the query.
+    ``pretrain_queries`` (qid, text, seed doc id), e.g. what ``qrelkit synth`` wrote over ``corpus`` (doc id →
+    text), add a first stage: one epoch of BCE with each seed passage as positive and BM25 neighbours as
+    negatives (:func:`synthetic_stage_pairs`), before the teacher's grades; ``time_budget_s`` bounds the second."""
     from .targets import sample_by_query, teacher_targets
 
     labelled, grades, _ = teacher_targets(pairs, teacher)
@@ -299,6 +304,24 @@ def distill_cross_encoder(
     soft = soft or {}
     targets = [soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(labelled, grades, strict=True)]
     student = CrossEncoderStudent.from_base(base, max_length=max_length, device=device, strip_echoes=strip_echoes)
+    if pretrain_queries:
+        if not corpus:
+            raise QrelkitError("pre-training on synthetic queries needs the corpus their seed documents come from")
+        stage_pairs, stage_targets = synthetic_stage_pairs(pretrain_queries, dict(corpus), seed=seed)
+        if not stage_pairs:
+            raise QrelkitError("no synthetic query's seed document is in the corpus: nothing to pre-train on")
+        stage1 = student.fit(
+            stage_pairs,
+            stage_targets,
+            loss="bce",
+            epochs=1,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            checkpoint_dir=Path(checkpoint_dir) / "stage1" if checkpoint_dir else None,
+            seed=seed,
+        )
+        queries_used = len({p.qid for p in stage_pairs})
+        student.card["stage1"] = {"synthetic_queries": queries_used, **stage1}
     stats = student.fit(
         labelled,
         targets,
