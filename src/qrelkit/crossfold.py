@@ -18,7 +18,7 @@ import gzip
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,18 @@ def _cut_by_fold(
     return out
 
 
+def _cuts_by_collection(
+    scores: np.ndarray, grades: np.ndarray, source: np.ndarray, collections: Iterable[str]
+) -> dict[str, list[float]]:
+    """Cut points giving training pairs the teacher's grade shares: ``"all"`` over every pair, and per collection
+    over its own pairs (``source``), or ``"all"``'s where a collection has fewer than 10."""
+    cuts = {"all": distribution_thresholds(scores, grades)}
+    for b in collections:
+        mask = source == b
+        cuts[b] = distribution_thresholds(scores[mask], grades[mask]) if mask.sum() >= 10 else cuts["all"]
+    return cuts
+
+
 def _pooled_cuts(
     datas: Mapping[str, BenchmarkData],
     teachers: Mapping[str, str],
@@ -358,10 +370,9 @@ def _stacked(
         xa, ya, src = np.array(x), np.array(y), np.array(source)
         mean, scale = xa.mean(axis=0), xa.std(axis=0) + 1e-9
         model = Ridge(alpha=1.0).fit((xa - mean) / scale, ya.astype(float))
-        fitted = model.predict((xa - mean) / scale)
+        fold_cuts = _cuts_by_collection(model.predict((xa - mean) / scale), ya, src, datas)
         for b, data in datas.items():
-            mask = src == b if (src == b).sum() >= 10 else np.ones(len(src), dtype=bool)  # few: every collection's
-            cuts[b][f] = distribution_thresholds(fitted[mask], ya[mask])
+            cuts[b][f] = fold_cuts[b]
             test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f]
             if test:
                 pred = model.predict((np.array([row(b, k) for k in test]) - mean) / scale)
@@ -405,18 +416,11 @@ def _train_and_score(
     t0 = time.perf_counter()
     scorer, training, student = _fit(spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device)
     train_s = time.perf_counter() - t0
-    # grade cut points: over all training pairs, and per collection over its own training pairs
-    train_scores = scorer(pairs)
-    g = np.array(grades)
-    src = np.array(source)
-    thresholds = {"all": distribution_thresholds(train_scores, g)}
+    thresholds = _cuts_by_collection(scorer(pairs), np.array(grades), np.array(source), datas)
     if student is not None:
         student.thresholds = thresholds["all"]
         student.card.update({"train_pairs": len(pairs), "fold": fold, "recipe": spec.name})
         student.save(path.parent / f"fold{fold}.student")
-    for b in datas:
-        mask = src == b
-        thresholds[b] = distribution_thresholds(train_scores[mask], g[mask]) if mask.sum() >= 10 else thresholds["all"]
     t1 = time.perf_counter()
     scores: dict[str, list[tuple[str, str, float]]] = {}
     n_test = 0
