@@ -3,6 +3,7 @@ experiment, on toy topics where relevance is unambiguous."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import shutil
@@ -159,7 +160,8 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
     assert seen == []
 
 
-def test_stage1_reads_the_shared_synthetic_queries_and_drops_real_ones(tmp_path: Path, monkeypatch) -> None:
+def _shared_synthetic_queries(tmp_path: Path, monkeypatch) -> tuple[dict, Path]:
+    """Two toy benchmarks and a ../shared-style synthetic-queries folder (two of its queries equal real ones)."""
     from qrelkit.benchmarks import load_benchmark
 
     specs = _two_toy_benchmarks(tmp_path)
@@ -174,7 +176,11 @@ def test_stage1_reads_the_shared_synthetic_queries_and_drops_real_ones(tmp_path:
     with gzip.open(root / "synthetic-queries" / "smollm2-135m.jsonl.gz", "wt") as fh:
         fh.write("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.setenv("QRELKIT_BENCHMARKS", str(root))
-    datas = {s.name: load_benchmark(s, root / s.name) for s in specs}
+    return {s.name: load_benchmark(s, root / s.name) for s in specs}, root
+
+
+def test_stage1_reads_the_shared_synthetic_queries_and_drops_real_ones(tmp_path: Path, monkeypatch) -> None:
+    datas, root = _shared_synthetic_queries(tmp_path, monkeypatch)
     spec = crossfold.CrossSpec("ce-syn-toy", synthetic_queries=100, max_length=64, batch_size=8)
     folder = crossfold._stage1(spec, datas, tmp_path / "work", None, root, "cpu")
     card = json.loads((folder / "card.json").read_text())
@@ -182,6 +188,31 @@ def test_stage1_reads_the_shared_synthetic_queries_and_drops_real_ones(tmp_path:
     n = card["stage1_queries"]
     assert n < card["stage1"]["pairs"] <= 2 * n  # its seed passage, and a random one unless that is the seed
     assert crossfold._stage1(spec, datas, tmp_path / "work", None, root, "cpu") == folder  # once per recipe
+
+
+def test_stage1_continues_a_smaller_recipe_on_the_next_queries(tmp_path: Path, monkeypatch) -> None:
+    datas, root = _shared_synthetic_queries(tmp_path, monkeypatch)
+    small = crossfold.CrossSpec("ce-syn-small", synthetic_queries=3, max_length=64, batch_size=8)
+    more = crossfold.CrossSpec("ce-syn-more", synthetic_queries=100, max_length=64, batch_size=8, stage1_from=small)
+    bases: list[str] = []
+    real = CrossEncoderStudent.from_base.__func__
+
+    def spy(cls, base, **kw):
+        bases.append(base)
+        return real(cls, base, **kw)
+
+    monkeypatch.setattr(CrossEncoderStudent, "from_base", classmethod(spy))
+    folder = crossfold._stage1(more, datas, tmp_path / "work", None, root, "cpu")
+    first = tmp_path / "work" / "ce-syn-small" / "stage1"
+    assert bases == [small.base, str(first)]  # the small recipe's stage 1 first, then continued from its weights
+    card, card_small = (json.loads((f / "card.json").read_text()) for f in (folder, first))
+    assert card_small["stage1_queries"] == 3
+    assert card["stage1_queries"] == 2 * len(TOPICS)
+    assert card["stage1_continues"] == {"recipe": small.name, "queries": 3}
+    assert card["stage1"]["pairs"] <= 2 * (2 * len(TOPICS) - 3)  # only the queries beyond the first three
+    with pytest.raises(QrelkitError, match="more synthetic queries"):
+        backwards = dataclasses.replace(small, name="x", stage1_from=more)
+        crossfold._stage1(backwards, datas, tmp_path / "w", None, root, None)
 
 
 def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None:

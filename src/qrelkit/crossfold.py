@@ -55,12 +55,21 @@ class CrossSpec:
     batch_size: int = 16
     learning_rate: float = 4e-5
     synthetic_queries: int = 0  # stage 1: this many synthetic queries (seed passage +, BM25 neighbours −)
+    # stage 1 continued from this recipe's stage-1 model on the queries beyond its count (the sample is
+    # prefix-stable, so the two stages together see this recipe's synthetic_queries, each once)
+    stage1_from: CrossSpec | None = None
     # the keyword-stuffing defence: off in the experiment (its passages hold no stuffing; the first recipes ran
     # without it), measured by benchmarks/injection.py instead
     strip_echoes: bool = False
     time_budget_s: float | None = None  # per fold's training (saved and used as trained when spent)
     about: str = ""
 
+
+SYN3K = CrossSpec(
+    "ce-minilm-syn3k-bce",
+    synthetic_queries=3000,
+    about="ce-minilm-syn-bce with three times the synthetic queries in stage 1 (3,000)",
+)
 
 CROSS_STUDENTS = (
     CrossSpec(
@@ -83,10 +92,12 @@ CROSS_STUDENTS = (
         synthetic_queries=1000,
         about="MiniLM cross-encoder: stage 1 on synthetic queries, then BCE on GPT-4o grade/3",
     ),
+    SYN3K,
     CrossSpec(
-        "ce-minilm-syn3k-bce",
-        synthetic_queries=3000,
-        about="ce-minilm-syn-bce with three times the synthetic queries in stage 1 (3,000)",
+        "ce-minilm-syn6k-bce",
+        synthetic_queries=6000,
+        stage1_from=SYN3K,
+        about="ce-minilm-syn3k-bce's stage 1 continued on 3,000 more synthetic queries (6,000 in all)",
     ),
     # the paper's student (benchmarks/gpu_student.sh runs these on one GPU; max_length: passage tokens)
     CrossSpec(
@@ -524,13 +535,20 @@ def _stage1(
 ) -> Path:
     """Stage 1 once per recipe (no benchmark label is used, so every fold may start from it): synthetic queries
     written from the benchmarks' passages, each with its seed passage as positive and BM25 neighbours as
-    negatives. Never a query equal to a benchmark query."""
+    negatives. Never a query equal to a benchmark query. With ``spec.stage1_from``, that recipe's stage 1 is
+    trained (or reused) first and continued on the queries of the sample beyond its count."""
     from .io import read_documents
     from .students.cross_encoder import CrossEncoderStudent, synthetic_stage_pairs
 
     folder = work / spec.name / "stage1"
     if (folder / "student.json").exists():
         return folder
+    before = spec.stage1_from
+    if before and (before.base, before.max_length) != (spec.base, spec.max_length):
+        raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: base and max_length must be the same")
+    if before and before.synthetic_queries >= spec.synthetic_queries:
+        raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: it needs more synthetic queries")
+    start = _stage1(before, datas, work, synthetic_file, data_root, device) if before else None
     default = "smollm2-135m.jsonl.gz"
     src = Path(synthetic_file) if synthetic_file else benchmark_dir("synthetic-queries", marker=default) / default
     if not src.exists():
@@ -541,18 +559,23 @@ def _stage1(
     rng = np.random.default_rng(0)
     rows = [r for r in rows if r["benchmark"] in datas and normalize_query(r["text"]) not in real]
     rows = [rows[i] for i in rng.permutation(len(rows))[: spec.synthetic_queries]]
+    seen = min(before.synthetic_queries, len(rows)) if before else 0
+    total, rows = len(rows), rows[seen:]
+    if not rows:
+        raise QrelkitError(f"{spec.name}: no synthetic queries beyond the {seen} of {before and before.name}")
     pairs: list[Pair] = []
     targets: list[float] = []
     for b in datas:
         root = data_root / b if data_root else benchmark_dir(b)  # b: a benchmark's folder name
         docs = {d.doc_id: d.text for d in read_documents(root / "passages.jsonl")}
-        queries = [(f"syn:{b}:{i}", r["text"], str(r["seed_pid"])) for i, r in enumerate(rows) if r["benchmark"] == b]
+        mine = [(i, r) for i, r in enumerate(rows, seen) if r["benchmark"] == b]
+        queries = [(f"syn:{b}:{i}", r["text"], str(r["seed_pid"])) for i, r in mine]
         p, t = synthetic_stage_pairs(queries, docs, seed=0)
         pairs += p
         targets += t
     log.info("%s stage 1: %d synthetic pairs from %d queries", spec.name, len(pairs), len(rows))
     student = CrossEncoderStudent.from_base(
-        spec.base, max_length=spec.max_length, device=device, strip_echoes=spec.strip_echoes
+        str(start) if start else spec.base, max_length=spec.max_length, device=device, strip_echoes=spec.strip_echoes
     )
     stats = student.fit(
         pairs,
@@ -563,7 +586,9 @@ def _stage1(
         learning_rate=spec.learning_rate,
         checkpoint_dir=folder.with_name("stage1.ckpt"),
     )
-    student.card.update({"stage1": stats, "stage1_queries": len(rows)})
+    student.card.update({"stage1": stats, "stage1_queries": total})
+    if before:
+        student.card["stage1_continues"] = {"recipe": before.name, "queries": seen}
     student.save(folder)  # a base for the folds only: no cut points (each fold fits its own)
     return folder
 
