@@ -71,8 +71,29 @@ def test_cross_encoder_learns_save_load_label(tmp_path: Path) -> None:
         load_student(tmp_path / "ce", runtime="tpu")
 
 
-def test_listwise_loss_trains_and_max_pairs_bounds(tmp_path: Path) -> None:
+def test_listwise_loss_trains_and_max_pairs_bounds(tmp_path: Path, monkeypatch) -> None:
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder.losses import ListNetLoss
+
+    calls = {"loss": 0, "model": 0, "inside": 0}
+    loss_forward, model_forward = ListNetLoss.forward, CrossEncoder.forward
+
+    def counted_loss(self, *args, **kw):
+        calls["loss"] += 1
+        calls["inside"] = 1
+        try:
+            return loss_forward(self, *args, **kw)
+        finally:
+            calls["inside"] = 0
+
+    def counted_model(self, *args, **kw):
+        calls["model"] += calls["inside"]
+        return model_forward(self, *args, **kw)
+
+    monkeypatch.setattr(ListNetLoss, "forward", counted_loss)
+    monkeypatch.setattr(CrossEncoder, "forward", counted_model)
     student = _train("listnet", epochs=1, max_pairs=40)
+    assert calls["model"] == calls["loss"] > 0  # a step's lists in one forward pass, not one pass per list or pair
     assert student.card["train_pairs"] == 40
     assert student.card["train_queries"] == len(TOPICS)  # a query-stratified sample keeps every query
     assert student.card["training"]["loss"] == "listnet"
@@ -210,7 +231,10 @@ def test_stage1_continues_a_smaller_recipe_on_the_next_queries(tmp_path: Path, m
     assert card["stage1_queries"] == 2 * len(TOPICS)
     assert card["stage1_continues"] == {"recipe": small.name, "queries": 3}
     assert card["stage1"]["pairs"] <= 2 * (2 * len(TOPICS) - 3)  # only the queries beyond the first three
-    with pytest.raises(QrelkitError, match="more synthetic queries"):
+    same = crossfold.CrossSpec("ce-syn-same", synthetic_queries=3, max_length=64, loss="listnet", stage1_from=small)
+    assert crossfold._stage1(same, datas, tmp_path / "work", None, root, "cpu") == first  # shared, not trained
+    assert len(bases) == 2
+    with pytest.raises(QrelkitError, match="as many synthetic queries"):
         backwards = dataclasses.replace(small, name="x", stage1_from=more)
         crossfold._stage1(backwards, datas, tmp_path / "w", None, root, None)
 

@@ -56,7 +56,8 @@ class CrossSpec:
     learning_rate: float = 4e-5
     synthetic_queries: int = 0  # stage 1: this many synthetic queries (seed passage +, BM25 neighbours −)
     # stage 1 continued from this recipe's stage-1 model on the queries beyond its count (the sample is
-    # prefix-stable, so the two stages together see this recipe's synthetic_queries, each once)
+    # prefix-stable, so the two stages together see this recipe's synthetic_queries, each once); with the same
+    # count, that recipe's stage 1 itself
     stage1_from: CrossSpec | None = None
     # the keyword-stuffing defence: off in the experiment (its passages hold no stuffing; the first recipes ran
     # without it), measured by benchmarks/injection.py instead
@@ -93,6 +94,13 @@ CROSS_STUDENTS = (
         about="MiniLM cross-encoder: stage 1 on synthetic queries, then BCE on GPT-4o grade/3",
     ),
     SYN3K,
+    CrossSpec(
+        "ce-minilm-syn3k-listnet",
+        loss="listnet",
+        synthetic_queries=3000,
+        stage1_from=SYN3K,
+        about="ce-minilm-syn3k-bce's stage 1, then ListNet over 8 passages a query on GPT-4o grades",
+    ),
     CrossSpec(
         "ce-minilm-syn6k-bce",
         synthetic_queries=6000,
@@ -536,7 +544,7 @@ def _stage1(
     """Stage 1 once per recipe (no benchmark label is used, so every fold may start from it): synthetic queries
     written from the benchmarks' passages, each with its seed passage as positive and BM25 neighbours as
     negatives. Never a query equal to a benchmark query. With ``spec.stage1_from``, that recipe's stage 1 is
-    trained (or reused) first and continued on the queries of the sample beyond its count."""
+    trained (or reused) first and continued on the queries of the sample beyond its count (none: shared as is)."""
     from .io import read_documents
     from .students.cross_encoder import CrossEncoderStudent, synthetic_stage_pairs
 
@@ -546,9 +554,13 @@ def _stage1(
     before = spec.stage1_from
     if before and (before.base, before.max_length) != (spec.base, spec.max_length):
         raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: base and max_length must be the same")
-    if before and before.synthetic_queries >= spec.synthetic_queries:
-        raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: it needs more synthetic queries")
-    start = _stage1(before, datas, work, synthetic_file, data_root, device) if before else None
+    if before and before.synthetic_queries > spec.synthetic_queries:
+        raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: it needs as many synthetic queries")
+    start: Path | None = None
+    if before:
+        start = _stage1(before, datas, work, synthetic_file, data_root, device)
+        if before.synthetic_queries == spec.synthetic_queries:
+            return start  # the same stage 1 (e.g. another loss in stage 2): shared, not trained again
     default = "smollm2-135m.jsonl.gz"
     src = Path(synthetic_file) if synthetic_file else benchmark_dir("synthetic-queries", marker=default) / default
     if not src.exists():
