@@ -234,6 +234,9 @@ def test_stage1_continues_a_smaller_recipe_on_the_next_queries(tmp_path: Path, m
     same = crossfold.CrossSpec("ce-syn-same", synthetic_queries=3, max_length=64, loss="listnet", stage1_from=small)
     assert crossfold._stage1(same, datas, tmp_path / "work", None, root, "cpu") == first  # shared, not trained
     assert len(bases) == 2
+    beyond = crossfold.CrossSpec("ce-syn-beyond", synthetic_queries=200, max_length=64, stage1_from=more)
+    with pytest.raises(QrelkitError, match=f"no synthetic queries for these benchmarks beyond the {2 * len(TOPICS)}"):
+        crossfold._stage1(beyond, datas, tmp_path / "work", None, root, "cpu")  # the sample holds no more
     with pytest.raises(QrelkitError, match="as many synthetic queries"):
         backwards = dataclasses.replace(small, name="x", stage1_from=more)
         crossfold._stage1(backwards, datas, tmp_path / "w", None, root, None)

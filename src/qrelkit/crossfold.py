@@ -581,7 +581,8 @@ def _stage1(
     seen = min(before.synthetic_queries, len(rows)) if before else 0
     total, rows = len(rows), rows[seen:]
     if not rows:
-        raise QrelkitError(f"{spec.name}: no synthetic queries beyond the {seen} of {before and before.name}")
+        after = f" beyond the {seen} {before.name} trained on" if before else ""
+        raise QrelkitError(f"{spec.name}: no synthetic queries for these benchmarks{after} in {src}")
     pairs: list[Pair] = []
     targets: list[float] = []
     for b in datas:
