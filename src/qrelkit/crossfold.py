@@ -560,12 +560,12 @@ def _stage1(
     if (folder / "student.json").exists():
         return folder
     before = spec.stage1_from
-    if before and (before.base, before.max_length) != (spec.base, spec.max_length):
-        raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: base and max_length must be the same")
-    if before and before.synthetic_queries > spec.synthetic_queries:
-        raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: it needs as many synthetic queries")
     start: Path | None = None
     if before:
+        if (before.base, before.max_length) != (spec.base, spec.max_length):
+            raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: base and max_length must be the same")
+        if before.synthetic_queries > spec.synthetic_queries:
+            raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: it needs as many synthetic queries")
         start = _stage1(before, datas, work, synthetic_file, data_root, device)
         if before.synthetic_queries == spec.synthetic_queries:
             return start  # the same stage 1 (e.g. another loss in stage 2): shared, not trained again
