@@ -598,16 +598,14 @@ def _stage1(
     student = CrossEncoderStudent.from_base(
         str(start) if start else spec.base, max_length=spec.max_length, device=device, strip_echoes=spec.strip_echoes
     )
-    stats = student.fit(
+    student.pretrain(
         pairs,
         targets,
-        loss="bce",
-        epochs=1,
         batch_size=spec.batch_size,
         learning_rate=spec.learning_rate,
         checkpoint_dir=folder.with_name("stage1.ckpt"),
     )
-    student.card.update({"stage1": stats, "stage1_queries": total})
+    student.card["stage1_queries"] = total  # with stage1_from: the earlier recipe's queries too
     if before:
         student.card["stage1_continues"] = {"recipe": before.name, "queries": seen}
     student.save(folder)  # a base for the folds only: no cut points (each fold fits its own)

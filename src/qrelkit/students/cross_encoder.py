@@ -186,6 +186,33 @@ class CrossEncoderStudent(ThresholdGrader):
         )
         return {"loss": loss, "train_rows": len(dataset), "pairs": len(pairs), "epochs": epochs, **stats}
 
+    def pretrain(
+        self,
+        pairs: Sequence[Pair],
+        targets: Sequence[float],
+        *,
+        batch_size: int = 32,
+        learning_rate: float = 2e-5,
+        checkpoint_dir: str | Path | None = None,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Stage 1, before the teacher's grades: one epoch of BCE on synthetic pairs (:func:`synthetic_stage_pairs`,
+        seed passages 3, BM25 neighbours 0), recorded in the card as ``stage1``. No teacher label is used."""
+        if not pairs:
+            raise QrelkitError("no synthetic query's seed document is in the corpus: nothing to pre-train on")
+        stats = self.fit(
+            pairs,
+            targets,
+            loss="bce",
+            epochs=1,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            checkpoint_dir=checkpoint_dir,
+            seed=seed,
+        )
+        self.card["stage1"] = {"synthetic_queries": len({p.qid for p in pairs}), **stats}
+        return stats
+
 
 def _loss(model: Any, name: str) -> Any:
     from sentence_transformers.cross_encoder import losses
@@ -310,20 +337,14 @@ def distill_cross_encoder(
         if not corpus:
             raise QrelkitError("pre-training on synthetic queries needs the corpus their seed documents come from")
         stage_pairs, stage_targets = synthetic_stage_pairs(pretrain_queries, dict(corpus), seed=seed)
-        if not stage_pairs:
-            raise QrelkitError("no synthetic query's seed document is in the corpus: nothing to pre-train on")
-        stage1 = student.fit(
+        student.pretrain(
             stage_pairs,
             stage_targets,
-            loss="bce",
-            epochs=1,
             batch_size=batch_size,
             learning_rate=learning_rate,
             checkpoint_dir=Path(checkpoint_dir) / "stage1" if checkpoint_dir else None,
             seed=seed,
         )
-        queries_used = len({p.qid for p in stage_pairs})
-        student.card["stage1"] = {"synthetic_queries": queries_used, **stage1}
     stats = student.fit(
         labelled,
         targets,
