@@ -181,6 +181,31 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
     assert seen == []
 
 
+def test_recipe_seed_draws_another_stage2_sample_and_reaches_training(tmp_path: Path, monkeypatch) -> None:
+    from qrelkit.benchmarks import load_benchmark
+
+    datas = {s.name: load_benchmark(s, tmp_path / "data" / s.name) for s in _two_toy_benchmarks(tmp_path)}
+    teachers = {b: "big-llm" for b in datas}
+    folds_of = {
+        b: crossfold.fold_of_queries([p.qid for p in d.open_pairs + d.heldout_pairs], 2) for b, d in datas.items()
+    }
+    calls: list[tuple[int, list[str]]] = []
+
+    def fit(self, pairs, targets, **kw):
+        calls.append((kw["seed"], sorted(f"{p.qid}/{p.doc_id}" for p in pairs)))
+        return {}
+
+    monkeypatch.setattr(CrossEncoderStudent, "fit", fit)
+    for seed in (0, 1):
+        spec = crossfold.CrossSpec(f"ce-seed{seed}", max_pairs=12, max_length=64, seed=seed)
+        path = tmp_path / "work" / spec.name / "fold0.scores.jsonl"
+        path.parent.mkdir(parents=True)
+        crossfold._train_and_score(spec, 0, datas, teachers, folds_of, None, path, "cpu")
+    assert [seed for seed, _ in calls] == [0, 1]
+    assert len(calls[0][1]) == len(calls[1][1]) == 12
+    assert calls[0][1] != calls[1][1]  # another query-stratified sample of the same size
+
+
 def _shared_synthetic_queries(tmp_path: Path, monkeypatch) -> tuple[dict, Path]:
     """Two toy benchmarks and a ../shared-style synthetic-queries folder (two of its queries equal real ones)."""
     from qrelkit.benchmarks import load_benchmark

@@ -63,6 +63,7 @@ class CrossSpec:
     # without it), measured by benchmarks/injection.py instead
     strip_echoes: bool = False
     time_budget_s: float | None = None  # per fold's training (saved and used as trained when spent)
+    seed: int = 0  # stage 2's pair sample, order and dropout (fine-tuned encoders): a second seed measures noise
     about: str = ""
 
 
@@ -100,6 +101,20 @@ CROSS_STUDENTS = (
         synthetic_queries=3000,
         stage1_from=SYN3K,
         about="ce-minilm-syn3k-bce's stage 1, then ListNet over 8 passages a query on GPT-4o grades",
+    ),
+    CrossSpec(
+        "ce-minilm-syn3k-bce-all",
+        synthetic_queries=3000,
+        stage1_from=SYN3K,
+        max_pairs=None,
+        about="ce-minilm-syn3k-bce's stage 1, then BCE on every GPT-4o-labelled training pair of the fold (~12,000)",
+    ),
+    CrossSpec(
+        "ce-minilm-syn3k-bce-seed1",
+        synthetic_queries=3000,
+        stage1_from=SYN3K,
+        seed=1,
+        about="ce-minilm-syn3k-bce again with another stage-2 seed (sample, order, dropout): how much is noise",
     ),
     CrossSpec(
         "ce-minilm-syn6k-bce",
@@ -437,7 +452,7 @@ def _train_and_score(
     pairs, grades, source = _training_pairs(datas, teachers, folds_of, fold)
     available = len(pairs)
     if spec.max_pairs and len(pairs) > spec.max_pairs:
-        keep = sorted(sample_by_query(pairs, spec.max_pairs, 0))
+        keep = sorted(sample_by_query(pairs, spec.max_pairs, spec.seed))
         pairs, grades, source = [pairs[i] for i in keep], [grades[i] for i in keep], [source[i] for i in keep]
     log.info("%s fold %d: training on %d of %d teacher-labelled pairs", spec.name, fold, len(pairs), available)
     t0 = time.perf_counter()
@@ -509,6 +524,7 @@ def _fit(
             batch_size=spec.batch_size,
             learning_rate=spec.learning_rate,
             checkpoint_dir=ckpt,
+            seed=spec.seed,
         )
         x = tuned.features([p.query for p in pairs], [p.text for p in pairs])
         g = np.array(grades)
@@ -533,6 +549,7 @@ def _fit(
         batch_size=spec.batch_size,
         learning_rate=spec.learning_rate,
         checkpoint_dir=ckpt,
+        seed=spec.seed,
     )
 
     def ce_scores(ps: Sequence[Pair]) -> np.ndarray:
