@@ -127,6 +127,23 @@ def test_sample_by_query_and_synthetic_stage_pairs() -> None:
         assert t == (3.0 if p.doc_id == p.qid[1:] else 0.0)
 
 
+def test_round_trip_keeps_queries_whose_seed_passage_bm25_finds() -> None:
+    docs = {d: t[1] for d, t in TOPICS.items()}
+    # each topic's query with its own passage as seed, and the same query claiming the previous topic's passage
+    names = list(TOPICS)
+    queries = [(q, TOPICS[q][0], q) for q in names] + [
+        (f"{q}-wrong", TOPICS[q][0], names[i - 1]) for i, q in enumerate(names)
+    ]
+    everyone, _ = synthetic_stage_pairs(queries, docs, negatives=0, n_random=0)
+    assert {p.qid for p in everyone} == {q for q, _, _ in queries}
+    kept, targets = synthetic_stage_pairs(queries, docs, negatives=0, n_random=0, round_trip=1)
+    assert {p.qid for p in kept} == set(names)  # a seed passage that shares no word with its query is dropped
+    assert targets == [3.0] * len(names)
+    rows = [{"qid": q, "text": t, "seed_pid": s, "benchmark": "toy"} for q, t, s in reversed(queries)]
+    kept_rows = crossfold._round_trip_kept(rows, {"toy": docs}, 1)
+    assert [r["qid"] for r in kept_rows] == [r["qid"] for r in rows if r["qid"] in TOPICS]  # in the rows' order
+
+
 def _two_toy_benchmarks(root: Path) -> list[Benchmark]:
     first = make_benchmark(root / "a")
     second = root / "data" / "toy2"

@@ -59,6 +59,8 @@ class CrossSpec:
     # prefix-stable, so the two stages together see this recipe's synthetic_queries, each once); with the same
     # count, that recipe's stage 1 itself
     stage1_from: CrossSpec | None = None
+    # stage 1 keeps only synthetic queries whose seed passage BM25 ranks within this many (None: every query)
+    round_trip: int | None = None
     # the keyword-stuffing defence: off in the experiment (its passages hold no stuffing; the first recipes ran
     # without it), measured by benchmarks/injection.py instead
     strip_echoes: bool = False
@@ -115,6 +117,12 @@ CROSS_STUDENTS = (
         stage1_from=SYN3K,
         seed=1,
         about="ce-minilm-syn3k-bce again with another stage-2 seed (sample, order, dropout): how much is noise",
+    ),
+    CrossSpec(
+        "ce-minilm-syn3k-rt20-bce",
+        synthetic_queries=3000,
+        round_trip=20,
+        about="ce-minilm-syn3k-bce's stage 1 on 3,000 synthetic queries whose seed passage BM25 ranks in the top 20",
     ),
     CrossSpec(
         "ce-minilm-syn6k-bce",
@@ -570,7 +578,6 @@ def _stage1(
     written from the benchmarks' passages, each with its seed passage as positive and BM25 neighbours as
     negatives. Never a query equal to a benchmark query. With ``spec.stage1_from``, that recipe's stage 1 is
     trained (or reused) first and continued on the queries of the sample beyond its count (none: shared as is)."""
-    from .io import read_documents
     from .students.cross_encoder import CrossEncoderStudent, synthetic_stage_pairs
 
     folder = work / spec.name / "stage1"
@@ -579,8 +586,10 @@ def _stage1(
     before = spec.stage1_from
     start: Path | None = None
     if before:
-        if (before.base, before.max_length) != (spec.base, spec.max_length):
-            raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: base and max_length must be the same")
+        if (before.base, before.max_length, before.round_trip) != (spec.base, spec.max_length, spec.round_trip):
+            raise QrelkitError(
+                f"{spec.name} continues {before.name}'s stage 1: base, max_length and round_trip must be the same"
+            )
         if before.synthetic_queries > spec.synthetic_queries:
             raise QrelkitError(f"{spec.name} continues {before.name}'s stage 1: it needs as many synthetic queries")
         start = _stage1(before, datas, work, synthetic_file, data_root, device)
@@ -595,7 +604,11 @@ def _stage1(
     real = {normalize_query(q) for d in datas.values() for q in d.queries.values()}
     rng = np.random.default_rng(0)
     rows = [r for r in rows if r["benchmark"] in datas and normalize_query(r["text"]) not in real]
-    rows = [rows[i] for i in rng.permutation(len(rows))[: spec.synthetic_queries]]
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    docs_of = {b: _passages(b, data_root) for b in datas}
+    if spec.round_trip:
+        rows = _round_trip_kept(rows, docs_of, spec.round_trip)
+    rows = rows[: spec.synthetic_queries]
     seen = min(before.synthetic_queries, len(rows)) if before else 0
     total, rows = len(rows), rows[seen:]
     if not rows:
@@ -603,9 +616,7 @@ def _stage1(
         raise QrelkitError(f"{spec.name}: no synthetic queries for these benchmarks{after} in {src}")
     pairs: list[Pair] = []
     targets: list[float] = []
-    for b in datas:
-        root = data_root / b if data_root else benchmark_dir(b)  # b: a benchmark's folder name
-        docs = {d.doc_id: d.text for d in read_documents(root / "passages.jsonl")}
+    for b, docs in docs_of.items():
         mine = [(i, r) for i, r in enumerate(rows, seen) if r["benchmark"] == b]
         queries = [(f"syn:{b}:{i}", r["text"], str(r["seed_pid"])) for i, r in mine]
         p, t = synthetic_stage_pairs(queries, docs, seed=0)
@@ -627,6 +638,27 @@ def _stage1(
         student.card["stage1_continues"] = {"recipe": before.name, "queries": seen}
     student.save(folder)  # a base for the folds only: no cut points (each fold fits its own)
     return folder
+
+
+def _passages(benchmark: str, data_root: Path | None) -> dict[str, str]:
+    from .io import read_documents
+
+    root = data_root / benchmark if data_root else benchmark_dir(benchmark)  # a benchmark's folder name
+    return {d.doc_id: d.text for d in read_documents(root / "passages.jsonl")}
+
+
+def _round_trip_kept(
+    rows: Sequence[dict[str, Any]], docs_of: Mapping[str, dict[str, str]], depth: int
+) -> list[dict[str, Any]]:
+    """The synthetic query rows (in their order) whose seed passage BM25 ranks within ``depth`` in its benchmark."""
+    from .students.cross_encoder import synthetic_stage_pairs
+
+    kept: set[int] = set()
+    for b, docs in docs_of.items():
+        queries = [(str(i), r["text"], str(r["seed_pid"])) for i, r in enumerate(rows) if r["benchmark"] == b]
+        pairs, _ = synthetic_stage_pairs(queries, docs, negatives=0, n_random=0, round_trip=depth)
+        kept.update(int(p.qid) for p in pairs)
+    return [r for i, r in enumerate(rows) if i in kept]
 
 
 def _report(

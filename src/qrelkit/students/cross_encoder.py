@@ -268,22 +268,30 @@ def synthetic_stage_pairs(
     rank_range: tuple[int, int] = (20, 60),
     n_random: int = 1,
     seed: int = 0,
+    round_trip: int | None = None,
 ) -> tuple[list[Pair], list[float]]:
     """Stage-1 training pairs from synthetic ``queries`` (qid, text, seed doc id) over ``docs`` (id → text):
     the seed passage graded 3, ``negatives`` BM25 neighbours drawn from ranks ``rank_range`` (near the topic,
-    but far enough down that few are unlabelled positives) and ``n_random`` random passages graded 0."""
+    but far enough down that few are unlabelled positives) and ``n_random`` random passages graded 0.
+
+    ``round_trip`` keeps only the queries whose seed passage BM25 ranks within that many results (the round-trip
+    filter of InPars and Promptagator): a query its own passage does not answer teaches the wrong positive."""
     from ..mine import BM25Index
     from ..records import Document
 
     doc_ids = list(docs)
     index = BM25Index([Document(doc_id=d, text=docs[d]) for d in doc_ids])
-    idx, _ = index.search([q for _, q, _ in queries], k=min(rank_range[1], len(doc_ids)))
+    depth = max(rank_range[1], round_trip or 0)
+    idx, _ = index.search([q for _, q, _ in queries], k=min(depth, len(doc_ids)))
     rng = random.Random(seed)
     pairs: list[Pair] = []
     targets: list[float] = []
     for (qid, text, seed_id), row in zip(queries, idx, strict=True):
         if seed_id not in docs:
             continue
+        if round_trip is not None and seed_id not in {doc_ids[i] for i in row[:round_trip]}:
+            continue
+        row = row[: rank_range[1]]
         band = [doc_ids[i] for i in row[rank_range[0] :] if doc_ids[i] != seed_id]
         chosen = rng.sample(band, min(negatives, len(band))) + rng.sample(doc_ids, n_random)
         pairs.append(Pair(qid=qid, query=text, doc_id=seed_id, text=docs[seed_id], source="seed"))
