@@ -167,7 +167,7 @@ CROSS_STUDENTS = (
 
 
 # what `qrelkit experiment --cross` runs: the recipes behind the committed results (the others are selectable with
-# --student; ce-minilm-listnet has no full-size run yet, the causal ones need a GPU)
+# --student; ce-minilm-listnet and ce-minilm-syn3k-bce-seed1 have no full-size run yet, the causal ones need a GPU)
 DEFAULT_CROSS = (
     "ce-minilm-bce",
     "minilm-ft-ridge",
@@ -175,6 +175,8 @@ DEFAULT_CROSS = (
     "ce-minilm-syn-bce",
     "ce-minilm-syn3k-bce",
     "ce-minilm-syn3k-listnet",
+    "ce-minilm-syn3k-bce-all",
+    "ce-minilm-syn3k-rt20-bce",
     "ce-minilm-syn6k-bce",
 )
 
