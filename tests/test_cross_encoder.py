@@ -101,6 +101,54 @@ def test_listwise_loss_trains_and_max_pairs_bounds(tmp_path: Path, monkeypatch) 
         _train("hinge", epochs=1)
 
 
+def test_stacked_student_learns_on_held_out_queries_and_round_trips(tmp_path: Path) -> None:
+    pairs, teacher = topic_pairs(list(TOPICS))
+    student = _train(epochs=10, stack_held_out=0.25)
+    stack = student.card["stack"]
+    # two of the eight queries are held out of training; the head over [own score, frozen features] learns on them
+    assert stack["held_out_queries"] == 2 and stack["held_out_pairs"] == 2 * len(TOPICS)
+    assert student.card["train_queries"] == 6 and student.card["train_pairs"] == 6 * len(TOPICS)
+    assert list(stack["coef"]) == ["cross_encoder", "cosine", "term_overlap", "query_terms", "log_doc_words",
+                                   "cosine_x_overlap"]  # fmt: skip
+    scores, grades = student.predict_pairs(pairs)
+    truth = np.array([teacher[(p.qid, p.doc_id)] for p in pairs])
+    by_query = scores.reshape(len(TOPICS), len(TOPICS))
+    assert (by_query.argmax(axis=1) == np.arange(len(TOPICS))).sum() >= 6
+    assert scores[truth == 3].mean() > scores[truth == 0].mean() + 1
+    own = student.own_scores([p.query for p in pairs], [p.text for p in pairs])
+    assert not np.allclose(own, scores)  # the head's scores, not the cross-encoder's
+    with pytest.raises(QrelkitError, match="stacked already"):
+        student.stack(pairs, truth.tolist())
+    student.save(tmp_path / "st")
+    assert (tmp_path / "st" / "frozen" / "head.json").exists()
+    again = load_student(tmp_path / "st")
+    s2, g2 = again.predict_pairs(pairs)
+    np.testing.assert_allclose(s2, scores, atol=1e-4)
+    assert (g2 == grades).all()
+    files = export_student(tmp_path / "st")
+    assert {"onnx", "frozen-onnx", "frozen-onnx-int8"} <= set(files)
+    s3, g3 = load_student(tmp_path / "st", runtime="onnx").predict_pairs(pairs)
+    np.testing.assert_allclose(s3, scores, atol=1e-3)  # both models in ONNX Runtime
+    assert (g3 == grades).mean() >= 0.98
+
+
+def test_split_by_query_is_query_disjoint_and_refuses_nonsense() -> None:
+    from qrelkit.students.targets import split_by_query
+
+    pairs, _ = topic_pairs(list(TOPICS))
+    train, held = split_by_query(pairs, 0.25, seed=0)
+    assert sorted(train + held) == list(range(len(pairs)))
+    assert not {pairs[i].qid for i in train} & {pairs[i].qid for i in held}
+    assert len({pairs[i].qid for i in held}) == 2
+    assert split_by_query(pairs, 0.25, seed=1) != (train, held)  # another seed, other queries
+    assert len({pairs[i].qid for i in split_by_query(pairs, 0.01, seed=0)[1]}) == 1  # at least one query each side
+    for share in (0.0, 1.0):
+        with pytest.raises(QrelkitError, match="share in"):
+            split_by_query(pairs, share, seed=0)
+    with pytest.raises(QrelkitError, match="at least 2"):
+        split_by_query(pairs[:8], 0.5, seed=0)  # one query
+
+
 def test_training_resumes_from_checkpoint_and_stops_on_time_budget(tmp_path: Path) -> None:
     pairs, teacher = topic_pairs(list(TOPICS))
     targets = [float(teacher[(p.qid, p.doc_id)]) for p in pairs]
@@ -157,10 +205,10 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
     seen: list[set[str]] = []
     real = crossfold._train_and_score
 
-    def spy(spec, fold, datas, teachers, folds_of, stage1, path, device):
+    def spy(spec, fold, datas, teachers, folds_of, stage1, path, device, features=None):
         pairs, _, _ = crossfold._training_pairs(datas, teachers, folds_of, fold)
         seen.append({p.qid for p in pairs})
-        return real(spec, fold, datas, teachers, folds_of, stage1, path, device)
+        return real(spec, fold, datas, teachers, folds_of, stage1, path, device, features)
 
     monkeypatch.setattr(crossfold, "_train_and_score", spy)
     recipe = crossfold.CrossSpec("ce-toy", epochs=2, max_pairs=None, max_length=64, batch_size=8)
@@ -221,6 +269,26 @@ def test_recipe_seed_draws_another_stage2_sample_and_reaches_training(tmp_path: 
     assert [seed for seed, _ in calls] == [0, 1]
     assert len(calls[0][1]) == len(calls[1][1]) == 12
     assert calls[0][1] != calls[1][1]  # another query-stratified sample of the same size
+
+
+def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_path: Path) -> None:
+    specs = _two_toy_benchmarks(tmp_path)
+    recipe = crossfold.CrossSpec(
+        "ce-stack-toy", epochs=2, max_pairs=None, max_length=64, batch_size=8, stack_held_out=0.34
+    )
+    out = tmp_path / "results"
+    crossfold.run_cross_collection(
+        specs, students=[recipe], folds=2, out_dir=out, bootstrap=20, data_root=tmp_path / "data"
+    )
+    for f in (0, 1):
+        fold = json.loads(gzip.decompress((out / ".cross-work" / recipe.name / f"fold{f}.scores.jsonl").read_bytes()))
+        stack = fold["stats"]["training"]["stack"]
+        # 3 open training queries per benchmark and fold, 6 in all: 2 held out for the head, 4 trained on
+        assert stack["held_out_queries"] == 2 and fold["stats"]["train_queries"] == 4
+        assert len(fold["scores"]["toy"]) == len(fold["scores"]["toy2"]) == 4 * len(TOPICS)
+    for b in ("toy", "toy2"):
+        assert len(read_qrels(out / b / "ce-stack-toy.qrels")) == len(TOPICS) ** 2
+    assert (out / ".cross-work" / "frozen-features.npz").exists()  # the features it stacks on, cached
 
 
 def _shared_synthetic_queries(tmp_path: Path, monkeypatch) -> tuple[dict, Path]:
@@ -331,8 +399,10 @@ def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None
     write_jsonl(tmp_path / "synthetic.jsonl", synthetic)
     common = ("--student", "cross-encoder", "--max-length", "64", "--batch-size", "8")
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "ce1", *common, "--pretrain-queries", "synthetic.jsonl",
-            "--corpus", "docs.parquet", "--pretrain-max-queries", "5")  # fmt: skip
+            "--corpus", "docs.parquet", "--pretrain-max-queries", "5", "--stack-held-out", "0.25")  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["stack"]["held_out_queries"] == 2  # and stacked on two held-out queries
+    assert (tmp_path / "ce1" / "frozen").is_dir()
     stage1 = json.loads(r.stdout)["stage1"]
     assert stage1["synthetic_queries"] == 5 and 5 < stage1["pairs"] <= 10 and stage1["steps"] > 0
     assert json.loads((tmp_path / "ce1" / "card.json").read_text())["stage1"] == stage1
@@ -347,5 +417,9 @@ def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["fine_tuned"]["loss"] == "CoSENT" and student_kind(tmp_path / "ft") == "frozen"
     assert json.loads((tmp_path / "ft" / "card.json").read_text())["fine_tuned"]["pairs"] == len(pairs)
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", *common, "--stack-held-out", "1")
+    assert r.returncode == 2 and "--stack-held-out must be in [0, 1)" in r.stderr
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", "--stack-held-out", "0.25")
+    assert r.returncode == 2 and "stacks the cross-encoder student" in r.stderr
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", "--student", "t5")
     assert r.returncode == 2 and "unknown student 't5'" in r.stderr and "Traceback" not in r.stderr

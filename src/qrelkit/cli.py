@@ -234,6 +234,13 @@ def distill(
     pretrain_max_queries: Annotated[
         int | None, typer.Option(help="cross-encoder: pre-train on at most this many synthetic queries (a sample)")
     ] = None,
+    stack_held_out: Annotated[
+        float,
+        typer.Option(
+            help="cross-encoder: keep this share of the queries out of training and stack the student on them with "
+            "the frozen MiniLM's features (0: no stacking)"
+        ),
+    ] = 0.0,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
 
@@ -247,6 +254,8 @@ def distill(
     _at_least(0.01, epochs=epochs)
     _at_least(1e-7, learning_rate=learning_rate)
     _at_least(0, fine_tune_epochs=fine_tune_epochs)
+    if not 0 <= stack_held_out < 1:
+        raise QrelkitError(f"--stack-held-out must be in [0, 1), got {stack_held_out:g}")
     _show(
         distill_file(
             pairs,
@@ -269,6 +278,7 @@ def distill(
             pretrain_queries=pretrain_queries,
             corpus=corpus,
             pretrain_max_queries=pretrain_max_queries,
+            stack_held_out=stack_held_out,
         )
     )
 

@@ -33,6 +33,7 @@ from .experiment import fold_of_queries, format_headline, headline, pick_by_name
 from .io import Qrels, atomic_write, write_qrels
 from .records import Pair, PairKey
 from .students.grading import distribution_thresholds, grades_from_thresholds
+from .students.stacking import fit_stack_head, stack_scores
 from .synth import normalize_query
 from .tables import markdown_table
 
@@ -65,6 +66,9 @@ class CrossSpec:
     # without it), measured by benchmarks/injection.py instead
     strip_echoes: bool = False
     time_budget_s: float | None = None  # per fold's training (saved and used as trained when spent)
+    # cross-encoder: this share of the training queries is kept out of training and the student stacked on them
+    # with the frozen features (CrossEncoderStudent.stack: what `qrelkit distill --stack-held-out` does)
+    stack_held_out: float = 0.0
     seed: int = 0  # stage 2's pair sample, order and dropout (fine-tuned encoders): a second seed measures noise
     about: str = ""
 
@@ -117,6 +121,14 @@ CROSS_STUDENTS = (
         stage1_from=SYN3K,
         seed=1,
         about="ce-minilm-syn3k-bce again with another stage-2 seed (sample, order, dropout): how much is noise",
+    ),
+    CrossSpec(
+        "ce-minilm-syn3k-bce-stack25",
+        synthetic_queries=3000,
+        stage1_from=SYN3K,
+        stack_held_out=0.25,
+        about="ce-minilm-syn3k-bce's stage 1, stage 2 on 75% of the training queries, stacked with the frozen "
+        "features on the other 25% (the product's `qrelkit distill --stack-held-out 0.25`)",
     ),
     CrossSpec(
         "ce-minilm-syn3k-rt20-bce",
@@ -227,7 +239,8 @@ def run_cross_collection(
     timing: dict[str, Any] = {}
     every_recipe: list[dict[str, dict[PairKey, float]]] = []
     grades: dict[str, dict[str, dict[PairKey, int]]] = {b: {} for b in datas}
-    features = _frozen_features(datas, work) if stack else None
+    wanted = stack or any(s.stack_held_out for s in students)
+    features = _frozen_features(datas, work) if wanted else None
     for spec in students:
         stage1 = _stage1(spec, datas, work, synthetic_file, data_root, device) if spec.synthetic_queries else None
         timing[spec.name] = {"folds": []}
@@ -236,7 +249,7 @@ def run_cross_collection(
         for f in range(folds):
             path = _fold_scores_path(work, spec, f)
             if not path.exists():
-                _train_and_score(spec, f, datas, teachers, folds_of, stage1, path, device)
+                _train_and_score(spec, f, datas, teachers, folds_of, stage1, path, device, features)
             fold = json.loads(gzip.decompress(path.read_bytes()))
             timing[spec.name]["folds"].append(fold["stats"])
             thresholds[f] = fold["thresholds"]
@@ -251,17 +264,17 @@ def run_cross_collection(
         crossfit = _calibrated_per_collection(datas, teachers, folds_of, scored)
         for b in datas:
             grades[b][f"{spec.name}-xcal"] = crossfit[b]
-        if features is not None:
+        if stack and features is not None:
             grades_stacked = _stacked(datas, teachers, folds_of, features, [scored])
             for b in datas:
                 grades[b][f"{spec.name}-stacked"] = grades_stacked[b]
         every_recipe.append(scored)
-    if features is not None and len(every_recipe) > 1:
+    if stack and features is not None and len(every_recipe) > 1:
         # one head over every recipe's scores: do the fine-tuned students err on different pairs?
         grades_stacked = _stacked(datas, teachers, folds_of, features, every_recipe)
         for b in datas:
             grades[b]["stacked-all"] = grades_stacked[b]
-    if features is not None:
+    if stack and features is not None:
         cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
         frozen = _calibrated_per_collection(datas, teachers, folds_of, cosine)
         for b in datas:
@@ -402,7 +415,9 @@ def _stacked(
     shares: the head's own scale. (Cut points fit on the other folds' stacked scores, as before, came from
     other heads, each on its own scale: a ridge over the frozen cosine alone, a monotone map of it, lost 0.03 κ
     and 0.10 quadratic κ against the cosine cut directly.)"""
-    from sklearn.linear_model import Ridge
+    from .students.encoder import FEATURES
+
+    columns = [f"recipe{i}" for i in range(len(recipe_scores))] + list(FEATURES)
 
     def row(b: str, k: PairKey) -> np.ndarray:
         return np.concatenate([[s[b][k] for s in recipe_scores], features[(b, *k)]])
@@ -420,14 +435,13 @@ def _stacked(
                     y.append(teacher[k])
                     source.append(b)
         xa, ya, src = np.array(x), np.array(y), np.array(source)
-        mean, scale = xa.mean(axis=0), xa.std(axis=0) + 1e-9
-        model = Ridge(alpha=1.0).fit((xa - mean) / scale, ya.astype(float))
-        fold_cuts = _cuts_by_collection(model.predict((xa - mean) / scale), ya, src, datas)
+        head = fit_stack_head(xa, ya, features=columns)
+        fold_cuts = _cuts_by_collection(stack_scores(head, xa), ya, src, datas)
         for b, data in datas.items():
             cuts[b][f] = fold_cuts[b]
             test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f]
             if test:
-                pred = model.predict((np.array([row(b, k) for k in test]) - mean) / scale)
+                pred = stack_scores(head, np.array([row(b, k) for k in test]))
                 stacked[b].update({k: float(v) for k, v in zip(test, pred, strict=True)})
     return {b: _cut_by_fold(_all_keys(d), stacked[b], folds_of[b], cuts[b]) for b, d in datas.items()}
 
@@ -456,19 +470,28 @@ def _train_and_score(
     stage1: Path | None,
     path: Path,
     device: str | None,
+    features: Mapping[tuple[str, str, str], np.ndarray] | None = None,
 ) -> None:
-    from .students.targets import sample_by_query
+    from .students.targets import sample_by_query, split_by_query
 
     pairs, grades, source = _training_pairs(datas, teachers, folds_of, fold)
+    held: tuple[list[Pair], list[int], list[str]] | None = None
+    if spec.stack_held_out:
+        train, out = split_by_query(pairs, spec.stack_held_out, spec.seed)
+        held = [pairs[i] for i in out], [grades[i] for i in out], [source[i] for i in out]
+        pairs, grades, source = [pairs[i] for i in train], [grades[i] for i in train], [source[i] for i in train]
     available = len(pairs)
     if spec.max_pairs and len(pairs) > spec.max_pairs:
         keep = sorted(sample_by_query(pairs, spec.max_pairs, spec.seed))
         pairs, grades, source = [pairs[i] for i in keep], [grades[i] for i in keep], [source[i] for i in keep]
     log.info("%s fold %d: training on %d of %d teacher-labelled pairs", spec.name, fold, len(pairs), available)
     t0 = time.perf_counter()
-    scorer, training, student = _fit(spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device)
+    stacking = (held[0], held[1], features) if held else None
+    scorer, training, student = _fit(spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device, stacking)
     train_s = time.perf_counter() - t0
-    thresholds = _cuts_by_collection(scorer(pairs), np.array(grades), np.array(source), datas)
+    # cut points where the scores are as on new queries: a stacked student's held-out pairs
+    cut_on = held or (pairs, grades, source)
+    thresholds = _cuts_by_collection(scorer(cut_on[0]), np.array(cut_on[1]), np.array(cut_on[2]), datas)
     if student is not None:
         student.thresholds = thresholds["all"]
         student.card.update({"train_pairs": len(pairs), "fold": fold, "recipe": spec.name})
@@ -478,7 +501,7 @@ def _train_and_score(
     n_test = 0
     for b, d in datas.items():
         test = [p for p in d.open_pairs + d.heldout_pairs if folds_of[b][p.qid] == fold]
-        s = scorer(test)
+        s = scorer([p.model_copy(update={"qid": f"{b}:{p.qid}"}) for p in test])  # as the training pairs
         scores[b] = [(p.qid, p.doc_id, float(v)) for p, v in zip(test, s, strict=True)]
         n_test += len(test)
     stats = {
@@ -499,7 +522,13 @@ def _train_and_score(
 
 
 def _fit(
-    spec: CrossSpec, pairs: list[Pair], grades: list[int], stage1: Path | None, ckpt: Path, device: str | None
+    spec: CrossSpec,
+    pairs: list[Pair],
+    grades: list[int],
+    stage1: Path | None,
+    ckpt: Path,
+    device: str | None,
+    stacking: tuple[list[Pair], list[int], Mapping[tuple[str, str, str], np.ndarray] | None] | None = None,
 ) -> tuple[Callable[[Sequence[Pair]], np.ndarray], dict[str, Any], Any]:
     """Train one fold's student; returns its scoring function (pairs → continuous 0–3 scores), stats and, for
     the causal student, the model (saved beside the fold's scores: the GPU benchmark labels with it)."""
@@ -565,7 +594,24 @@ def _fit(
     def ce_scores(ps: Sequence[Pair]) -> np.ndarray:
         return student.scores([p.query for p in ps], [p.text for p in ps])
 
-    return ce_scores, training, None
+    if stacking is None:
+        return ce_scores, training, None
+    held, held_grades, features = stacking
+    if features is None:
+        raise QrelkitError(f"{spec.name}: stacking needs the frozen features")
+
+    def frozen_rows(ps: Sequence[Pair]) -> np.ndarray:  # cached features of "benchmark:qid" pairs
+        return np.array([features[(p.qid.split(":", 1)[0], p.qid.split(":", 1)[1], p.doc_id)] for p in ps])
+
+    training["stack"] = student.stack(held, held_grades, features=frozen_rows(held))
+    stack_head = student.stack_head
+    assert stack_head is not None
+
+    def stacked_scores(ps: Sequence[Pair]) -> np.ndarray:
+        own = student.own_scores([p.query for p in ps], [p.text for p in ps])
+        return stack_scores(stack_head, np.column_stack([own, frozen_rows(ps)]))
+
+    return stacked_scores, training, None
 
 
 def _stage1(

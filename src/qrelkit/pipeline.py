@@ -196,6 +196,7 @@ def distill_file(
     pretrain_queries: str | Path | None = None,
     corpus: str | Path | None = None,
     pretrain_max_queries: int | None = None,
+    stack_held_out: float = 0.0,
 ) -> dict[str, Any]:
     """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
     or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
@@ -208,11 +209,15 @@ def distill_file(
 
     ``pretrain_queries`` (cross-encoder): a ``queries.jsonl`` of synthetic queries with their ``seed_doc_id`` (what
     ``qrelkit synth`` writes) over the documents of ``corpus``, for a first stage of training (the seed passage
-    relevant, BM25 neighbours not); ``pretrain_max_queries`` keeps a random sample of them."""
+    relevant, BM25 neighbours not); ``pretrain_max_queries`` keeps a random sample of them. ``stack_held_out``
+    (cross-encoder): that share of the queries is kept out of training and the student is stacked on their pairs
+    with the frozen MiniLM's features (:meth:`qrelkit.students.cross_encoder.CrossEncoderStudent.stack`)."""
     if student not in STUDENT_KINDS:
         raise QrelkitError(f"unknown student {student!r}; choose {', '.join(STUDENT_KINDS)}")
     if (pretrain_queries or corpus) and student != "cross-encoder":
         raise QrelkitError("--pretrain-queries and --corpus train the cross-encoder student (--student cross-encoder)")
+    if stack_held_out and student != "cross-encoder":
+        raise QrelkitError("--stack-held-out stacks the cross-encoder student (--student cross-encoder)")
     if bool(pretrain_queries) != bool(corpus):
         raise QrelkitError("--pretrain-queries needs --corpus (the documents their seed_doc_id point to), and back")
     synthetic = _seeded_queries(pretrain_queries, pretrain_max_queries, seed) if pretrain_queries else None
@@ -236,7 +241,8 @@ def distill_file(
             docs = {d.doc_id: d.text for d in read_documents(corpus)} if corpus else None
             tuned: Any = distill_cross_encoder(
                 prs, grades, soft=soft, base=base, loss=loss, learning_rate=learning_rate or 4e-5,
-                max_length=max_length, pretrain_queries=synthetic, corpus=docs, **shared,
+                max_length=max_length, pretrain_queries=synthetic, corpus=docs, stack_held_out=stack_held_out,
+                **shared,
             )  # fmt: skip
         else:
             from .students.causal import DEFAULT_BASE, distill_causal
@@ -247,7 +253,7 @@ def distill_file(
             )  # fmt: skip
         tuned.save(out)
         shutil.rmtree(ckpt, ignore_errors=True)
-        keys = ("base", "train_pairs", "train_queries", "target", "training", "stage1")
+        keys = ("base", "train_pairs", "train_queries", "target", "training", "stage1", "stack")
         return {"student": student, **{k: tuned.card[k] for k in keys if k in tuned.card}}
     encoder = None
     if fine_tune_epochs > 0:

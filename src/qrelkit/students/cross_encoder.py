@@ -32,7 +32,10 @@ from ..io import Qrels, folder_replaced
 from ..models import MINILM_ALIAS, resolve_encoder
 from ..records import GRADES, Pair
 from ..tables import markdown_table
+from .cross_encoder_onnx import COMPANION
+from .encoder import Student
 from .grading import ThresholdGrader, distribution_thresholds, strip_query_echoes
+from .stacking import fit_stack_head, stack_scores
 from .training import run_trainer
 
 log = logging.getLogger("qrelkit")
@@ -51,15 +54,29 @@ def _default_device() -> str:
 class CrossEncoderStudent(ThresholdGrader):
     """A cross-encoder relevance labeler; :meth:`save` / :meth:`load` a folder.
 
-    ``model`` is a ``sentence_transformers.CrossEncoder`` with one output logit.
+    ``model`` is a ``sentence_transformers.CrossEncoder`` with one output logit. A stacked student (see
+    :meth:`stack`) also holds ``companion``, a frozen bi-encoder :class:`~qrelkit.students.encoder.Student`, and
+    ``stack_head``, a ridge over its own score and the companion's features (:mod:`qrelkit.students.stacking`).
     """
 
     kind = KIND
 
-    def __init__(self, model: Any, card: dict[str, Any], thresholds: list[float] | None = None):
+    def __init__(
+        self,
+        model: Any,
+        card: dict[str, Any],
+        thresholds: list[float] | None = None,
+        *,
+        companion: Student | None = None,
+        stack_head: dict[str, Any] | None = None,
+    ):
+        if (companion is None) != (stack_head is None):
+            raise QrelkitError("a stacked cross-encoder needs both its frozen companion and its stacking head")
         self.model = model
         self.card = card
         self.thresholds = thresholds
+        self.companion = companion
+        self.stack_head = stack_head
 
     # ------------------------------------------------------------ construction
 
@@ -99,19 +116,32 @@ class CrossEncoderStudent(ThresholdGrader):
 
             tokenizer = AutoTokenizer.from_pretrained(str(p / "model"))
             model = OnnxPairScorer(p / CE_ONNX_FILES[runtime], tokenizer, max_length=max_length)
-        return cls(model, {**card, "runtime": runtime}, meta.get("thresholds"))
+        head = meta.get("stack")
+        companion = Student.load(p / COMPANION, device=device or "cpu", runtime=runtime) if head else None
+        return cls(model, {**card, "runtime": runtime}, meta.get("thresholds"), companion=companion, stack_head=head)
 
     def save(self, path: str | Path) -> None:
+        meta = {"kind": KIND, "thresholds": self.thresholds, "stack": self.stack_head}
         with folder_replaced(path) as tmp:
             self.model.save_pretrained(str(tmp / "model"))
-            (tmp / "student.json").write_text(json.dumps({"kind": KIND, "thresholds": self.thresholds}, indent=1))
+            if self.companion is not None:
+                self.companion.save(tmp / COMPANION)
+            (tmp / "student.json").write_text(json.dumps(meta, indent=1))
             (tmp / "card.json").write_text(json.dumps(self.card, indent=1, default=str))
             (tmp / "README.md").write_text(_model_card(self.card, self.thresholds))
 
     # ------------------------------------------------------------ prediction
 
     def scores(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """A continuous 0–3 grade estimate per pair: 3 · sigmoid(logit)."""
+        """A continuous 0–3 grade estimate per pair: 3 · sigmoid(logit), or for a stacked student the stacking
+        head over that and the companion's features."""
+        own = self.own_scores(queries, docs, batch_size=batch_size)
+        if self.stack_head is None or self.companion is None or not len(own):
+            return own
+        return stack_scores(self.stack_head, self._stack_rows(own, queries, docs, batch_size))
+
+    def own_scores(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """The cross-encoder's own 0–3 estimate, 3 · sigmoid(logit), stacked or not."""
         if not queries:
             return np.zeros(0, dtype=np.float64)
         docs = self._read(queries, docs)
@@ -119,6 +149,47 @@ class CrossEncoderStudent(ThresholdGrader):
             list(zip(queries, docs, strict=True)), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
         )
         return 3.0 * np.asarray(probs, dtype=np.float64).reshape(-1)
+
+    def _stack_rows(self, own: np.ndarray, queries: Sequence[str], docs: Sequence[str], batch_size: int) -> np.ndarray:
+        assert self.companion is not None
+        return np.column_stack([own, self.companion.features(queries, docs, batch_size=batch_size)])
+
+    def stack(
+        self,
+        pairs: Sequence[Pair],
+        grades: Sequence[int],
+        *,
+        companion: Student | None = None,
+        targets: Sequence[float] | None = None,
+        features: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """Become a stacked student: fit a ridge over [own score, frozen ``companion``'s features] (default: the
+        frozen all-MiniLM-L6-v2, reading passages as this student does) to ``targets`` (default ``grades``) on
+        ``pairs``, then the grade thresholds on the head's scores there. ``pairs`` must be pairs this student never
+        trained on (e.g. held-out queries): on its training pairs its own score looks more certain than it is.
+        ``features``: the companion's :meth:`~qrelkit.students.encoder.Student.features` of ``pairs`` when already
+        computed."""
+        if len(pairs) != len(grades) or len(pairs) < 10:
+            raise QrelkitError(f"stacking needs at least 10 held-out pairs with one grade each (got {len(pairs)})")
+        if self.stack_head is not None:
+            raise QrelkitError("this student is stacked already")
+        companion = companion or Student.from_base(strip_echoes=bool(self.card.get("strip_query_echoes")))
+        queries, docs = [p.query for p in pairs], [p.text for p in pairs]
+        if features is None:
+            features = companion.features(queries, docs)
+        x = np.column_stack([self.own_scores(queries, docs), features])
+        y = np.asarray(targets if targets is not None else grades, dtype=np.float64)
+        head = fit_stack_head(x, y)
+        self.companion, self.stack_head = companion, head
+        self.thresholds = distribution_thresholds(stack_scores(head, x), np.asarray(grades))
+        stats = {
+            "companion": companion.card.get("base"),
+            "held_out_pairs": len(pairs),
+            "held_out_queries": len({p.qid for p in pairs}),
+            "coef": dict(zip(head["features"], np.round(head["coef"], 4).tolist(), strict=True)),
+        }
+        self.card["stack"] = stats
+        return stats
 
     def _read(self, queries: Sequence[str], docs: Sequence[str]) -> list[str]:
         """The passages as the student reads them: without copies of the query when trained with the
@@ -323,6 +394,7 @@ def distill_cross_encoder(
     strip_echoes: bool = True,
     pretrain_queries: Sequence[tuple[str, str, str]] | None = None,
     corpus: Mapping[str, str] | None = None,
+    stack_held_out: float = 0.0,
 ) -> CrossEncoderStudent:
     """Fine-tune a :class:`CrossEncoderStudent` on the pairs the teacher graded (the expected grade from
     ``soft`` where given), then fit its grade thresholds to the teacher's grade shares on those pairs.
@@ -331,14 +403,22 @@ def distill_cross_encoder(
     ``strip_echoes`` (the keyword-stuffing defence) has the student read passages without copies of the query.
     ``pretrain_queries`` (qid, text, seed doc id), e.g. what ``qrelkit synth`` wrote over ``corpus`` (doc id →
     text), add a first stage: one epoch of BCE with each seed passage as positive and BM25 neighbours as
-    negatives (:func:`synthetic_stage_pairs`), before the teacher's grades; ``time_budget_s`` bounds the second."""
-    from .targets import sample_by_query, teacher_targets
+    negatives (:func:`synthetic_stage_pairs`), before the teacher's grades; ``time_budget_s`` bounds the second.
+
+    ``stack_held_out`` (a share of the queries, e.g. 0.25) keeps those queries' pairs out of training and stacks the
+    student on them with the frozen bi-encoder's features (:meth:`CrossEncoderStudent.stack`)."""
+    from .targets import sample_by_query, split_by_query, teacher_targets
 
     labelled, grades, _ = teacher_targets(pairs, teacher)
+    soft = soft or {}
+    held: list[Pair] = []
+    if stack_held_out:
+        train, out = split_by_query(labelled, stack_held_out, seed)
+        held, held_grades = [labelled[i] for i in out], grades[out]
+        labelled, grades = [labelled[i] for i in train], grades[train]
     if max_pairs is not None and len(labelled) > max_pairs:
         keep = sorted(sample_by_query(labelled, max_pairs, seed))
         labelled, grades = [labelled[i] for i in keep], grades[keep]
-    soft = soft or {}
     targets = [soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(labelled, grades, strict=True)]
     student = CrossEncoderStudent.from_base(base, max_length=max_length, device=device, strip_echoes=strip_echoes)
     if pretrain_queries:
@@ -364,7 +444,11 @@ def distill_cross_encoder(
         time_budget_s=time_budget_s,
         seed=seed,
     )
-    student.calibrate(labelled, grades.tolist())
+    if held:
+        held_targets = [soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(held, held_grades, strict=True)]
+        student.stack(held, held_grades.tolist(), targets=held_targets)
+    else:
+        student.calibrate(labelled, grades.tolist())
     student.card.update(card or {})
     student.card.update(
         {

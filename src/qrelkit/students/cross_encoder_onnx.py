@@ -15,14 +15,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
-from .onnx import _quantize, export_graph
+from .onnx import _quantize, export_graph, export_onnx
 
+COMPANION = "frozen"  # a stacked student's subfolder: the frozen bi-encoder it stacks with
 CE_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-int8-mixed": "model.int8-mixed.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def export_cross_encoder(student_dir: str | Path, *, quantize: bool = True) -> dict[str, Path]:
-    """Write ``model.onnx`` (fp32 logits) and, with ``quantize``, the int8 models into a cross-encoder folder."""
+    """Write ``model.onnx`` (fp32 logits) and, with ``quantize``, the int8 models into a cross-encoder folder; a
+    stacked student's frozen companion (``frozen/``) is exported beside it, so each runtime runs both models."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(student_dir)
@@ -42,6 +44,8 @@ def export_cross_encoder(student_dir: str | Path, *, quantize: bool = True) -> d
     out = {"onnx": fp32}
     if quantize:
         out.update(_quantize(fp32, folder, CE_ONNX_FILES))
+    if (folder / COMPANION / "head.json").exists():
+        out.update({f"{COMPANION}-{k}": v for k, v in export_onnx(folder / COMPANION, quantize=quantize).items()})
     return out
 
 

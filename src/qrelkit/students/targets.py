@@ -130,3 +130,16 @@ def sample_by_query(pairs: Sequence[Pair], n: int, seed: int) -> list[int]:
         chosen.extend(layer[: n - len(chosen)])
         depth += 1
     return chosen
+
+
+def split_by_query(pairs: Sequence[Pair], held_out: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of the pairs to train on and of the pairs of a random ``held_out`` share of the queries (at least
+    one query on each side): query-disjoint, so a head fitted on the held-out side sees the student's scores as on
+    new queries."""
+    qids = sorted({p.qid for p in pairs})
+    if len(qids) < 2 or not 0 < held_out < 1:
+        raise QrelkitError(f"holding out a share in (0, 1) of the queries needs at least 2 (got {len(qids)})")
+    n_out = min(len(qids) - 1, max(1, round(held_out * len(qids))))
+    out = set(random.Random(seed).sample(qids, n_out))
+    train = [i for i, p in enumerate(pairs) if p.qid not in out]
+    return train, [i for i, p in enumerate(pairs) if p.qid in out]
