@@ -130,6 +130,13 @@ def test_stacked_student_learns_on_held_out_queries_and_round_trips(tmp_path: Pa
     s3, g3 = load_student(tmp_path / "st", runtime="onnx").predict_pairs(pairs)
     np.testing.assert_allclose(s3, scores, atol=1e-3)  # both models in ONNX Runtime
     assert (g3 == grades).mean() >= 0.98
+    from qrelkit.bench import _student_run  # the bench times both models and counts both models' tokens
+
+    rows = [p.model_dump(include={"qid", "query", "doc_id", "text"}) for p in pairs]
+    timed = _student_run(str(tmp_path / "st"), "onnx", rows, 16)
+    assert timed["grades"] == g3.tolist()
+    joint = again.model.tokenizer([p.query for p in pairs], [p.text for p in pairs])["input_ids"]
+    assert timed["tokens"] > sum(len(x) for x in joint)
 
 
 def test_split_by_query_is_query_disjoint_and_refuses_nonsense() -> None:

@@ -129,21 +129,24 @@ def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pai
     student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up: first-call allocations, lazy init
     student.clear_cache()  # every timed text is encoded for real
     timed = _timed(student.predict, queries, docs, batch_pairs)
-    # What the encoder processed: each distinct text once (the student caches embeddings), truncated.
+    flops, tokens = _frozen_cost(student, Path(model), queries, docs, batch_pairs)
+    return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _frozen_cost(
+    student: Any, folder: Path, queries: list[str], docs: list[str], batch_pairs: int
+) -> tuple[float, int]:
+    """FLOPs and tokens of what a frozen student's encoder processed: each distinct text once (it caches
+    embeddings), truncated."""
     tokenizer, max_length = student.encoder.tokenizer, int(student.card.get("max_length", 256))
     texts = list(
         dict.fromkeys(
-            t for start in range(0, len(rows), batch_pairs) for t in _batch_texts(queries, docs, start, batch_pairs)
+            t for start in range(0, len(queries), batch_pairs) for t in _batch_texts(queries, docs, start, batch_pairs)
         )
     )
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    config = json.loads((Path(model) / "encoder" / "config.json").read_text())
-    return {
-        **timed,
-        "flops": encoder_flops(config, lengths),
-        "tokens": int(sum(lengths)),
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    config = json.loads((folder / "encoder" / "config.json").read_text())
+    return encoder_flops(config, lengths), int(sum(lengths))
 
 
 def _timed(predict: Callable[..., Any], queries: list[str], docs: list[str], batch_pairs: int) -> dict[str, Any]:
@@ -164,25 +167,30 @@ def _timed(predict: Callable[..., Any], queries: list[str], docs: list[str], bat
 
 def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
     """:func:`_student_run` for a cross-encoder: every pair is one encoder pass over query and passage together
-    (nothing to cache), so its FLOPs are those of each pair's joint tokens."""
+    (nothing to cache), so its FLOPs are those of each pair's joint tokens; a stacked one adds its frozen
+    companion's."""
     from transformers import AutoTokenizer
 
     from .students import load_student
+    from .students.cross_encoder import CrossEncoderStudent
+    from .students.cross_encoder_onnx import COMPANION
 
     student = load_student(model, runtime=runtime)
+    assert isinstance(student, CrossEncoderStudent)
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
     student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up
+    if student.companion is not None:
+        student.companion.clear_cache()  # every timed text is encoded for real
     timed = _timed(student.predict, queries, docs, batch_pairs)
     tokenizer = AutoTokenizer.from_pretrained(str(Path(model) / "model"))
     max_length = int(student.card.get("max_length", 256))
     lengths = [len(x) for x in tokenizer(queries, docs, truncation="longest_first", max_length=max_length)["input_ids"]]
     config = json.loads((Path(model) / "model" / "config.json").read_text())
-    return {
-        **timed,
-        "flops": encoder_flops(config, lengths),
-        "tokens": int(sum(lengths)),
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    flops, tokens = encoder_flops(config, lengths), int(sum(lengths))
+    if student.companion is not None:
+        more = _frozen_cost(student.companion, Path(model) / COMPANION, queries, docs, batch_pairs)
+        flops, tokens = flops + more[0], tokens + more[1]
+    return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb()}
 
 
 def _batch_texts(queries: list[str], docs: list[str], start: int, size: int) -> list[str]:
