@@ -296,6 +296,8 @@ def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_p
     for b in ("toy", "toy2"):
         assert len(read_qrels(out / b / "ce-stack-toy.qrels")) == len(TOPICS) ** 2
     assert (out / ".cross-work" / "frozen-features.npz").exists()  # the features it stacks on, cached
+    fold0 = load_student(out / ".cross-work" / recipe.name / "fold0.student")  # saved, stacked, for the bench
+    assert isinstance(fold0, CrossEncoderStudent) and fold0.stack_head and fold0.card["recipe"] == recipe.name
 
 
 def _shared_synthetic_queries(tmp_path: Path, monkeypatch) -> tuple[dict, Path]:

@@ -531,7 +531,8 @@ def _fit(
     stacking: tuple[list[Pair], list[int], Mapping[tuple[str, str, str], np.ndarray] | None] | None = None,
 ) -> tuple[Callable[[Sequence[Pair]], np.ndarray], dict[str, Any], Any]:
     """Train one fold's student; returns its scoring function (pairs → continuous 0–3 scores), stats and, for
-    the causal student, the model (saved beside the fold's scores: the GPU benchmark labels with it)."""
+    the causal and the stacked cross-encoder students, the model (saved beside the fold's scores: the benchmarks
+    label with it). ``stacking``: the held-out pairs, their grades and the frozen features to stack on."""
     if spec.kind == "causal":
         from .students.causal import CausalStudent
 
@@ -611,7 +612,7 @@ def _fit(
         own = student.own_scores([p.query for p in ps], [p.text for p in ps])
         return stack_scores(stack_head, np.column_stack([own, frozen_rows(ps)]))
 
-    return stacked_scores, training, None
+    return stacked_scores, training, student  # saved beside the fold's scores: a student for `qrelkit bench`
 
 
 def _stage1(
