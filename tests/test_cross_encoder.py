@@ -285,7 +285,7 @@ def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_p
     )
     out = tmp_path / "results"
     crossfold.run_cross_collection(
-        specs, students=[recipe], folds=2, out_dir=out, bootstrap=20, data_root=tmp_path / "data"
+        specs, students=[recipe], folds=2, out_dir=out, bootstrap=20, data_root=tmp_path / "data", stack=True
     )
     for f in (0, 1):
         fold = json.loads(gzip.decompress((out / ".cross-work" / recipe.name / f"fold{f}.scores.jsonl").read_bytes()))
@@ -295,6 +295,8 @@ def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_p
         assert len(fold["scores"]["toy"]) == len(fold["scores"]["toy2"]) == 4 * len(TOPICS)
     for b in ("toy", "toy2"):
         assert len(read_qrels(out / b / "ce-stack-toy.qrels")) == len(TOPICS) ** 2
+        assert not (out / b / "ce-stack-toy-stacked.qrels").exists()  # stacked already: not stacked twice
+        assert (out / b / "minilm-cosine-cross.qrels").exists()
     assert (out / ".cross-work" / "frozen-features.npz").exists()  # the features it stacks on, cached
     fold0 = load_student(out / ".cross-work" / recipe.name / "fold0.student")  # saved, stacked, for the bench
     assert isinstance(fold0, CrossEncoderStudent) and fold0.stack_head and fold0.card["recipe"] == recipe.name

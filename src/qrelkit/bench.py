@@ -193,6 +193,15 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb()}
 
 
+def _student_label(card: dict[str, Any]) -> str:
+    """A student's row name: its kind and base (a folder base by its last two parts), stacked or not."""
+    base = str(card.get("base", "MiniLM"))
+    if "/" in base and Path(base).exists():
+        base = "/".join(Path(base).parts[-2:])
+    stacked = f" + frozen {card['stack'].get('companion')} (stacked)" if isinstance(card.get("stack"), dict) else ""
+    return f"student {card.get('kind', 'frozen')} {base}{stacked}"
+
+
 def _batch_texts(queries: list[str], docs: list[str], start: int, size: int) -> list[str]:
     return queries[start : start + size] + docs[start : start + size]
 
@@ -315,7 +324,7 @@ def run_bench(
             fp32_grades = r["grades"]
         runs.append(
             {
-                "labeler": f"student {card.get('kind', 'frozen')} {card.get('base', 'MiniLM')}",
+                "labeler": _student_label(card),
                 "role": "student",
                 "runtime": RUNTIME_NAMES[runtime],
                 "pairs": len(rows),

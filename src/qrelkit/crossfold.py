@@ -179,7 +179,7 @@ CROSS_STUDENTS = (
 
 
 # what `qrelkit experiment --cross` runs: the recipes behind the committed results (the others are selectable with
-# --student; ce-minilm-listnet and ce-minilm-syn3k-bce-seed1 have no full-size run yet, the causal ones need a GPU)
+# --student; ce-minilm-listnet has no full-size run yet, the causal ones need a GPU)
 DEFAULT_CROSS = (
     "ce-minilm-bce",
     "minilm-ft-ridge",
@@ -190,6 +190,8 @@ DEFAULT_CROSS = (
     "ce-minilm-syn3k-bce-all",
     "ce-minilm-syn3k-rt20-bce",
     "ce-minilm-syn6k-bce",
+    "ce-minilm-syn3k-bce-seed1",
+    "ce-minilm-syn3k-bce-stack25",
 )
 
 
@@ -264,7 +266,7 @@ def run_cross_collection(
         crossfit = _calibrated_per_collection(datas, teachers, folds_of, scored)
         for b in datas:
             grades[b][f"{spec.name}-xcal"] = crossfit[b]
-        if stack and features is not None:
+        if stack and features is not None and not spec.stack_held_out:  # stacked already
             grades_stacked = _stacked(datas, teachers, folds_of, features, [scored])
             for b in datas:
                 grades[b][f"{spec.name}-stacked"] = grades_stacked[b]
