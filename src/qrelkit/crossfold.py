@@ -131,6 +131,13 @@ CROSS_STUDENTS = (
         "features on the other 25% (the product's `qrelkit distill --stack-held-out 0.25`)",
     ),
     CrossSpec(
+        "ce-minilm-syn3k-bce-stack50",
+        synthetic_queries=3000,
+        stage1_from=SYN3K,
+        stack_held_out=0.5,
+        about="ce-minilm-syn3k-bce-stack25 with half the training queries held out for the stacking head",
+    ),
+    CrossSpec(
         "ce-minilm-syn3k-rt20-bce",
         synthetic_queries=3000,
         round_trip=20,
