@@ -487,12 +487,12 @@ def _train_and_score(
     held: tuple[list[Pair], list[int], list[str]] | None = None
     if spec.stack_held_out:
         train, out = split_by_query(pairs, spec.stack_held_out, spec.seed)
-        held = [pairs[i] for i in out], [grades[i] for i in out], [source[i] for i in out]
-        pairs, grades, source = [pairs[i] for i in train], [grades[i] for i in train], [source[i] for i in train]
+        held = _rows_at(out, pairs, grades, source)
+        pairs, grades, source = _rows_at(train, pairs, grades, source)
     available = len(pairs)
     if spec.max_pairs and len(pairs) > spec.max_pairs:
         keep = sorted(sample_by_query(pairs, spec.max_pairs, spec.seed))
-        pairs, grades, source = [pairs[i] for i in keep], [grades[i] for i in keep], [source[i] for i in keep]
+        pairs, grades, source = _rows_at(keep, pairs, grades, source)
     log.info("%s fold %d: training on %d of %d teacher-labelled pairs", spec.name, fold, len(pairs), available)
     t0 = time.perf_counter()
     stacking = (held[0], held[1], features) if held else None
@@ -528,6 +528,13 @@ def _train_and_score(
         tmp.write_bytes(
             gzip.compress(json.dumps({"stats": stats, "thresholds": thresholds, "scores": scores}).encode())
         )
+
+
+def _rows_at(
+    idx: Sequence[int], pairs: list[Pair], grades: list[int], source: list[str]
+) -> tuple[list[Pair], list[int], list[str]]:
+    """The training pairs, grades and benchmarks at ``idx``."""
+    return [pairs[i] for i in idx], [grades[i] for i in idx], [source[i] for i in idx]
 
 
 def _fit(
@@ -611,7 +618,8 @@ def _fit(
         raise QrelkitError(f"{spec.name}: stacking needs the frozen features")
 
     def frozen_rows(ps: Sequence[Pair]) -> np.ndarray:  # cached features of "benchmark:qid" pairs
-        return np.array([features[(p.qid.split(":", 1)[0], p.qid.split(":", 1)[1], p.doc_id)] for p in ps])
+        keys = ([*p.qid.split(":", 1), p.doc_id] for p in ps)
+        return np.array([features[(b, q, d)] for b, q, d in keys])
 
     training["stack"] = student.stack(held, held_grades, features=frozen_rows(held))
     stack_head = student.stack_head
