@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import onnx
 import pytest
 from test_student import TOPICS, topic_pairs
 
 from qrelkit.distill import distill
 from qrelkit.errors import QrelkitError
 from qrelkit.students.encoder import Student
-from qrelkit.students.onnx import export_onnx
+from qrelkit.students.onnx import (
+    INT8_MIN_CORRELATION,
+    OnnxEncoder,
+    _quantize,
+    dropped_runtimes,
+    export_onnx,
+    probe_pairs,
+)
 
 
 @pytest.mark.slow
@@ -21,6 +31,9 @@ def test_onnx_fp32_and_int8_students_match_torch(tmp_path):
         Student.load(tmp_path / "model", runtime="onnx")
     files = export_onnx(tmp_path / "model")
     assert files["onnx-int8"].stat().st_size < files["onnx"].stat().st_size / 2, "int8 weights are ~4× smaller"
+    report = json.loads((tmp_path / "model" / "export.json").read_text())
+    assert report["onnx-int8"]["kept"] and report["onnx-int8"]["per_channel"], "MiniLM keeps per-channel int8"
+    assert report["onnx-int8"]["r_with_fp32"] >= INT8_MIN_CORRELATION and report["onnx-int8-mixed"]["kept"]
     test, _ = topic_pairs(names)
     ref_scores, ref_grades = Student.load(tmp_path / "model").predict_pairs(test)
     fp32 = Student.load(tmp_path / "model", runtime="onnx")
@@ -37,3 +50,52 @@ def test_onnx_fp32_and_int8_students_match_torch(tmp_path):
     assert np.abs(mixed_scores - ref_scores).mean() < np.abs(int8_scores - ref_scores).mean(), "closer to fp32"
     with pytest.raises(QrelkitError, match="unknown runtime"):
         Student.load(tmp_path / "model", runtime="tensorrt")
+
+
+def _tiny_matmul_model(path):
+    """A one-MatMul ONNX graph (x @ W, W 4×4): something to quantize in milliseconds."""
+    rng = np.random.default_rng(0)
+    weight = onnx.numpy_helper.from_array(rng.normal(size=(4, 4)).astype(np.float32), "W")
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 4])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("MatMul", ["x", "W"], ["y"])], "g", [x], [y], [weight])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_an_int8_model_that_does_not_track_fp32_is_dropped_with_the_reason(tmp_path):
+    fp32 = tmp_path / "encoder.onnx"
+    _tiny_matmul_model(fp32)
+    reference = np.linspace(0.0, 1.0, 20)
+    tried = []
+
+    def scores(model):  # fp32 scores the probes in order; the int8 models scramble them
+        tried.append(model.name)
+        return reference if model == fp32 else reference[::-1]
+
+    assert _quantize(fp32, tmp_path, scores=scores) == {}
+    assert tried == ["encoder.onnx"] + ["encoder.int8.onnx"] * 2 + ["encoder.int8-mixed.onnx"] * 2, (
+        "per channel, then per tensor"
+    )
+    report = json.loads((tmp_path / "export.json").read_text())
+    assert report["onnx-int8"] == {
+        "file": "encoder.int8.onnx",
+        "per_channel": False,
+        "r_with_fp32": -1.0,
+        "kept": False,
+    }
+    assert not (tmp_path / "encoder.int8.onnx").exists() and not (tmp_path / "encoder.int8-mixed.onnx").exists()
+    assert dropped_runtimes(tmp_path) == {"onnx-int8": -1.0, "onnx-int8-mixed": -1.0}
+    with pytest.raises(QrelkitError, match=r"not kept at export.*r -1\.0.*use --runtime onnx"):
+        OnnxEncoder(tmp_path / "encoder.int8.onnx", tokenizer=None)
+    # a faithful int8 model is kept on the first try
+    kept = _quantize(fp32, tmp_path, scores=lambda model: reference)
+    assert set(kept) == {"onnx-int8", "onnx-int8-mixed"} and kept["onnx-int8"].exists()
+    assert dropped_runtimes(tmp_path) == {}
+
+
+def test_probe_pairs_are_the_embedded_demo_judgments():
+    pairs = probe_pairs()
+    assert len(pairs) == 150 and len({q for q, _ in pairs}) == 25
+    assert all(q.strip() and len(d.split()) > 5 for q, d in pairs)

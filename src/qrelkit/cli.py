@@ -325,8 +325,12 @@ def export(
     """Export a student: frozen or cross-encoder to ONNX (fp32, int8) for `label --runtime onnx*`; causal to a
     merged transformers folder (`<model>/merged`) that `label` reads and `vllm serve` serves."""
     from .students import export_student
+    from .students.onnx import INT8_MIN_CORRELATION, dropped_runtimes
 
-    _show({k: str(v) for k, v in export_student(model, quantize=quantize).items()})
+    shown = {k: str(v) for k, v in export_student(model, quantize=quantize).items()}
+    for runtime, r in dropped_runtimes(model).items():
+        shown[runtime] = f"dropped: its scores correlate with fp32's at r {r} < {INT8_MIN_CORRELATION}"
+    _show(shown)
 
 
 @app.command()

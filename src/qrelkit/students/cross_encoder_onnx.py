@@ -7,6 +7,7 @@ kept fp32): the same logits as the torch model, faster on a CPU.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
-from .onnx import _quantize, export_graph, export_onnx
+from .onnx import _quantize, export_graph, export_onnx, missing_model_error, probe_pairs
 
 COMPANION = "frozen"  # a stacked student's subfolder: the frozen bi-encoder it stacks with
 CE_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-int8-mixed": "model.int8-mixed.onnx"}
@@ -43,7 +44,14 @@ def export_cross_encoder(student_dir: str | Path, *, quantize: bool = True) -> d
     export_graph(model, tuple(sample[k] for k in names), names, "logits", fp32)
     out = {"onnx": fp32}
     if quantize:
-        out.update(_quantize(fp32, folder, CE_ONNX_FILES))
+        card = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}
+        max_length = int(card.get("max_length", 256))
+        probes = probe_pairs()
+
+        def probe_scores(model: Path) -> np.ndarray:
+            return OnnxPairScorer(model, tokenizer, max_length=max_length).predict(probes)
+
+        out.update(_quantize(fp32, folder, CE_ONNX_FILES, scores=probe_scores))
     if (folder / COMPANION / "head.json").exists():
         out.update({f"{COMPANION}-{k}": v for k, v in export_onnx(folder / COMPANION, quantize=quantize).items()})
     return out
@@ -54,7 +62,7 @@ class OnnxPairScorer:
 
     def __init__(self, model_path: Path, tokenizer: Any, *, max_length: int = 256, token_budget: int = 2048):
         if not model_path.exists():
-            raise QrelkitError(f"{model_path}: no ONNX model; run `qrelkit export {model_path.parent}` first")
+            raise missing_model_error(model_path)
         import onnxruntime as ort
 
         options = ort.SessionOptions()

@@ -10,23 +10,61 @@ batch pads to similar lengths; the order is restored afterwards.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import QrelkitError
-from ..io import atomic_write
+from ..io import atomic_write, atomic_write_text, iter_jsonl, read_qrels
 
 log = logging.getLogger("qrelkit")
 
 RUNTIMES = ("torch", "onnx", "onnx-int8", "onnx-int8-mixed")
 ONNX_FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder.int8.onnx", "onnx-int8-mixed": "encoder.int8-mixed.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# an int8 model is kept only if its scores of the probe pairs correlate with fp32's at least this much: MiniLM's
+# int8 models reach 0.994-0.999, while per-channel int8 of all-mpnet-base-v2 scored at r 0.03 (unrelated to fp32)
+INT8_MIN_CORRELATION = 0.98
+EXPORT_REPORT = "export.json"  # per runtime: the int8 settings, the correlation with fp32, kept or dropped
+_DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
+
+
+def probe_pairs() -> list[tuple[str, str]]:
+    """The embedded demo's 150 human-judged (query, passage) pairs: what an export checks its int8 models on."""
+    queries = {str(r["qid"]): str(r["text"]) for _, r in iter_jsonl(_DEMO / "queries.jsonl")}
+    docs = {str(r["doc_id"]): str(r["text"]) for _, r in iter_jsonl(_DEMO / "corpus.jsonl")}
+    return [(queries[q], docs[d]) for q, d in read_qrels(_DEMO / "human.qrels")]
+
+
+def missing_model_error(model_path: Path) -> QrelkitError:
+    """Why an ONNX model is absent: never exported, or exported and dropped for not tracking fp32."""
+    report = model_path.parent / EXPORT_REPORT
+    entries = json.loads(report.read_text()) if report.exists() else {}
+    dropped = next((r for r in entries.values() if r.get("file") == model_path.name and not r["kept"]), None)
+    if dropped:
+        return QrelkitError(
+            f"{model_path}: not kept at export: its scores of the probe pairs correlate with fp32's at r "
+            f"{dropped['r_with_fp32']} (< {INT8_MIN_CORRELATION}); use --runtime onnx (fp32)"
+        )
+    return QrelkitError(f"{model_path}: no ONNX model; run `qrelkit export {model_path.parent}` first")
+
+
+def dropped_runtimes(student_dir: str | Path) -> dict[str, float]:
+    """The runtimes whose int8 model an export dropped (runtime → correlation with fp32), in the student folder or
+    in the frozen companion beside a stacked cross-encoder."""
+    out: dict[str, float] = {}
+    for report in (Path(student_dir) / EXPORT_REPORT, Path(student_dir) / "frozen" / EXPORT_REPORT):
+        if report.exists():
+            for runtime, r in json.loads(report.read_text()).items():
+                if not r["kept"]:
+                    out[runtime] = min(out.get(runtime, 1.0), r["r_with_fp32"])
+    return out
 
 
 def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, Path]:
@@ -45,7 +83,13 @@ def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, 
     export_graph(pooled, args, names, "embedding", fp32)
     out = {"onnx": fp32}
     if quantize:
-        out.update(_quantize(fp32, folder))
+        queries, docs = zip(*probe_pairs(), strict=True)
+
+        def pair_cosines(model: Path) -> np.ndarray:
+            onnx_encoder = OnnxEncoder(model, encoder.tokenizer, max_length=encoder.max_seq_length or 256)
+            return np.sum(onnx_encoder.encode(queries) * onnx_encoder.encode(docs), axis=1)
+
+        out.update(_quantize(fp32, folder, scores=pair_cosines))
     return out
 
 
@@ -79,24 +123,51 @@ def _sensitive_matmuls(model_path: Path) -> list[str]:
     return [n for n in names if ("/output/dense" in n and "attention" not in n) or any(e in n for e in edge)]
 
 
-def _quantize(fp32: Path, folder: Path, files: dict[str, str] = ONNX_FILES) -> dict[str, Path]:
-    """Dynamic int8 (per-channel weight scales: per-tensor bent some embeddings to cosine 0.88 of fp32)."""
+def _quantize(
+    fp32: Path, folder: Path, files: dict[str, str] = ONNX_FILES, *, scores: Callable[[Path], np.ndarray]
+) -> dict[str, Path]:
+    """Dynamic int8 models beside ``fp32``, each kept only if ``scores`` (a model file → its scores of the
+    :func:`probe_pairs`) correlate with fp32's at :data:`INT8_MIN_CORRELATION` or more. Weight scales per channel
+    first (per tensor bent some MiniLM embeddings to cosine 0.88 of fp32), then per tensor (per channel broke
+    all-mpnet-base-v2). What was tried and kept is written to ``export.json``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    reference = scores(fp32)
     out: dict[str, Path] = {}
+    report: dict[str, dict[str, Any]] = {}
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.WARNING)  # the quantizer logs a line per tensor on the root logger
     try:
         for runtime, exclude in (("onnx-int8", []), ("onnx-int8-mixed", _sensitive_matmuls(fp32))):
             target = folder / files[runtime]
-            with atomic_write(target) as tmp:
-                quantize_dynamic(
-                    str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude
-                )
-            out[runtime] = target
+            for per_channel in (True, False):
+                with atomic_write(target) as tmp:
+                    quantize_dynamic(
+                        str(fp32),
+                        str(tmp),
+                        weight_type=QuantType.QInt8,
+                        per_channel=per_channel,
+                        nodes_to_exclude=exclude,
+                    )
+                r = float(np.corrcoef(reference, scores(target))[0, 1])
+                if r >= INT8_MIN_CORRELATION:
+                    break
+            kept = r >= INT8_MIN_CORRELATION
+            report[runtime] = {
+                "file": target.name,
+                "per_channel": per_channel,
+                "r_with_fp32": round(r, 4),
+                "kept": kept,
+            }
+            if kept:
+                out[runtime] = target
+            else:
+                target.unlink()
+                log.warning("%s dropped: int8 scores correlate with fp32's at r %.3f on the probe pairs", target, r)
     finally:
         root.setLevel(level)
+    atomic_write_text(folder / EXPORT_REPORT, json.dumps(report, indent=1) + "\n")
     return out
 
 
@@ -136,7 +207,7 @@ class OnnxEncoder:
         token_budget: int = 1024,
     ):
         if not Path(model_path).exists():  # before importing onnxruntime: the advice holds without it too
-            raise QrelkitError(f"{model_path}: no ONNX model; run `qrelkit export {Path(model_path).parent}` first")
+            raise missing_model_error(Path(model_path))
         import onnxruntime as ort
 
         options = ort.SessionOptions()
