@@ -15,6 +15,7 @@ from qrelkit.students.encoder import Student
 from qrelkit.students.onnx import (
     INT8_MIN_CORRELATION,
     OnnxEncoder,
+    _correlation,
     _quantize,
     dropped_runtimes,
     export_onnx,
@@ -93,6 +94,12 @@ def test_an_int8_model_that_does_not_track_fp32_is_dropped_with_the_reason(tmp_p
     kept = _quantize(fp32, tmp_path, scores=lambda model: reference)
     assert set(kept) == {"onnx-int8", "onnx-int8-mixed"} and kept["onnx-int8"].exists()
     assert dropped_runtimes(tmp_path) == {}
+
+
+def test_a_constant_model_agrees_only_with_another_constant_one():
+    flat, ramp = np.full(5, 0.5), np.linspace(0, 1, 5)
+    assert _correlation(flat, flat) == 1.0 and _correlation(flat, ramp) == 0.0 and _correlation(ramp, flat) == 0.0
+    assert _correlation(ramp, 2 * ramp + 1) == pytest.approx(1.0)
 
 
 def test_probe_pairs_are_the_embedded_demo_judgments():

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
-from .onnx import _quantize, export_graph, export_onnx, missing_model_error, probe_pairs
+from .onnx import COMPANION, _quantize, export_graph, export_onnx, missing_model_error, probe_pairs
 
-COMPANION = "frozen"  # a stacked student's subfolder: the frozen bi-encoder it stacks with
 CE_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-int8-mixed": "model.int8-mixed.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -32,6 +32,7 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # int8 models reach 0.994-0.999, while per-channel int8 of all-mpnet-base-v2 scored at r 0.03 (unrelated to fp32)
 INT8_MIN_CORRELATION = 0.98
 EXPORT_REPORT = "export.json"  # per runtime: the int8 settings, the correlation with fp32, kept or dropped
+COMPANION = "frozen"  # a stacked cross-encoder's subfolder: the frozen bi-encoder it stacks with
 _DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 
@@ -59,7 +60,7 @@ def dropped_runtimes(student_dir: str | Path) -> dict[str, float]:
     """The runtimes whose int8 model an export dropped (runtime → correlation with fp32), in the student folder or
     in the frozen companion beside a stacked cross-encoder."""
     out: dict[str, float] = {}
-    for report in (Path(student_dir) / EXPORT_REPORT, Path(student_dir) / "frozen" / EXPORT_REPORT):
+    for report in (Path(student_dir) / EXPORT_REPORT, Path(student_dir) / COMPANION / EXPORT_REPORT):
         if report.exists():
             for runtime, r in json.loads(report.read_text()).items():
                 if not r["kept"]:
@@ -150,7 +151,7 @@ def _quantize(
                         per_channel=per_channel,
                         nodes_to_exclude=exclude,
                     )
-                r = float(np.corrcoef(reference, scores(target))[0, 1])
+                r = _correlation(reference, scores(target))
                 if r >= INT8_MIN_CORRELATION:
                     break
             kept = r >= INT8_MIN_CORRELATION
@@ -169,6 +170,13 @@ def _quantize(
         root.setLevel(level)
     atomic_write_text(folder / EXPORT_REPORT, json.dumps(report, indent=1) + "\n")
     return out
+
+
+def _correlation(reference: np.ndarray, other: np.ndarray) -> float:
+    """Pearson r; 1 when both score every probe alike (a constant model), 0 when only one does."""
+    if np.ptp(reference) == 0 or np.ptp(other) == 0:
+        return 1.0 if np.allclose(reference, other) else 0.0
+    return float(np.corrcoef(reference, other)[0, 1])
 
 
 class _Pooled:
