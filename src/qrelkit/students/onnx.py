@@ -43,15 +43,20 @@ def probe_pairs() -> list[tuple[str, str]]:
     return [(queries[q], docs[d]) for q, d in read_qrels(_DEMO / "human.qrels")]
 
 
+def _dropped_at_export(folder: Path) -> dict[str, dict[str, Any]]:
+    """The entries of ``folder``'s export report for int8 models the export did not keep (runtime → entry)."""
+    report = folder / EXPORT_REPORT
+    entries: dict[str, dict[str, Any]] = json.loads(report.read_text()) if report.exists() else {}
+    return {runtime: r for runtime, r in entries.items() if not r["kept"]}
+
+
 def missing_model_error(model_path: Path) -> QrelkitError:
     """Why an ONNX model is absent: never exported, or exported and dropped for not tracking fp32."""
-    report = model_path.parent / EXPORT_REPORT
-    entries = json.loads(report.read_text()) if report.exists() else {}
-    dropped = next((r for r in entries.values() if r.get("file") == model_path.name and not r["kept"]), None)
+    dropped = [r for r in _dropped_at_export(model_path.parent).values() if r["file"] == model_path.name]
     if dropped:
         return QrelkitError(
             f"{model_path}: not kept at export: its scores of the probe pairs correlate with fp32's at r "
-            f"{dropped['r_with_fp32']} (< {INT8_MIN_CORRELATION}); use --runtime onnx (fp32)"
+            f"{dropped[0]['r_with_fp32']} (< {INT8_MIN_CORRELATION}); use --runtime onnx (fp32)"
         )
     return QrelkitError(f"{model_path}: no ONNX model; run `qrelkit export {model_path.parent}` first")
 
@@ -60,11 +65,9 @@ def dropped_runtimes(student_dir: str | Path) -> dict[str, float]:
     """The runtimes whose int8 model an export dropped (runtime → correlation with fp32), in the student folder or
     in the frozen companion beside a stacked cross-encoder."""
     out: dict[str, float] = {}
-    for report in (Path(student_dir) / EXPORT_REPORT, Path(student_dir) / COMPANION / EXPORT_REPORT):
-        if report.exists():
-            for runtime, r in json.loads(report.read_text()).items():
-                if not r["kept"]:
-                    out[runtime] = min(out.get(runtime, 1.0), r["r_with_fp32"])
+    for folder in (Path(student_dir), Path(student_dir) / COMPANION):
+        for runtime, r in _dropped_at_export(folder).items():
+            out[runtime] = min(out.get(runtime, 1.0), r["r_with_fp32"])
     return out
 
 
