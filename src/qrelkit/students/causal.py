@@ -36,6 +36,7 @@ from ..prompts import Prompt, load_prompt
 from ..records import GRADES, Pair
 from .grading import ThresholdGrader, distribution_thresholds
 from .targets import sample_by_query, teacher_targets
+from .training import default_device, run_trainer
 
 log = logging.getLogger("qrelkit")
 # peft asks the model a transformers-4 question; transformers 5 answers with a deprecation warning on every load
@@ -44,12 +45,6 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 PROMPT = "causal-grade"  # prompts/causal-grade.yaml, versioned like the judge's
 DEFAULT_BASE = "gguf:smollm2-135m"
 THRESHOLD_PAIRS = 4000  # cut points are fitted on at most this many training pairs (quantiles need no more)
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _bf16(device: str) -> bool:
@@ -105,7 +100,7 @@ class CausalStudent(ThresholdGrader):
         """A fresh LoRA adapter (all linear layers) on ``base``."""
         from peft import LoraConfig, get_peft_model
 
-        device = device or _default_device()
+        device = device or default_device()
         tok, model = load_base(base, device)
         config = LoraConfig(
             task_type="CAUSAL_LM",
@@ -132,7 +127,7 @@ class CausalStudent(ThresholdGrader):
         """A saved student: base + ``adapter/``, or a merged folder (:func:`export_merged`) without peft."""
         p = Path(path)
         meta = _read_meta(p)
-        device = device or _default_device()
+        device = device or default_device()
         if meta["card"].get("merged"):
             tok, model = load_base(f"hf:{p}", device)
         else:
@@ -223,8 +218,6 @@ class CausalStudent(ThresholdGrader):
         Returns the training stats (steps, seconds, loss)."""
         import datasets
         from transformers import Trainer, TrainingArguments
-
-        from .training import run_trainer
 
         ids = self._encode(self.prompt_texts([p.query for p in pairs], [p.text for p in pairs]))
         data = datasets.Dataset.from_dict(

@@ -36,19 +36,13 @@ from .cross_encoder_onnx import COMPANION
 from .encoder import Student
 from .grading import ThresholdGrader, distribution_thresholds, strip_query_echoes
 from .stacking import fit_stack_head, stack_scores
-from .training import run_trainer
+from .training import default_device, run_trainer
 
 log = logging.getLogger("qrelkit")
 
 KIND = "cross-encoder"
 LOSSES = ("bce", "mse", "listnet", "lambda")
 LIST_SIZE = 8  # documents per query in one listwise training row
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class CrossEncoderStudent(ThresholdGrader):
@@ -89,7 +83,7 @@ class CrossEncoderStudent(ThresholdGrader):
         from sentence_transformers import CrossEncoder
 
         path = Path(base) / "model" if (Path(base) / "student.json").exists() else resolve_encoder(base)
-        model = CrossEncoder(str(path), num_labels=1, max_length=max_length, device=device or _default_device())
+        model = CrossEncoder(str(path), num_labels=1, max_length=max_length, device=device or default_device())
         return cls(model, {"kind": KIND, "base": base, "max_length": max_length, "strip_query_echoes": strip_echoes})
 
     @classmethod

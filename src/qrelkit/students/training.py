@@ -11,6 +11,13 @@ from typing import Any
 log = logging.getLogger("qrelkit")
 
 
+def default_device() -> str:
+    """Where a student trains and labels unless told: the GPU when torch sees one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def run_trainer(
     make_trainer: Any,
     args_class: Any,
