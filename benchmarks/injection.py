@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from qrelkit.benchmarks import BENCHMARKS, benchmark_dir, benchmark_pairs, load_benchmark, teacher_training_set
+from qrelkit.benchmarks import (
+    BENCHMARKS,
+    bench_pairs,
+    benchmark_dir,
+    benchmark_pairs,
+    load_benchmark,
+    teacher_training_set,
+)
 from qrelkit.distill import distill
 from qrelkit.evaluate import agreement
 from qrelkit.io import read_qrels
@@ -52,12 +59,8 @@ def irrelevant_dev_pairs(n: int, seed: int = 7) -> list[Pair]:
 
 def human_dev_pairs(n: int, seed: int = 11) -> tuple[list[Pair], list[int]]:
     """``n`` human-graded dev pairs of every grade (no dev query is in the students' training data)."""
-    data = benchmark_dir("llmjudge-trecdl2023")
-    human = read_qrels(data / "qrels" / "human.dev.txt")
-    keys = sorted(human)
-    random.Random(seed).shuffle(keys)
-    chosen = sorted(keys[:n])
-    return benchmark_pairs(data, chosen), [human[k] for k in chosen]
+    pairs, human = bench_pairs(benchmark_dir("llmjudge-trecdl2023"), n, seed=seed)
+    return pairs, [human[(p.qid, p.doc_id)] for p in pairs]
 
 
 def agreement_with_and_without(student: Labeler, pairs: list[Pair], human: list[int]) -> dict[str, dict[str, float]]:
