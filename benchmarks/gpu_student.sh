@@ -67,7 +67,13 @@ all_recipes() {  # PYTHON DATA RESULTS STACK DEVICE PAIRS EXTRA... -- RECIPES...
 case "${1:-}" in
   stash)
     shift
-    for p in "$@"; do mkdir -p "$STASH/$(dirname "$p")"; cp -r "$p" "$STASH/$(dirname "$p")/"; done
+    for p in "$@"; do
+      mkdir -p "$STASH/$(dirname "$p")"
+      case "$p" in
+        *.tar.gz) tar xzf "$p" -C "$STASH/$(dirname "$p")" ;;  # data.tar.gz -> $STASH/.gpu/data/
+        *) cp -r "$p" "$STASH/$(dirname "$p")/" ;;
+      esac
+    done
     du -sh "$STASH"
     ;;
   run)

@@ -99,6 +99,22 @@ def test_pairs_jsonl_requires_fields(tmp_path):
         read_pairs(p)
 
 
+def test_gzipped_qrels_round_trip_and_are_byte_stable(tmp_path):
+    import gzip
+
+    grades = [("q1", "d1", 2), ("q1", "d2", 0), ("q2", "d9", 3)]
+    assert write_qrels(tmp_path / "a.qrels", grades) == 3
+    assert write_qrels(tmp_path / "a.qrels.gz", grades) == 3
+    packed = (tmp_path / "a.qrels.gz").read_bytes()
+    assert gzip.decompress(packed) == (tmp_path / "a.qrels").read_bytes(), "the same qrels text, compressed"
+    assert read_qrels(tmp_path / "a.qrels.gz") == read_qrels(tmp_path / "a.qrels") == {(q, d): g for q, d, g in grades}
+    write_qrels(tmp_path / "b.qrels.gz", grades)
+    assert (tmp_path / "b.qrels.gz").read_bytes() == packed, "no time stamp: rewriting the same grades changes nothing"
+    (tmp_path / "bad.qrels.gz").write_bytes(gzip.compress(b"q1 0 d1 7\n"))
+    with pytest.raises(InputError, match="outside"):
+        read_qrels(tmp_path / "bad.qrels.gz")
+
+
 def test_qrels_grades_outside_the_scale_and_duplicates_are_errors(tmp_path, caplog):
     (tmp_path / "seven.qrels").write_text("q1 0 d1 2\nq1 0 d2 7\n")
     with pytest.raises(InputError, match=r"seven\.qrels:2 \[grade\]: grade 7 is outside 0–3"):

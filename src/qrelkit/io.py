@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import html
+import io
 import json
 import logging
 import os
@@ -386,7 +388,7 @@ def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str =
     qrels: Qrels = {}
     first_line: dict[tuple[str, str], int] = {}
     repeated = 0
-    with p.open("rb") as fh:
+    with gzip.open(p, "rb") if _gzipped(p) else p.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
             try:
                 line = raw.decode("utf-8").strip()
@@ -438,12 +440,20 @@ def judgments_file(qrels_path: str | Path) -> Path:
 
 
 def write_qrels(path: str | Path, grades: Iterable[tuple[str, str, int]]) -> int:
+    """Write TREC qrels; gzip-compressed when ``path`` ends in ``.gz`` (the same grades give the same bytes:
+    no time stamp in the header, so rewritten results do not churn in git). Returns the number of lines."""
     n = 0
-    with atomic_write(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
-        for qid, doc_id, grade in grades:
-            fh.write(qrels_line(qid, doc_id, grade))
-            n += 1
+    with atomic_write(path) as tmp, tmp.open("wb") as raw:
+        sink = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if _gzipped(Path(path)) else raw
+        with io.TextIOWrapper(sink, encoding="utf-8", newline="\n") as fh:  # closing it ends the gzip stream
+            for qid, doc_id, grade in grades:
+                fh.write(qrels_line(qid, doc_id, grade))
+                n += 1
     return n
+
+
+def _gzipped(path: Path) -> bool:
+    return path.name.endswith(".gz")
 
 
 def read_queries(path: str | Path) -> list[dict[str, Any]]:
