@@ -251,6 +251,11 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
     seen.clear()
     crossfold.run_cross_collection(specs, **kw)  # finished folds are not trained again
     assert seen == []
+    # nor is a recipe's stage 1 when all its folds are done (a results folder copied without its stage1/)
+    monkeypatch.setattr(crossfold, "_stage1", lambda *a, **k: pytest.fail("stage 1 trained for finished folds"))
+    kw["students"] = [dataclasses.replace(recipe, synthetic_queries=5), tuned]
+    crossfold.run_cross_collection(specs, **kw)
+    assert seen == []
 
 
 def test_recipe_seed_draws_another_stage2_sample_and_reaches_training(tmp_path: Path, monkeypatch) -> None:

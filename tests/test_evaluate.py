@@ -57,6 +57,36 @@ def test_ndcg_at_10_is_one_for_the_human_order_and_lower_reversed():
     assert ndcg_at_10(keys, 3 - human, human) < 0.8
 
 
+def test_bootstrap_from_per_query_sums_equals_recomputing_every_resample():
+    """The bootstrap sums per-query statistics (confusion matrices, ordered pairs, nDCG@10) over each draw; that
+    must be what recomputing every metric on the resampled pairs gives (a query drawn twice counts twice)."""
+    from qrelkit.evaluate import _query_draws, bootstrap_intervals, ndcg_at_10, pairwise_accuracy
+
+    rng = np.random.default_rng(1)
+    keys = [(f"q{rng.integers(0, 12)}", f"d{i}") for i in range(240)]  # uneven queries, not in id order
+    human = rng.integers(0, 4, 240)
+    grades = np.clip(np.round(human + rng.normal(0, 1.2, 240)), 0, 3).astype(int)  # ties and orderings matter
+    n, queries = 40, sorted({q for q, _ in keys})
+    fast = bootstrap_intervals(keys, {"g": grades}, human, n=n, seed=3)["g"]
+    slow: dict[str, list[float]] = {"kappa": [], "kappa_quadratic": [], "pairwise_accuracy": [], "ndcg@10": []}
+    for weights in _query_draws(len(queries), n, 3):
+        idx, ks = [], []
+        for qi, times in enumerate(weights):
+            mine = [i for i, k in enumerate(keys) if k[0] == queries[qi]]
+            for draw in range(times):
+                idx += mine
+                ks += [(f"{queries[qi]}#{draw}", keys[i][1]) for i in mine]
+        y, h = grades[idx], human[idx]
+        full = agreement(y, h)
+        slow["kappa"].append(full["kappa"])
+        slow["kappa_quadratic"].append(full["kappa_quadratic"])
+        slow["pairwise_accuracy"].append(pairwise_accuracy(ks, y, h))
+        slow["ndcg@10"].append(ndcg_at_10(ks, y, h))
+    for metric, values in slow.items():
+        expected = (np.nanpercentile(values, 2.5), np.nanpercentile(values, 97.5))
+        assert fast[metric] == pytest.approx(expected, abs=1e-12), metric
+
+
 def test_bootstrap_resamples_queries_and_gives_paired_differences():
     from qrelkit.evaluate import bootstrap_intervals, compare_qrels
 

@@ -314,13 +314,15 @@ def run_cross_collection(
     features = _frozen_features(datas, work, device) if wanted else None
     stack_on = features if stack else None  # the frozen features the -stacked heads read (None: no heads)
     for spec in students:
-        stage1 = _stage1(spec, datas, work, synthetic_file, data_root, device) if spec.synthetic_queries else None
+        stage1: Path | None = None  # trained (or found) only when a fold still needs training
         timing[spec.name] = {"folds": []}
         scored: dict[str, dict[PairKey, float]] = {b: {} for b in datas}
         thresholds: dict[int, dict[str, list[float]]] = {}
         for f in range(folds):
             path = _fold_scores_path(work, spec, f)
             if not path.exists():
+                if spec.synthetic_queries and stage1 is None:
+                    stage1 = _stage1(spec, datas, work, synthetic_file, data_root, device)
                 _train_and_score(spec, f, datas, teachers, folds_of, stage1, path, device, features)
             fold = json.loads(gzip.decompress(path.read_bytes()))
             timing[spec.name]["folds"].append(fold["stats"])

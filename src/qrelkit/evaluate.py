@@ -41,10 +41,18 @@ def group_by_query(keys: Sequence[tuple[str, str]]) -> dict[str, list[int]]:
 
 def _confusion_agreement(y_label: np.ndarray, y_human: np.ndarray) -> dict[str, Any]:
     """Accuracy, Cohen's kappas (unweighted, linear, quadratic, binary at grade >= 2) and the 4×4 confusion
-    matrix (rows: human), all from one confusion matrix: the bootstrap calls this thousands of times."""
+    matrix (rows: human)."""
+    return _agreement_from_confusion(_confusion(y_label, y_human))
+
+
+def _confusion(y_label: np.ndarray, y_human: np.ndarray) -> np.ndarray:
     a, h = np.asarray(y_label).astype(int), np.asarray(y_human).astype(int)
     k = len(GRADES)
-    cm = np.bincount(h * k + a, minlength=k * k).reshape(k, k).astype(float)
+    return np.bincount(h * k + a, minlength=k * k).reshape(k, k).astype(float)
+
+
+def _agreement_from_confusion(cm: np.ndarray) -> dict[str, Any]:
+    """Every confusion-based statistic from one matrix: the bootstrap sums the per-query matrices of its draw."""
     c = BINARY_CUT
     binary = np.array([[cm[:c, :c].sum(), cm[:c, c:].sum()], [cm[c:, :c].sum(), cm[c:, c:].sum()]])
     return {
@@ -119,15 +127,22 @@ def point_metrics(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human:
 def pairwise_accuracy(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> float:
     """Over document pairs of one query with different human grades, the share the labeler orders the same
     way (a labeler tie counts one half). ``y_label`` may be grades or continuous scores."""
-    agree, total = 0.0, 0
-    for idx in group_by_query(keys).values():
+    agree, total = _ordered_pairs(keys, y_label, y_human).sum(axis=0)
+    return float(agree / total) if total else float("nan")
+
+
+def _ordered_pairs(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> np.ndarray:
+    """Per query (sorted by id): [document pairs the labeler orders as humans do (ties count one half), document
+    pairs humans grade differently]."""
+    out = []
+    by_query = group_by_query(keys)
+    for idx in (by_query[q] for q in sorted(by_query)):
         lab, hum = np.asarray(y_label)[idx], np.asarray(y_human)[idx]
         dh = np.sign(hum[:, None] - hum[None, :])
         dl = np.sign(lab[:, None] - lab[None, :])
         upper = np.triu(dh != 0, k=1)
-        total += int(upper.sum())
-        agree += float((dl[upper] == dh[upper]).sum()) + 0.5 * float((dl[upper] == 0).sum())
-    return agree / total if total else float("nan")
+        out.append([float((dl[upper] == dh[upper]).sum()) + 0.5 * float((dl[upper] == 0).sum()), float(upper.sum())])
+    return np.array(out, dtype=float).reshape(-1, 2)
 
 
 def ndcg_at_10(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> float:
@@ -139,6 +154,17 @@ def ndcg_at_10(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np
     qrels = [ir_measures.Qrel(q, d, int(g)) for (q, d), g in zip(keys, y_human, strict=True)]
     run = [ir_measures.ScoredDoc(q, d, float(s)) for (q, d), s in zip(keys, y_label, strict=True)]
     return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
+
+
+def _ndcg_per_query(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> np.ndarray:
+    """nDCG@10 of each query (sorted by id); nan where ir_measures gives none."""
+    import ir_measures
+    from ir_measures import nDCG
+
+    qrels = [ir_measures.Qrel(q, d, int(g)) for (q, d), g in zip(keys, y_human, strict=True)]
+    run = [ir_measures.ScoredDoc(q, d, float(s)) for (q, d), s in zip(keys, y_label, strict=True)]
+    per = {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}
+    return np.array([per.get(q, np.nan) for q in sorted(group_by_query(keys))], dtype=float)
 
 
 def _headline(
@@ -159,16 +185,40 @@ DEFAULT_INTERVAL_METRICS = ("accuracy", "kappa", "kappa_quadratic", "binary_kapp
 REPORT_METRICS = ("kappa", "kappa_linear", "kappa_quadratic", "binary_kappa", "pairwise_accuracy", "ndcg@10")
 
 
-def _query_resamples(keys: Sequence[tuple[str, str]], n: int, seed: int) -> list[list[tuple[int, int]]]:
-    """``n`` bootstrap samples of whole queries: (pair index, draw number) for every pair of every draw."""
-    by_query = group_by_query(keys)
-    queries = sorted(by_query)
+def _query_draws(n_queries: int, n: int, seed: int) -> np.ndarray:
+    """``n`` bootstrap draws of whole queries, as how often each query (sorted by id) is drawn: (n, n_queries)."""
     rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n):
-        drawn = rng.choice(len(queries), size=len(queries))
-        samples.append([(i, draw) for draw, qi in enumerate(drawn) for i in by_query[queries[qi]]])
-    return samples
+    return np.array([np.bincount(rng.choice(n_queries, size=n_queries), minlength=n_queries) for _ in range(n)])
+
+
+def _per_query_statistics(
+    keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray, metrics: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """What every interval metric of one labeler sums over queries, per query: its confusion matrix, its ordered
+    document pairs, its nDCG@10. A bootstrap draw then costs a weighted sum, not a pass over every pair."""
+    by_query = group_by_query(keys)
+    groups = [by_query[q] for q in sorted(by_query)]  # the order of :func:`_query_draws`' columns
+    y_label, y_human = np.asarray(y_label), np.asarray(y_human)
+    stats = {"confusion": np.array([_confusion(y_label[idx], y_human[idx]) for idx in groups])}
+    if "pairwise_accuracy" in metrics:
+        stats["pairs"] = _ordered_pairs(keys, y_label, y_human)
+    if "ndcg@10" in metrics:
+        stats["ndcg"] = _ndcg_per_query(keys, y_label, y_human)
+    return stats
+
+
+def _drawn_metrics(stats: Mapping[str, np.ndarray], weights: np.ndarray, metrics: Sequence[str]) -> dict[str, float]:
+    """The metrics of one bootstrap draw (``weights``: how often each query was drawn; a query drawn twice counts
+    as two queries, as in a resample of whole queries)."""
+    out: dict[str, Any] = _agreement_from_confusion(np.tensordot(weights, stats["confusion"], axes=1))
+    if "pairs" in stats:
+        agree, total = weights @ stats["pairs"]
+        out["pairwise_accuracy"] = float(agree / total) if total else float("nan")
+    if "ndcg" in stats:
+        has = ~np.isnan(stats["ndcg"])
+        drawn = float(weights[has].sum())
+        out["ndcg@10"] = float(weights[has] @ stats["ndcg"][has] / drawn) if drawn else float("nan")
+    return {k: out[k] for k in metrics}
 
 
 def bootstrap_intervals(
@@ -185,25 +235,24 @@ def bootstrap_intervals(
     """Percentile intervals of the headline metrics (or ``metrics``), resampling queries (pairs of one query
     are not independent). The same resamples give paired differences: ``"A - ref"`` for every other labeler
     when ``reference`` is named, else ``"A - B"`` when there are exactly two labelers."""
-    samples = _query_resamples(keys, n, seed)
+    wanted = list(metrics or DEFAULT_INTERVAL_METRICS)
+    draws = _query_draws(len(group_by_query(keys)), n, seed)
     names = list(labelers)
     if reference is not None:
         diffs = [(a, reference) for a in names if a != reference]
     else:
         diffs = [(names[0], names[1])] if len(names) == 2 else []
-    values: dict[str, dict[str, list[float]]] = {name: {} for name in names}
-    values.update({f"{a} - {b}": {} for a, b in diffs})
-    for sample in samples:
-        # each draw of a query is its own query, so a query drawn twice does not mix its documents
-        ks = [(f"{keys[i][0]}#{draw}", keys[i][1]) for i, draw in sample]
-        idx = [i for i, _ in sample]
-        per = {name: _headline(ks, np.asarray(y)[idx], y_hum[idx], metrics) for name, y in labelers.items()}
+    stats = {name: _per_query_statistics(keys, y, y_hum, wanted) for name, y in labelers.items()}
+    values: dict[str, dict[str, list[float]]] = {name: {k: [] for k in wanted} for name in names}
+    values.update({f"{a} - {b}": {k: [] for k in wanted} for a, b in diffs})
+    for weights in draws:
+        per = {name: _drawn_metrics(stats[name], weights, wanted) for name in names}
         for name, m in per.items():
             for k, v in m.items():
-                values[name].setdefault(k, []).append(v)
+                values[name][k].append(v)
         for a, b in diffs:
-            for k in per[a]:
-                values[f"{a} - {b}"].setdefault(k, []).append(per[a][k] - per[b][k])
+            for k in wanted:
+                values[f"{a} - {b}"][k].append(per[a][k] - per[b][k])
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     return {
         name: {k: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) for k, v in ms.items()}
