@@ -27,7 +27,7 @@ experiment() {  # PYTHON DATA RESULTS STACK RECIPES... -- EXTRA...
   local recipes=()
   while [ $# -gt 0 ] && [ "$1" != -- ]; do recipes+=(--student "$1"); shift; done
   [ $# -gt 0 ] && shift
-  "$py" -m qrelkit experiment --cross "${recipes[@]}" --data "$data" -o "$results" "$stack" --bootstrap 500 "$@"
+  "$py" -m qrelkit experiment --cross "${recipes[@]}" --data "$data" -o "$results" "$stack" "$@"
 }
 
 bench() {  # PYTHON DATA DEVICE PAIRS RESULTS RECIPES...: each recipe's fold-0 student labeling DL 2023 pairs
