@@ -115,8 +115,12 @@ def test_stacked_student_learns_on_held_out_queries_and_round_trips(tmp_path: Pa
     by_query = scores.reshape(len(TOPICS), len(TOPICS))
     assert (by_query.argmax(axis=1) == np.arange(len(TOPICS))).sum() >= 6
     assert scores[truth == 3].mean() > scores[truth == 0].mean() + 1
-    own = student.own_scores([p.query for p in pairs], [p.text for p in pairs])
+    queries, docs = [p.query for p in pairs], [p.text for p in pairs]
+    own = student.own_scores(queries, docs)
     assert not np.allclose(own, scores)  # the head's scores, not the cross-encoder's
+    assert student.companion is not None  # features computed elsewhere (the experiment caches them) give the same
+    cached = student.companion.features(queries, docs)
+    np.testing.assert_allclose(student.scores(queries, docs, features=cached), scores)
     with pytest.raises(QrelkitError, match="stacked already"):
         student.stack(pairs, truth.tolist())
     student.save(tmp_path / "st")

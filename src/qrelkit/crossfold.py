@@ -691,12 +691,9 @@ def _fit(
         return np.array([features[(b, q, d)] for b, q, d in keys])
 
     training["stack"] = student.stack(held, held_grades, features=frozen_rows(held))
-    stack_head = student.stack_head
-    assert stack_head is not None
 
     def stacked_scores(ps: Sequence[Pair]) -> np.ndarray:
-        own = student.own_scores([p.query for p in ps], [p.text for p in ps])
-        return stack_scores(stack_head, np.column_stack([own, frozen_rows(ps)]))
+        return student.scores([p.query for p in ps], [p.text for p in ps], features=frozen_rows(ps))
 
     return stacked_scores, training, student  # saved beside the fold's scores: a student for `qrelkit bench`
 

@@ -126,13 +126,19 @@ class CrossEncoderStudent(ThresholdGrader):
 
     # ------------------------------------------------------------ prediction
 
-    def scores(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+    def scores(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64, features: np.ndarray | None = None
+    ) -> np.ndarray:
         """A continuous 0–3 grade estimate per pair: 3 · sigmoid(logit), or for a stacked student the stacking
-        head over that and the companion's features."""
+        head over that and the companion's features (``features``: those of the pairs when already computed)."""
         own = self.own_scores(queries, docs, batch_size=batch_size)
-        if self.stack_head is None or self.companion is None or not len(own):
+        if self.stack_head is None or not len(own):
             return own
-        return stack_scores(self.stack_head, self._stack_rows(own, queries, docs, batch_size))
+        if features is None:
+            if self.companion is None:
+                return own
+            features = self.companion.features(queries, docs, batch_size=batch_size)
+        return stack_scores(self.stack_head, np.column_stack([own, features]))
 
     def own_scores(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """The cross-encoder's own 0–3 estimate, 3 · sigmoid(logit), stacked or not."""
@@ -143,10 +149,6 @@ class CrossEncoderStudent(ThresholdGrader):
             list(zip(queries, docs, strict=True)), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
         )
         return 3.0 * np.asarray(probs, dtype=np.float64).reshape(-1)
-
-    def _stack_rows(self, own: np.ndarray, queries: Sequence[str], docs: Sequence[str], batch_size: int) -> np.ndarray:
-        assert self.companion is not None
-        return np.column_stack([own, self.companion.features(queries, docs, batch_size=batch_size)])
 
     def stack(
         self,
