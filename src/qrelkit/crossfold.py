@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,19 @@ MPNET_SYN3K = CrossSpec(
     learning_rate=2e-5,
     about="ce-minilm-syn3k-bce on all-mpnet-base-v2 (110M, offline with qrelkit[mpnet]); a GPU recipe: on 2 CPU "
     "cores it trains about 6x and grades about 7x slower than MiniLM; not yet run",
+)
+
+# GPU recipes (benchmarks/gpu_student.sh): every teacher-labelled pair, batches of 64, and stage 1 on up to every
+# synthetic query (32,329; 160,000 pairs: about 2 minutes on one H200, a day on 2 CPU cores)
+MPNET_ALL = CrossSpec(
+    "ce-mpnet-syn3k-bce-all",
+    base=MPNET_SYN3K.base,
+    synthetic_queries=3000,
+    stage1_from=MPNET_SYN3K,
+    max_pairs=None,
+    batch_size=64,
+    learning_rate=4e-5,
+    about="ce-mpnet-syn3k-bce's stage 1, then BCE on every GPT-4o-labelled training pair of the fold (GPU)",
 )
 
 CROSS_STUDENTS = (
@@ -160,38 +173,18 @@ CROSS_STUDENTS = (
         about="ce-minilm-syn3k-bce's stage 1 continued on 3,000 more synthetic queries (6,000 in all)",
     ),
     MPNET_SYN3K,
-    # GPU recipes (benchmarks/gpu_student.sh): every teacher-labelled pair, batches of 64, and stage 1 on up to every
-    # synthetic query (32,329; 160,000 pairs: about 2 minutes on one H200, a day on 2 CPU cores)
-    CrossSpec(
-        "ce-mpnet-syn3k-bce-all",
-        base=MPNET_SYN3K.base,
-        synthetic_queries=3000,
-        stage1_from=MPNET_SYN3K,
-        max_pairs=None,
-        batch_size=64,
-        learning_rate=4e-5,
-        about="ce-mpnet-syn3k-bce's stage 1, then BCE on every GPT-4o-labelled training pair of the fold (GPU)",
-    ),
-    CrossSpec(
-        "ce-mpnet-syn3k-bce-all-stack25",
-        base=MPNET_SYN3K.base,
-        synthetic_queries=3000,
-        stage1_from=MPNET_SYN3K,
-        max_pairs=None,
-        batch_size=64,
-        learning_rate=4e-5,
+    MPNET_ALL,
+    replace(
+        MPNET_ALL,
+        name="ce-mpnet-syn3k-bce-all-stack25",
         stack_held_out=0.25,
         about="ce-mpnet-syn3k-bce-all on 75% of the training queries, stacked with the frozen MiniLM features on "
         "the other 25% (the product's `qrelkit distill --stack-held-out 0.25`; GPU)",
     ),
-    CrossSpec(
-        "ce-mpnet-synall-bce-all",
-        base=MPNET_SYN3K.base,
+    replace(
+        MPNET_ALL,
+        name="ce-mpnet-synall-bce-all",
         synthetic_queries=SYNTHETIC_ALL,
-        stage1_from=MPNET_SYN3K,
-        max_pairs=None,
-        batch_size=64,
-        learning_rate=4e-5,
         about="ce-mpnet-syn3k-bce-all with stage 1 continued on every other synthetic query (~32,000 in all; GPU)",
     ),
     CrossSpec(
