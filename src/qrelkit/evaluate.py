@@ -148,12 +148,8 @@ def _ordered_pairs(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human
 def ndcg_at_10(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> float:
     """Mean over queries of nDCG@10 (ir_measures) of the judged documents ranked by the labeler's grade,
     with human grades as gains: does the labeler put the documents humans value on top?"""
-    import ir_measures
-    from ir_measures import nDCG
-
-    qrels = [ir_measures.Qrel(q, d, int(g)) for (q, d), g in zip(keys, y_human, strict=True)]
-    run = [ir_measures.ScoredDoc(q, d, float(s)) for (q, d), s in zip(keys, y_label, strict=True)]
-    return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
+    per_query = _ndcg_per_query(keys, y_label, y_human)
+    return float(np.nanmean(per_query)) if (~np.isnan(per_query)).any() else float("nan")
 
 
 def _ndcg_per_query(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_human: np.ndarray) -> np.ndarray:

