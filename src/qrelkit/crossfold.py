@@ -154,6 +154,15 @@ CROSS_STUDENTS = (
         "features on the other 25% (the product's `qrelkit distill --stack-held-out 0.25`)",
     ),
     CrossSpec(
+        "ce-minilm-syn3k-bce-all-stack25",
+        synthetic_queries=3000,
+        stage1_from=SYN3K,
+        max_pairs=None,
+        stack_held_out=0.25,
+        about="ce-minilm-syn3k-bce-stack25 on every GPT-4o-labelled pair of its 75% of the training queries (the "
+        "product path of the best fixed variant, ce-minilm-syn3k-bce-all-stacked)",
+    ),
+    CrossSpec(
         "ce-minilm-syn3k-bce-stack50",
         synthetic_queries=3000,
         stage1_from=SYN3K,
@@ -254,6 +263,7 @@ DEFAULT_CROSS = (
     "ce-minilm-syn6k-bce",
     "ce-minilm-syn3k-bce-seed1",
     "ce-minilm-syn3k-bce-stack25",
+    "ce-minilm-syn3k-bce-all-stack25",
 )
 
 
