@@ -4,7 +4,7 @@ The GPU machine reaches no network and gets only the working tree plus carried p
 everything travels, in as few calls as the working tree leaves room for:
 
     python benchmarks/gpu_prepare.py aside
-        moves the committed result qrels (about 43 MB of the working tree's 50) to .gpu/aside/ so that each call
+        moves the committed result qrels (about 46 MB of the working tree's 52) to .gpu/aside/ so that each call
         has room for a 48 MB piece; `back` puts them back (do it before committing: git sees them deleted meanwhile)
     python benchmarks/gpu_prepare.py stage --base all-MiniLM-L6-v2 --base all-mpnet-base-v2
         writes .gpu/data.tar.gz (the four benchmarks' files the experiment reads and the synthetic queries; also
