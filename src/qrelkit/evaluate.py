@@ -166,13 +166,10 @@ def _ndcg_per_query(keys: Sequence[tuple[str, str]], y_label: np.ndarray, y_huma
 def _headline(
     keys: Sequence[tuple[str, str]], y_lab: np.ndarray, y_hum: np.ndarray, metrics: Sequence[str] | None = None
 ) -> dict[str, float]:
-    wanted = metrics or DEFAULT_INTERVAL_METRICS
-    out = _confusion_agreement(y_lab, y_hum)
-    if "pairwise_accuracy" in wanted:
-        out["pairwise_accuracy"] = pairwise_accuracy(keys, y_lab, y_hum)
-    if "ndcg@10" in wanted:
-        out["ndcg@10"] = ndcg_at_10(keys, y_lab, y_hum)
-    return {k: out[k] for k in wanted}
+    """The interval metrics on the whole sample: the bootstrap's computation with every query drawn once."""
+    wanted = list(metrics or DEFAULT_INTERVAL_METRICS)
+    stats = _per_query_statistics(keys, y_lab, y_hum, wanted)
+    return _drawn_metrics(stats, np.ones(len(stats["confusion"])), wanted)
 
 
 # metrics with bootstrap intervals: `qrelkit evaluate` (accuracy first: what a newcomer reads) and the multi-labeler
