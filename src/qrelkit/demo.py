@@ -14,30 +14,24 @@ import random
 from pathlib import Path
 from typing import Any
 
+from .demo_data import DEMO_DIR, TREC_DIR, judged_pairs
 from .evaluate import format_confusion, format_table
-from .io import iter_jsonl, read_qrels, write_jsonl, write_qrels
+from .io import iter_jsonl, write_jsonl, write_qrels
 from .llm import DEFAULT_LLM
 from .pipeline import distill_file, evaluate_file, label_file, run_pipeline
 
-DEMO_DIR = Path(__file__).parent / "data" / "demo"
-TREC_DIR = Path(__file__).parent / "data" / "trec-dl2020"
 PAIR_FIELDS = ("qid", "query", "doc_id", "text")
 
 
 def write_eval_pairs(out: Path, per_query: int | None = None) -> int:
     """The human-graded demo pairs (``per_query`` of each query, drawn with a fixed seed, or all) as a JSONL of
     (qid, query, doc_id, text), for judge and label."""
-    human = read_qrels(DEMO_DIR / "human.qrels")
-    queries = {r["qid"]: r["text"] for _, r in iter_jsonl(DEMO_DIR / "queries.jsonl")}
-    texts = {r["doc_id"]: r["text"] for _, r in iter_jsonl(DEMO_DIR / "corpus.jsonl")}
-    by_query: dict[str, list[str]] = {}
-    for q, d in sorted(human):
-        by_query.setdefault(q, []).append(d)
+    by_query: dict[str, list[dict[str, str]]] = {}
+    for row in judged_pairs():
+        by_query.setdefault(row["qid"], []).append(row)
     rng = random.Random(0)
-    take = {q: rng.sample(docs, min(per_query or len(docs), len(docs))) for q, docs in by_query.items()}
-    chosen = sorted((q, d) for q, docs in take.items() for d in docs)
-    rows = [{"qid": q, "query": queries[q], "doc_id": d, "text": texts[d]} for q, d in chosen]
-    return write_jsonl(out, rows)
+    take = [r for rows in by_query.values() for r in rng.sample(rows, min(per_query or len(rows), len(rows)))]
+    return write_jsonl(out, sorted(take, key=lambda r: (r["qid"], r["doc_id"])))
 
 
 def demo_config(run_dir: Path, *, llm: str, n_seeds: int, per_doc: int, k: int) -> dict[str, Any]:

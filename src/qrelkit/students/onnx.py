@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ..demo_data import judged_pairs
 from ..errors import QrelkitError
-from ..io import atomic_write, atomic_write_text, iter_jsonl, read_qrels
+from ..io import atomic_write, atomic_write_text
 
 log = logging.getLogger("qrelkit")
 
@@ -33,14 +34,11 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 INT8_MIN_CORRELATION = 0.98
 EXPORT_REPORT = "export.json"  # per runtime: the int8 settings, the correlation with fp32, kept or dropped
 COMPANION = "frozen"  # a stacked cross-encoder's subfolder: the frozen bi-encoder it stacks with
-_DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 
 def probe_pairs() -> list[tuple[str, str]]:
     """The embedded demo's 150 human-judged (query, passage) pairs: what an export checks its int8 models on."""
-    queries = {str(r["qid"]): str(r["text"]) for _, r in iter_jsonl(_DEMO / "queries.jsonl")}
-    docs = {str(r["doc_id"]): str(r["text"]) for _, r in iter_jsonl(_DEMO / "corpus.jsonl")}
-    return [(queries[q], docs[d]) for q, d in read_qrels(_DEMO / "human.qrels")]
+    return [(r["query"], r["text"]) for r in judged_pairs()]
 
 
 def _dropped_at_export(folder: Path) -> dict[str, dict[str, Any]]:
