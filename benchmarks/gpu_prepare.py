@@ -55,7 +55,6 @@ WHEELS = (
 )
 # the GPU image's own are older (sentence-transformers 6.0.1, transformers 5.17): carry the versions the tests pin
 SAME_AS_HERE = ("transformers", "sentence-transformers", "peft")
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 # what load_benchmark reads (dev: other queries, in llmjudge-trecdl2023 only: its dev students and the bench pairs)
 DATA_FILES = ("queries.jsonl", "passages.jsonl", "pairs/test-open.tsv", "pairs/test-heldout.tsv", "pairs/dev.tsv")
@@ -79,7 +78,7 @@ def stage_data(data: Path, out: Path) -> None:
     shutil.copy2(data / SYNTHETIC, out / SYNTHETIC)
 
 
-def pinned(names: tuple[str, ...], pyproject: Path = PYPROJECT) -> list[str]:
+def pinned(names: tuple[str, ...], pyproject: Path = REPO / "pyproject.toml") -> list[str]:
     """The ``name==version`` pins of ``names`` in pyproject.toml (dependencies and extras)."""
     import tomllib
 
@@ -126,6 +125,10 @@ def tree_files(root: Path = REPO) -> list[Path]:
     return [root / f for f in listed.split("\0") if f and (root / f).is_file()]
 
 
+def tree_bytes(root: Path = REPO) -> int:
+    return sum(f.stat().st_size for f in tree_files(root))
+
+
 def piece_size(tree: int) -> int:
     """The largest piece (whole MiB, at most PIECE) that travels beside a working tree of ``tree`` bytes."""
     room = (LIMIT - tree - MARGIN) // MiB * MiB
@@ -160,8 +163,6 @@ def back(root: Path = REPO) -> int:
 
 def stage_encoder(name: str, out: Path, piece: int = PIECE) -> int:
     """The encoder's folder as one tar, its weights cast to fp16 (half the device calls), split into ``out``."""
-    from safetensors.torch import load_file, save_file
-
     from qrelkit.models import resolve_encoder
 
     src = Path(resolve_encoder(name))
@@ -169,8 +170,7 @@ def stage_encoder(name: str, out: Path, piece: int = PIECE) -> int:
         raise SystemExit(f"{name}: no local {WEIGHTS} at {src} (install its package first)")
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / WEIGHTS
-        tensors = load_file(src / WEIGHTS)
-        save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, half, {"format": "pt"})
+        _cast_weights(src / WEIGHTS, half, "float16")
         archive = Path(tmp) / f"{name}.tar"
         with tarfile.open(archive, "w") as tar:
             for f in sorted(src.rglob("*")):
@@ -178,6 +178,16 @@ def stage_encoder(name: str, out: Path, piece: int = PIECE) -> int:
                     tar.add(f, arcname=str(f.relative_to(src)))
             tar.add(half, arcname=WEIGHTS)
         return split(archive, out, piece=piece, folder=name)
+
+
+def _cast_weights(src: Path, dst: Path, dtype: str) -> None:
+    """The safetensors file ``src`` with its floating-point tensors cast to ``dtype`` ("float16", "float32")."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    cast = getattr(torch, dtype)
+    tensors = {k: v.to(cast) if v.is_floating_point() else v for k, v in load_file(src).items()}
+    save_file(tensors, dst, {"format": "pt"})
 
 
 def join(pieces: Path, cache: Path) -> Path:
@@ -191,15 +201,10 @@ def join(pieces: Path, cache: Path) -> Path:
     target = concatenate_verified(parts, cache / "models" / manifest["filename"], manifest["sha256"])
     if "folder" not in manifest:
         return target
-    from safetensors.torch import load_file, save_file
-
     folder = cache / "models" / manifest["folder"]
     with tarfile.open(target) as tar, folder_replaced(folder) as tmp:
         tar.extractall(tmp, filter="data")
-        tensors = load_file(tmp / WEIGHTS)
-        save_file(
-            {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, tmp / WEIGHTS, {"format": "pt"}
-        )
+        _cast_weights(tmp / WEIGHTS, tmp / WEIGHTS, "float32")
     target.unlink()
     return folder
 
@@ -226,21 +231,18 @@ def main() -> None:
         print(join(args.pieces, args.cache))
     elif args.cmd == "aside":
         moved = aside()
-        print(f"{len(moved)} result qrels moved to {REPO / ASIDE}; the working tree is now {_tree_mib():.1f} MiB")
+        now = tree_bytes() / MiB
+        print(f"{len(moved)} result qrels moved to {REPO / ASIDE}; the working tree is now {now:.1f} MiB")
     elif args.cmd == "back":
         print(f"{back()} files put back")
     else:
         stage(args.data, args.out, args.base or list(ENCODERS))
 
 
-def _tree_mib() -> float:
-    return sum(f.stat().st_size for f in tree_files()) / MiB
-
-
 def stage(data_root: Path, out: Path, bases: list[str]) -> None:
     from qrelkit.models import resolve_gguf
 
-    tree = sum(f.stat().st_size for f in tree_files())
+    tree = tree_bytes()
     piece = piece_size(tree)
     data, wheels = out / "data", out / "wheels"
     shutil.rmtree(data, ignore_errors=True)
