@@ -73,7 +73,7 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
     assert isinstance(result["machine"], str) and result["machine"]
     runs = {r["runtime"]: r for r in result["runs"]}
     students = ("pytorch-fp32", "onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-int8-mixed")
-    assert set(runs) == {"llama.cpp", "http", *students}
+    assert set(runs) == {"llama.cpp", "http", *students, "onnxruntime-int8-checked"}
     api = runs["http"]
     assert api["role"] == "teacher" and api["pairs"] == 4 and api["failures"] == 0 and len(server.requests) >= 4
     assert api["usd_per_1k_pairs"] > 0, "an API teacher is priced per token (gpt-4o-mini is in the table)"
@@ -88,8 +88,11 @@ def test_bench_cli_times_teacher_and_every_student_runtime(tmp_path):
         assert r["vs_human"]["n"] == 60
     assert runs["onnxruntime-fp32"]["vs_pytorch_fp32"]["exact"] == 1.0, "fp32 ONNX gives the PyTorch grades"
     assert runs["onnxruntime-int8"]["vs_pytorch_fp32"]["exact"] >= 0.9
+    checked = runs["onnxruntime-int8-checked"]  # its FLOPs are not all counted: no efficiency
+    assert checked["pairs"] == 60 and checked["efficiency"] is None and 0 <= checked["rescored_share"] <= 1
+    assert checked["vs_pytorch_fp32"]["exact"] >= runs["onnxruntime-int8"]["vs_pytorch_fp32"]["exact"]
     table = Path(tmp_path / "results" / "bench.md").read_text()
-    assert table.count("| student") == 4 and "onnxruntime-int8" in table
+    assert table.count("| student") == 5 and "onnxruntime-int8" in table and "% in fp32)" in table
 
 
 def test_device_bench_names_students_apart_by_the_fewest_path_parts():

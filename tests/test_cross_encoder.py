@@ -67,6 +67,10 @@ def test_cross_encoder_learns_save_load_label(tmp_path: Path) -> None:
     timed = _student_run(str(tmp_path / "ce"), "onnx", rows, 16)
     assert timed["grades"] == g3.tolist() and len(timed["latencies"]) == -(-len(rows) // 16)
     assert timed["tokens"] > len(rows) * 10 and timed["flops"] > 0
+    checked = _student_run(str(tmp_path / "ce"), "onnx-int8-checked", rows, 16)
+    assert len(checked["grades"]) == len(rows) and 0 <= checked["rescored_share"] <= 1
+    agree = np.mean(np.array(checked["grades"]) == g3)
+    assert agree >= np.mean(load_student(tmp_path / "ce", runtime="onnx-int8").predict_pairs(pairs)[1] == g3)
     with pytest.raises(QrelkitError, match="unknown runtime 'tpu'"):
         load_student(tmp_path / "ce", runtime="tpu")
 

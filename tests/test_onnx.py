@@ -11,6 +11,8 @@ from test_student import TOPICS, topic_pairs
 
 from qrelkit.distill import distill
 from qrelkit.errors import QrelkitError
+from qrelkit.students import load_student
+from qrelkit.students.checked import CheckedLabeler
 from qrelkit.students.encoder import Student
 from qrelkit.students.onnx import (
     INT8_MIN_CORRELATION,
@@ -51,6 +53,22 @@ def test_onnx_fp32_and_int8_students_match_torch(tmp_path):
     assert np.abs(mixed_scores - ref_scores).mean() < np.abs(int8_scores - ref_scores).mean(), "closer to fp32"
     with pytest.raises(QrelkitError, match="unknown runtime"):
         Student.load(tmp_path / "model", runtime="tensorrt")
+    # checked: int8's grades, and fp32's (scores too) for the pairs int8 scored within the margin of a cut point
+    loaded = load_student(tmp_path / "model", runtime="onnx-int8-checked")
+    assert isinstance(loaded, CheckedLabeler) and 0 < loaded.margin < 0.2
+    # the toy pairs' scores lie far from the cut points: a margin that reaches half of them tests the wiring
+    distance = np.abs(int8_scores[:, None] - np.array(loaded.cut_points)[None, :]).min(axis=1)
+    checked = CheckedLabeler(loaded.fast, loaded.exact, margin=float(np.median(distance)))
+    checked_scores, checked_grades = checked.predict_pairs(test)
+    near = checked.near_cut_points(int8_scores)
+    far = np.setdiff1d(np.arange(len(test)), near)
+    assert checked.rescored == len(near) > 0
+    np.testing.assert_allclose(checked_scores[near], scores[near], atol=1e-6)
+    np.testing.assert_allclose(checked_scores[far], int8_scores[far], atol=1e-6)
+    int8_grades = q.grades_from_scores(int8_scores)
+    assert (checked_grades == grades).sum() >= (int8_grades == grades).sum()
+    with pytest.raises(QrelkitError, match="runs two models: load it with"):
+        Student.load(tmp_path / "model", runtime="onnx-int8-checked")
 
 
 def _tiny_matmul_model(path):
@@ -87,7 +105,7 @@ def test_an_int8_model_that_does_not_track_fp32_is_dropped_with_the_reason(tmp_p
         "kept": False,
     }
     assert not (tmp_path / "encoder.int8.onnx").exists() and not (tmp_path / "encoder.int8-mixed.onnx").exists()
-    assert dropped_runtimes(tmp_path) == {"onnx-int8": -1.0, "onnx-int8-mixed": -1.0}
+    assert dropped_runtimes(tmp_path) == {"onnx-int8": -1.0, "onnx-int8-mixed": -1.0, "onnx-int8-checked": -1.0}
     with pytest.raises(QrelkitError, match=r"not kept at export.*r -1\.0.*use --runtime onnx"):
         OnnxEncoder(tmp_path / "encoder.int8.onnx", tokenizer=None)
     # a faithful int8 model is kept on the first try

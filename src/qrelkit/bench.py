@@ -44,6 +44,7 @@ RUNTIME_NAMES = {  # how each runtime is named in bench tables
     "onnx": "onnxruntime-fp32",
     "onnx-int8": "onnxruntime-int8",
     "onnx-int8-mixed": "onnxruntime-int8-mixed",
+    "onnx-int8-checked": "onnxruntime-int8-checked",
 }
 
 
@@ -119,19 +120,32 @@ def _peak_rss_mb() -> float:
 
 def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
     os.environ.setdefault("QRELKIT_PROGRESS", "0")
-    from .students import student_kind
-    from .students.encoder import Student
+    from .students import load_student, student_kind
+    from .students.checked import CheckedLabeler
 
     if student_kind(model) == "cross-encoder":
         return _cross_encoder_run(model, runtime, rows, batch_pairs)
 
-    student = Student.load(model, runtime=runtime)
+    student: Any = load_student(model, runtime=runtime)
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
     student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up: first-call allocations, lazy init
     student.clear_cache()  # every timed text is encoded for real
+    checked = _checked_counts(student)
     timed = _timed(student.predict, queries, docs, batch_pairs)
-    flops, tokens = _frozen_cost(student, Path(model), queries, docs, batch_pairs)
-    return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb()}
+    encoder = student.fast if isinstance(student, CheckedLabeler) else student
+    flops, tokens = _frozen_cost(encoder, Path(model), queries, docs, batch_pairs)
+    return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(), **checked()}
+
+
+def _checked_counts(student: Any) -> Callable[[], dict[str, Any]]:
+    """For the checked runtime, a function giving the share of pairs graded again in fp32 since now; for the
+    others, one giving nothing."""
+    from .students.checked import CheckedLabeler
+
+    if not isinstance(student, CheckedLabeler):
+        return dict
+    before = (student.rescored, student.labelled)
+    return lambda: {"rescored_share": (student.rescored - before[0]) / max(1, student.labelled - before[1])}
 
 
 def _frozen_cost(
@@ -173,16 +187,18 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     from transformers import AutoTokenizer
 
     from .students import load_student
+    from .students.checked import CheckedLabeler
     from .students.cross_encoder import CrossEncoderStudent
     from .students.cross_encoder_onnx import COMPANION
 
-    student = load_student(model, runtime=runtime)
+    labeler: Any = load_student(model, runtime=runtime)
+    student = labeler.fast if isinstance(labeler, CheckedLabeler) else labeler
     assert isinstance(student, CrossEncoderStudent)
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
-    student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up
-    if student.companion is not None:
-        student.companion.clear_cache()  # every timed text is encoded for real
-    timed = _timed(student.predict, queries, docs, batch_pairs)
+    labeler.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up
+    labeler.clear_cache()  # a stacked one's companion: every timed text is encoded for real
+    checked = _checked_counts(labeler)
+    timed = _timed(labeler.predict, queries, docs, batch_pairs)
     tokenizer = AutoTokenizer.from_pretrained(str(Path(model) / "model"))
     max_length = int(student.card.get("max_length", 256))
     lengths = [len(x) for x in tokenizer(queries, docs, truncation="longest_first", max_length=max_length)["input_ids"]]
@@ -191,7 +207,7 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     if student.companion is not None:
         more = _frozen_cost(student.companion, Path(model) / COMPANION, queries, docs, batch_pairs)
         flops, tokens = flops + more[0], tokens + more[1]
-    return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb()}
+    return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(), **checked()}
 
 
 def _student_label(card: dict[str, Any]) -> str:
@@ -339,8 +355,10 @@ def run_bench(
                 "p95_batch_ms": _latency_ms(r["latencies"], 95),
                 "peak_rss_mb": r["peak_rss_mb"],
                 "usd_per_1k_pairs": usd_per_hour / 3600 / pps * 1000,
-                "efficiency": r["flops"] / r["seconds"] / 1e9 / peak,
-                "gflops_per_s": r["flops"] / r["seconds"] / 1e9,
+                # the checked runtime's FLOPs are counted for its int8 pass only: no efficiency for it
+                "efficiency": None if "rescored_share" in r else r["flops"] / r["seconds"] / 1e9 / peak,
+                "gflops_per_s": None if "rescored_share" in r else r["flops"] / r["seconds"] / 1e9,
+                "rescored_share": r.get("rescored_share"),
                 "tokens_per_pair": r["tokens"] / len(rows),
                 "vs_pytorch_fp32": _same_as(r["grades"], fp32_grades) if fp32_grades else None,
                 "vs_human": _agreement(r["grades"], truth),
@@ -488,8 +506,11 @@ def format_markdown(result: dict[str, Any]) -> str:
         ratio = f"{r['speedup_vs_local_teacher']:.0f}×" if "speedup_vs_local_teacher" in r else "1×"
         batch = f"{r['p50_batch_ms']:.0f} / {r['p95_batch_ms']:.0f} (batch {r['batch_pairs']})"
         speed = f"{r['pairs_per_s']:.1f}"
+        runtime = r["runtime"]
+        if r.get("rescored_share") is not None:
+            runtime += f" ({100 * r['rescored_share']:.1f}% in fp32)"
         rows.append(
-            [r["labeler"], r["runtime"], r["pairs"], speed, ratio, batch, f"{r['peak_rss_mb']:.0f}", usd, eff, same, kh]
+            [r["labeler"], runtime, r["pairs"], speed, ratio, batch, f"{r['peak_rss_mb']:.0f}", usd, eff, same, kh]
         )
     return "\n".join([*lines, markdown_table(header, rows)]) + "\n"
 

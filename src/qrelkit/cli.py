@@ -289,7 +289,7 @@ def label(
     model: Annotated[Path, typer.Option("-m", "--model", help="student folder from distill")],
     output: Annotated[Path, typer.Option("-o", "--output", help=".qrels, .jsonl or .parquet")] = Path("labels.qrels"),
     runtime: Annotated[
-        str, typer.Option(help="torch, onnx, onnx-int8 or onnx-int8-mixed (after `qrelkit export`)")
+        str, typer.Option(help="torch, onnx, onnx-int8, onnx-int8-mixed or onnx-int8-checked (after `qrelkit export`)")
     ] = "torch",
     chunk: Annotated[int, typer.Option(help="pairs per checkpoint")] = 4096,
     batch_size: Annotated[int, typer.Option(help="pairs per model call")] = 64,
@@ -515,7 +515,8 @@ def bench(
         Path | None, typer.Option(help="student folder with ONNX exports (default: distil one from GPT-4o labels)")
     ] = None,
     runtime: Annotated[
-        list[str] | None, typer.Option(help="student runtimes (default: torch, onnx, onnx-int8, onnx-int8-mixed)")
+        list[str] | None,
+        typer.Option(help="student runtimes (default: torch and every ONNX one)"),
     ] = None,
     batch_pairs: Annotated[int, typer.Option(help="pairs per student call (the latency unit)")] = 500,
     usd_per_hour: Annotated[float, typer.Option(help="price of this machine, for $/1k pairs")] = 0.10,

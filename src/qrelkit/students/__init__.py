@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import QrelkitError
 from ..records import Pair
+from .onnx import CHECKED_RUNTIME
 
 STUDENT_KINDS = ("frozen", "cross-encoder", "causal")
 
@@ -86,9 +87,14 @@ def export_student(path: str | Path, *, quantize: bool = True) -> dict[str, Path
 
 def load_student(path: str | Path, *, runtime: str = "torch", device: str | None = None) -> Labeler:
     """Load any student folder (``qrelkit distill`` output). ``runtime``: torch, or for the frozen and
-    cross-encoder students onnx, onnx-int8, onnx-int8-mixed (after ``qrelkit export``); the causal student
+    cross-encoder students onnx, onnx-int8, onnx-int8-mixed or onnx-int8-checked (after ``qrelkit export``; the
+    last grades the pairs near a cut point again in fp32, :mod:`qrelkit.students.checked`); the causal student
     runs with torch."""
     kind = student_kind(path)
+    if runtime == CHECKED_RUNTIME and kind != "causal":
+        from .checked import CheckedLabeler
+
+        return CheckedLabeler.load(path, device=device)
     if kind == "frozen":
         from .encoder import Student
 

@@ -91,13 +91,14 @@ class CrossEncoderStudent(ThresholdGrader):
         """Load a folder written by :meth:`save`; ``runtime`` ``onnx``, ``onnx-int8`` or ``onnx-int8-mixed`` runs
         the exports of :func:`qrelkit.students.cross_encoder_onnx.export_cross_encoder` (``qrelkit export``)."""
         from .cross_encoder_onnx import CE_ONNX_FILES, OnnxPairScorer
+        from .onnx import unknown_runtime_error
 
         p = Path(path)
         meta = json.loads((p / "student.json").read_text())
         if meta.get("kind") != KIND:
             raise QrelkitError(f"{p}: a {meta.get('kind')!r} student, not a cross-encoder")
         if runtime != "torch" and runtime not in CE_ONNX_FILES:
-            raise QrelkitError(f"unknown runtime {runtime!r}; choose torch or {', '.join(CE_ONNX_FILES)}")
+            raise unknown_runtime_error(runtime)
         card = json.loads((p / "card.json").read_text())
         max_length = int(card.get("max_length", 256))
         model: Any
@@ -125,6 +126,11 @@ class CrossEncoderStudent(ThresholdGrader):
             (tmp / "README.md").write_text(_model_card(self.card, self.thresholds))
 
     # ------------------------------------------------------------ prediction
+
+    def clear_cache(self) -> None:
+        """Forget the frozen companion's cached embeddings (the cross-encoder itself caches nothing)."""
+        if self.companion is not None:
+            self.companion.clear_cache()
 
     def scores(
         self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64, features: np.ndarray | None = None

@@ -88,11 +88,11 @@ class Student:
         ``runtime``: ``torch`` (sentence-transformers), ``onnx`` (ONNX Runtime fp32) or ``onnx-int8`` (dynamic
         int8 quantisation); the ONNX files come from :func:`qrelkit.students.onnx.export_onnx` (``qrelkit export``).
         """
-        from .onnx import ONNX_FILES, RUNTIMES, OnnxEncoder
+        from .onnx import ONNX_FILES, OnnxEncoder, unknown_runtime_error
 
         p = student_dir(path)
-        if runtime not in RUNTIMES:
-            raise QrelkitError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        if runtime != "torch" and runtime not in ONNX_FILES:
+            raise unknown_runtime_error(runtime)
         head = json.loads((p / "head.json").read_text())
         card = json.loads((p / "card.json").read_text()) if (p / "card.json").exists() else {}
         max_length = int(card.get("max_length", 256))
@@ -161,6 +161,11 @@ class Student:
         if not h:
             raise QrelkitError("this student has no trained head; run distill first")
         return head_scores(h, x)
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """The head's grade cut points (None before training)."""
+        return self.head.get("thresholds")
 
     def grades_from_scores(self, scores: np.ndarray) -> np.ndarray:
         return grades_from_thresholds(self.head["thresholds"], scores)

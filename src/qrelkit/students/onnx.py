@@ -26,7 +26,8 @@ from ..io import atomic_write, atomic_write_text
 
 log = logging.getLogger("qrelkit")
 
-RUNTIMES = ("torch", "onnx", "onnx-int8", "onnx-int8-mixed")
+CHECKED_RUNTIME = "onnx-int8-checked"  # int8, with pairs near a cut point graded again in fp32 (students/checked.py)
+RUNTIMES = ("torch", "onnx", "onnx-int8", "onnx-int8-mixed", CHECKED_RUNTIME)
 ONNX_FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder.int8.onnx", "onnx-int8-mixed": "encoder.int8-mixed.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # an int8 model is kept only if its scores of the probe pairs correlate with fp32's at least this much: MiniLM's
@@ -59,13 +60,22 @@ def missing_model_error(model_path: Path) -> QrelkitError:
     return QrelkitError(f"{model_path}: no ONNX model; run `qrelkit export {model_path.parent}` first")
 
 
+def unknown_runtime_error(runtime: str) -> QrelkitError:
+    """A runtime a single student model cannot load: unknown, or the checked one (two models: load_student)."""
+    if runtime == CHECKED_RUNTIME:
+        return QrelkitError(f"{runtime} runs two models: load it with qrelkit.students.load_student")
+    return QrelkitError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+
+
 def dropped_runtimes(student_dir: str | Path) -> dict[str, float]:
     """The runtimes whose int8 model an export dropped (runtime → correlation with fp32), in the student folder or
-    in the frozen companion beside a stacked cross-encoder."""
+    in the frozen companion beside a stacked cross-encoder (the checked runtime runs the int8 model)."""
     out: dict[str, float] = {}
     for folder in (Path(student_dir), Path(student_dir) / COMPANION):
         for runtime, r in _dropped_at_export(folder).items():
             out[runtime] = min(out.get(runtime, 1.0), r["r_with_fp32"])
+    if "onnx-int8" in out:
+        out[CHECKED_RUNTIME] = out["onnx-int8"]
     return out
 
 

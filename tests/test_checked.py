@@ -1,0 +1,80 @@
+"""The onnx-int8-checked runtime's rule on stand-in models: int8 grades everything, fp32 grades again the
+pairs whose int8 score lies within the margin of a cut point."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from qrelkit.errors import QrelkitError
+from qrelkit.students.checked import CheckedLabeler, int8_margin
+from qrelkit.students.grading import grades_from_thresholds
+from qrelkit.students.onnx import probe_pairs
+
+
+class Model:
+    """A labeler whose score of a passage is the number it spells, plus ``offset``; it records what it scored."""
+
+    def __init__(self, offset: float = 0.0, thresholds: list[float] | None = None):
+        self.offset, self.thresholds, self.card = offset, thresholds or [0.5, 1.5, 2.5], {"base": "stand-in"}
+        self.scored: list[list[str]] = []
+        self.cleared = 0
+
+    def predict(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64):
+        self.scored.append(list(docs))
+        scores = np.array([float(d) + self.offset for d in docs])
+        return scores, grades_from_thresholds(self.thresholds, scores)
+
+    def clear_cache(self) -> None:
+        self.cleared += 1
+
+
+def test_pairs_near_a_cut_point_get_the_exact_grade_and_only_they_are_scored_again():
+    docs = ["0.45", "0.9", "1.43", "2.0", "2.47"]
+    exact, fast = Model(), Model(offset=0.06)  # int8 reads every score 0.06 high
+    labeler = CheckedLabeler(fast, exact, margin=0.1)
+    scores, grades = labeler.predict(["q"] * len(docs), docs)
+    # int8 scores 0.51, 0.96, 1.49, 2.06, 2.53: the first, third and fifth lie within 0.1 of 0.5, 1.5 and 2.5
+    assert exact.scored == [["0.45", "1.43", "2.47"]]
+    np.testing.assert_allclose(scores, [0.45, 0.96, 1.43, 2.06, 2.47])
+    assert grades.tolist() == [0, 1, 1, 2, 2] == exact.predict([""] * 5, docs)[1].tolist()
+    assert fast.predict([""] * 5, docs)[1].tolist() == [1, 1, 1, 2, 3], "plain int8 gets two grades wrong"
+    assert (labeler.rescored, labeler.labelled) == (3, 5)
+    assert labeler.card["runtime"] == "onnx-int8-checked" and labeler.card["check_margin"] == 0.1
+    # a narrower margin rescores less and keeps int8's errors beyond it
+    narrow = CheckedLabeler(Model(offset=0.06), Model(), margin=0.02)
+    assert narrow.predict(["q"] * len(docs), docs)[1].tolist() == [0, 1, 1, 2, 3]
+    assert narrow.rescored == 2
+
+
+def test_no_pairs_no_fp32_call_and_clear_cache_reaches_both_models():
+    exact, fast = Model(), Model(offset=0.01)
+    labeler = CheckedLabeler(fast, exact, margin=0.5)
+    scores, grades = labeler.predict([], [])
+    assert len(scores) == len(grades) == 0 and exact.scored == []
+    labeler.clear_cache()
+    assert fast.cleared == exact.cleared == 1
+    with pytest.raises(QrelkitError, match="only labels"):
+        labeler.save("anywhere")
+    untrained = Model()
+    untrained.thresholds = None  # type: ignore[assignment]
+    with pytest.raises(QrelkitError, match="grade cut points"):
+        CheckedLabeler(fast, untrained, margin=0.1)
+
+
+def test_the_margin_is_a_quantile_of_the_int8_error_on_the_probe_pairs():
+    class Noisy(Model):
+        def predict(self, queries, docs, *, batch_size=64):
+            noise = np.array([(hash(d) % 1000) / 1000 * 0.02 for d in docs])
+            return np.zeros(len(docs)) + noise, np.zeros(len(docs), dtype=int)
+
+    class Zero(Model):
+        def predict(self, queries, docs, *, batch_size=64):
+            return np.zeros(len(docs)), np.zeros(len(docs), dtype=int)
+
+    fast = Noisy()
+    errors = fast.predict([], [d for _, d in probe_pairs()])[0]
+    assert int8_margin(fast, Zero(), quantile=0.8) == pytest.approx(float(np.quantile(errors, 0.8)))
+    assert 0 < int8_margin(fast, Zero(), quantile=0.5) < int8_margin(fast, Zero(), quantile=0.8) <= 0.02
