@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fake_openai import FakeOpenAI
 from test_student import TOPICS, topic_pairs
 
-from qrelkit.bench import benchmark_dir, encoder_flops, gemm_peak_gflops
+from qrelkit.bench import _in_fresh_process, _peak_rss_mb, benchmark_dir, encoder_flops, gemm_peak_gflops
 from qrelkit.errors import QrelkitError
 
 MINILM = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6}
@@ -104,3 +105,13 @@ def test_device_bench_names_students_apart_by_the_fewest_path_parts():
     assert list(short_names(two)) == ["ce-a/fold0.student", "ce-b/fold0.student"]
     with pytest.raises(QrelkitError, match="twice"):
         short_names([one[0], one[0]])
+
+
+def _own_peak() -> dict[str, float]:
+    return {"peak_rss_mb": _peak_rss_mb()}
+
+
+def test_a_bench_child_reports_its_own_peak_memory_not_its_parents():
+    ballast = np.ones(1024 * 2**20 // 8)  # the parent holds 1 GiB, as after training a bench student
+    child = _in_fresh_process(_own_peak)["peak_rss_mb"]
+    assert ballast.sum() > 0 and _peak_rss_mb() > 1024 > child > 10

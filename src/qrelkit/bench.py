@@ -112,6 +112,14 @@ def encoder_flops(config: dict[str, Any], lengths: list[int]) -> float:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory since its program started. Linux's getrusage keeps the peak of the
+    process it was forked from, so a bench child spawned by a parent that had just trained a student reported
+    the parent's peak; /proc's VmHWM belongs to the program's own memory map."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
