@@ -92,9 +92,11 @@ def load_student(path: str | Path, *, runtime: str = "torch", device: str | None
     runs with torch."""
     kind = student_kind(path)
     if runtime == CHECKED_RUNTIME and kind != "causal":
-        from .checked import CheckedLabeler
+        from .checked import CheckedLabeler, int8_margin
 
-        return CheckedLabeler.load(path, device=device)
+        fast = load_student(path, runtime="onnx-int8", device=device)
+        exact = load_student(path, runtime="onnx", device=device)
+        return CheckedLabeler(fast, exact, int8_margin(fast, exact))
     if kind == "frozen":
         from .encoder import Student
 

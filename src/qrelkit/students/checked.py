@@ -32,8 +32,9 @@ CHECK_QUANTILE = 0.8
 class CheckedLabeler:
     """A student's int8 model, with the pairs near a grade cut point graded again by its fp32 model.
 
-    ``fast`` and ``exact`` are the same student folder loaded with the ``onnx-int8`` and ``onnx`` runtimes;
-    ``margin`` is in score units (0–3). ``rescored`` / ``labelled`` count the pairs so far."""
+    ``fast`` and ``exact`` are the same student folder loaded with the ``onnx-int8`` and ``onnx`` runtimes
+    (``load_student(path, runtime="onnx-int8-checked")`` does this, with :func:`int8_margin`); ``margin`` is in
+    score units (0–3). ``rescored`` / ``labelled`` count the pairs so far."""
 
     def __init__(self, fast: Any, exact: Any, margin: float):
         if exact.thresholds is None:
@@ -43,15 +44,6 @@ class CheckedLabeler:
         self.card: dict[str, Any] = {**exact.card, "runtime": CHECKED_RUNTIME, "check_margin": self.margin}
         self.rescored = 0
         self.labelled = 0
-
-    @classmethod
-    def load(cls, path: str | Path, *, device: str | None = None) -> CheckedLabeler:
-        """Both ONNX models of a student folder (``qrelkit export``), the margin measured on the probe pairs."""
-        from . import load_student
-
-        fast = load_student(path, runtime="onnx-int8", device=device)
-        exact = load_student(path, runtime="onnx", device=device)
-        return cls(fast, exact, int8_margin(fast, exact))
 
     def predict(
         self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
