@@ -3,33 +3,79 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from test_label_stream import model_dir, write_pairs_jsonl  # noqa: F401 - fixture
 
 from qrelkit.pipeline import label_file
+from qrelkit.students.onnx import export_onnx
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 
-def test_ray_engine_labels_equal_local_engine(tmp_path, model_dir):  # noqa: F811
+@pytest.fixture(scope="module")
+def exported_dir(tmp_path_factory, model_dir):  # noqa: F811
+    """The student with its ONNX models (a copy: the shared fixture stays torch-only)."""
+    folder = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(model_dir, folder)
+    export_onnx(folder)
+    return folder
+
+
+def _rows(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_ray_engine_labels_equal_local_engine(tmp_path, model_dir, exported_dir):  # noqa: F811
     import ray
 
     write_pairs_jsonl(tmp_path / "pairs.jsonl", 300)
-    local = label_file(tmp_path / "pairs.jsonl", model_dir, tmp_path / "local.jsonl", chunk=64)
+    runs = {"torch": model_dir, "onnx-int8-checked": exported_dir}
+    local = {
+        rt: label_file(tmp_path / "pairs.jsonl", m, tmp_path / f"local-{rt}.jsonl", runtime=rt, chunk=64)
+        for rt, m in runs.items()
+    }
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        stats = label_file(
-            tmp_path / "pairs.jsonl", model_dir, tmp_path / "ray.jsonl", engine="ray", actors=2, batch_size=32
-        )
+        stats = {
+            rt: label_file(
+                tmp_path / "pairs.jsonl",
+                m,
+                tmp_path / f"ray-{rt}.jsonl",
+                runtime=rt,
+                engine="ray",
+                actors=2,
+                batch_size=32,
+            )
+            for rt, m in runs.items()
+        }
         assert ray.is_initialized(), "a Ray session the caller started is left running"
     finally:
         ray.shutdown()
-    assert stats["pairs"] == local["pairs"] == 300 and stats["engine"] == "ray"
-    rows_local = [json.loads(x) for x in (tmp_path / "local.jsonl").read_text().splitlines()]
-    rows_ray = [json.loads(x) for x in (tmp_path / "ray.jsonl").read_text().splitlines()]
-    assert [(r["qid"], r["doc_id"], r["grade"]) for r in rows_ray] == [
-        (r["qid"], r["doc_id"], r["grade"]) for r in rows_local
-    ]
-    assert max(abs(a["score"] - b["score"]) for a, b in zip(rows_ray, rows_local, strict=True)) < 1e-4
+    for rt in runs:
+        assert stats[rt]["pairs"] == local[rt]["pairs"] == 300 and stats[rt]["engine"] == "ray"
+        rows_local, rows_ray = _rows(tmp_path / f"local-{rt}.jsonl"), _rows(tmp_path / f"ray-{rt}.jsonl")
+        assert [(r["qid"], r["doc_id"], r["grade"]) for r in rows_ray] == [
+            (r["qid"], r["doc_id"], r["grade"]) for r in rows_local
+        ], rt
+        if rt == "torch":  # int8 scores move with the pairs that share a batch (activation scales are per batch)
+            assert max(abs(a["score"] - b["score"]) for a, b in zip(rows_ray, rows_local, strict=True)) < 1e-4
+
+
+def test_an_actor_runs_onnx_on_its_share_of_the_cores(exported_dir, monkeypatch):
+    """Each actor's ONNX Runtime sessions take the actor's whole cores, not every core of the node (two actors
+    on two cores each spinning two threads fight over them)."""
+    import torch
+
+    from qrelkit.label_ray import StudentScorer
+
+    monkeypatch.delenv("QRELKIT_THREADS", raising=False)  # restored after the test, as the scorer changes it
+    torch_threads = torch.get_num_threads()
+    try:
+        checked = StudentScorer(str(exported_dir), "onnx-int8-checked", 32, 1).student
+    finally:
+        torch.set_num_threads(torch_threads)
+    for student in (checked.fast, checked.exact):
+        assert student.encoder.session.get_session_options().intra_op_num_threads == 1

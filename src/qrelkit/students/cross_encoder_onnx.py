@@ -8,7 +8,6 @@ kept fp32): the same logits as the torch model, faster on a CPU.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
-from .onnx import COMPANION, _quantize, export_graph, export_onnx, missing_model_error, probe_pairs
+from .onnx import COMPANION, _quantize, cpu_session, export_graph, export_onnx, missing_model_error, probe_pairs
 
 CE_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-int8-mixed": "model.int8-mixed.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -62,12 +61,7 @@ class OnnxPairScorer:
     def __init__(self, model_path: Path, tokenizer: Any, *, max_length: int = 256, token_budget: int = 2048):
         if not model_path.exists():
             raise missing_model_error(model_path)
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("QRELKIT_THREADS", "0")) or (os.cpu_count() or 1)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model_path)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = tokenizer
         self.max_length = max_length

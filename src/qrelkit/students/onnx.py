@@ -213,6 +213,17 @@ class _Pooled:
         return Pooled(model)
 
 
+def cpu_session(model_path: str | Path, *, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads: by default ``QRELKIT_THREADS``, else every
+    core (a Ray actor sets ``QRELKIT_THREADS`` to its share)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or int(os.environ.get("QRELKIT_THREADS", "0")) or (os.cpu_count() or 1)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxEncoder:
     """The subset of ``SentenceTransformer.encode`` the student uses, run by ONNX Runtime on CPU."""
 
@@ -227,12 +238,7 @@ class OnnxEncoder:
     ):
         if not Path(model_path).exists():  # before importing onnxruntime: the advice holds without it too
             raise missing_model_error(Path(model_path))
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or int(os.environ.get("QRELKIT_THREADS", "0")) or (os.cpu_count() or 1)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model_path, threads=threads)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = tokenizer
         self.max_seq_length = max_length
