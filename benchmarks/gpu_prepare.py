@@ -239,6 +239,16 @@ def main() -> None:
         stage(args.data, args.out, args.base or list(ENCODERS))
 
 
+def _check_first_call(tree: int, *files: Path) -> None:
+    """Refuse when ``files`` (the data, then the data and wheels) do not travel beside the working tree."""
+    size = sum(f.stat().st_size for f in files)
+    if tree + size + MARGIN > LIMIT:
+        raise SystemExit(
+            f"data and wheels ({size / MiB:.1f} MiB) do not fit beside the working tree "
+            f"({tree / MiB:.1f} MiB) in one call: run `aside` first"
+        )
+
+
 def stage(data_root: Path, out: Path, bases: list[str]) -> None:
     from qrelkit.models import resolve_gguf
 
@@ -249,14 +259,10 @@ def stage(data_root: Path, out: Path, bases: list[str]) -> None:
     stage_data(data_root, data)
     with tarfile.open(out / "data.tar.gz", "w:gz") as tar:
         tar.add(data, arcname="data")
+    _check_first_call(tree, out / "data.tar.gz")  # before the download, which cannot make it fit
     stage_wheels(wheels)
-    first = (out / "data.tar.gz").stat().st_size + sum(f.stat().st_size for f in wheels.iterdir())
+    _check_first_call(tree, out / "data.tar.gz", *wheels.iterdir())
     calls = [f"carry [{out}/data.tar.gz, {wheels}]: bash benchmarks/gpu_student.sh stash {out}/data.tar.gz {wheels}"]
-    if tree + first + MARGIN > LIMIT:
-        raise SystemExit(
-            f"data and wheels ({first / MiB:.1f} MiB) do not fit beside the working tree "
-            f"({tree / MiB:.1f} MiB) in one call: run `aside` first"
-        )
     for base in bases:
         weights = out / "weights" / base
         shutil.rmtree(weights, ignore_errors=True)

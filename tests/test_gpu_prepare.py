@@ -90,3 +90,23 @@ def test_result_qrels_step_aside_for_the_device_calls_and_come_back(tmp_path):
     assert gpu_prepare.back(repo) == 1
     assert (results / "student.qrels").read_text() == "q1 0 d1 2\n"
     assert not (repo / ".gpu" / "aside").exists()
+
+
+def test_staging_refuses_before_downloading_wheels_when_the_data_cannot_fit(tmp_path, monkeypatch):
+    def data_of(size: int):
+        def stage_data(_root: Path, out: Path) -> None:
+            out.mkdir(parents=True)
+            (out / "pairs.bin").write_bytes(np.random.default_rng(0).bytes(size))  # incompressible
+
+        return stage_data
+
+    downloads = []
+    monkeypatch.setattr(gpu_prepare, "stage_wheels", lambda out: downloads.append(out) or out.mkdir(parents=True))
+    monkeypatch.setattr(gpu_prepare, "tree_bytes", lambda: gpu_prepare.LIMIT - gpu_prepare.MARGIN - 8 * MiB)
+    monkeypatch.setattr(gpu_prepare, "stage_data", data_of(9 * MiB))
+    with pytest.raises(SystemExit, match="aside"):
+        gpu_prepare.stage(tmp_path / "shared", tmp_path / "a", bases=[])
+    assert downloads == [], "the wheels were downloaded for a call that could not carry the data anyway"
+    monkeypatch.setattr(gpu_prepare, "stage_data", data_of(1 * MiB))
+    gpu_prepare.stage(tmp_path / "shared", tmp_path / "b", bases=[])
+    assert downloads == [tmp_path / "b" / "wheels"]
