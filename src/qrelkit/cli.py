@@ -291,7 +291,7 @@ def label(
     runtime: Annotated[
         str, typer.Option(help="torch, onnx, onnx-int8, onnx-int8-mixed or onnx-int8-checked (after `qrelkit export`)")
     ] = "torch",
-    chunk: Annotated[int, typer.Option(help="pairs per checkpoint")] = 4096,
+    chunk: Annotated[int, typer.Option(help="pairs per checkpoint (local engine; Ray: 1,024 a call)")] = 4096,
     batch_size: Annotated[int, typer.Option(help="pairs per model call")] = 64,
     engine: Annotated[str, typer.Option(help="local (streaming, resumable) or ray")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (engine ray); default: local")] = None,
