@@ -1,8 +1,10 @@
 """Label pairs on a Ray cluster: Ray Data reads the pairs, a pool of student actors scores them.
 
 The scoring function is the one the local engine uses (:meth:`Student.predict`), so both engines give the
-same labels. Without ``address`` Ray starts on this machine; with ``address="auto"`` (or ``ray://HOST:10001``)
-it joins a running cluster (``ray start --head`` on one node, ``ray start --address=HEAD:6379`` on the others).
+same labels; with an int8 runtime, scores move a little with the pairs that share a batch, which the two engines
+fill differently (activation scales are per batch), and a few grades with them. Without ``address`` Ray starts
+on this machine; with ``address="auto"`` (or ``ray://HOST:10001``) it joins a running cluster (``ray start
+--head`` on one node, ``ray start --address=HEAD:6379`` on the others).
 The student folder must be readable at the same path on every node (a shared file system or a copy).
 """
 
