@@ -91,6 +91,14 @@ def test_unknown_head_is_a_clear_error():
         fit_head(x, np.zeros(20), np.r_[np.zeros(10, int), np.ones(10, int)], kind="mlp")
 
 
+def test_an_untrained_student_says_so_instead_of_grading():
+    untrained = Student(encoder=None, head={})
+    with pytest.raises(QrelkitError, match="no trained head"):
+        untrained.score_features(np.zeros((1, len(FEATURES))))
+    with pytest.raises(QrelkitError, match="no grade cut points"):
+        untrained.grades_from_scores(np.array([1.5]))
+
+
 def test_ensemble_of_judges_gives_mean_rounded_grade_and_shares():
     a = {("q", "d1"): 3, ("q", "d2"): 0, ("q", "d3"): 1}
     b = {("q", "d1"): 2, ("q", "d2"): 0, ("q", "d3"): 5}  # 5 is clipped to 3

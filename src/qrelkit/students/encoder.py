@@ -168,7 +168,10 @@ class Student:
         return self.head.get("thresholds")
 
     def grades_from_scores(self, scores: np.ndarray) -> np.ndarray:
-        return grades_from_thresholds(self.head["thresholds"], scores)
+        """0–3 grades of :meth:`score_features` scores, by the head's cut points."""
+        if self.thresholds is None:
+            raise QrelkitError("this student has no grade cut points; run distill first")
+        return grades_from_thresholds(self.thresholds, scores)
 
     def predict(
         self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
