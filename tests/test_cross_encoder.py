@@ -242,6 +242,7 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
     for b in ("toy", "toy2"):
         names = ("ce-toy", "ce-toy-calibrated", "ce-toy-xcal", "ce-toy-stacked", "minilm-cosine-cross", "bi-toy-xcal")
         names += ("stacked-all",)  # one head over both recipes' scores
+        names += ("minilm-ridge-cross", "minilm-late-cross")  # the frozen student, without and with late features
         for name in names:
             graded = read_qrels(out / b / f"{name}.qrels")
             assert len(graded) == len(TOPICS) ** 2  # every test pair, open and held-out
@@ -311,6 +312,7 @@ def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_p
         assert not (out / b / "ce-stack-toy-stacked.qrels").exists()  # stacked already: not stacked twice
         assert (out / b / "minilm-cosine-cross.qrels").exists()
     assert (out / ".cross-work" / "frozen-features.npz").exists()  # the features it stacks on, cached
+    assert (out / ".cross-work" / "frozen-features-late.npz").exists()
     fold0 = load_student(out / ".cross-work" / recipe.name / "fold0.student")  # saved, stacked, for the bench
     assert isinstance(fold0, CrossEncoderStudent) and fold0.stack_head and fold0.card["recipe"] == recipe.name
 
@@ -458,3 +460,13 @@ def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None
     assert r.returncode == 2 and "stacks the cross-encoder student" in r.stderr
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", "--student", "t5")
     assert r.returncode == 2 and "unknown student 't5'" in r.stderr and "Traceback" not in r.stderr
+    # the frozen student with late-interaction features: its head reads them, and it labels like any student
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "late", "--late-interaction")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "late" / "head.json").read_text())["features"][-1] == "maxsim_over_0.8"
+    r = run("label", "pairs.parquet", "-m", "late", "-o", "late.qrels")
+    assert r.returncode == 0, r.stderr
+    late = read_qrels(tmp_path / "late.qrels")
+    assert np.mean([late[(q, q)] for q in TOPICS]) > np.mean([g for (q, d), g in late.items() if q != d])
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", *common, "--late-interaction")
+    assert r.returncode == 2 and "frozen student's head" in r.stderr

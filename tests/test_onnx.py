@@ -13,7 +13,7 @@ from qrelkit.distill import distill
 from qrelkit.errors import QrelkitError
 from qrelkit.students import load_student
 from qrelkit.students.checked import CheckedLabeler
-from qrelkit.students.encoder import Student
+from qrelkit.students.encoder import FEATURES, LATE_FEATURES, Student
 from qrelkit.students.onnx import (
     INT8_MIN_CORRELATION,
     OnnxEncoder,
@@ -124,3 +124,39 @@ def test_probe_pairs_are_the_embedded_demo_judgments():
     pairs = probe_pairs()
     assert len(pairs) == 150 and len({q for q, _ in pairs}) == 25
     assert all(q.strip() and len(d.split()) > 5 for q, d in pairs)
+
+
+@pytest.mark.slow
+def test_a_late_interaction_student_saves_loads_and_exports_with_its_token_features(tmp_path):
+    names = list(TOPICS)
+    train, teacher = topic_pairs(names[:5])
+    distill(train, teacher).save(tmp_path / "plain")
+    student = distill(train, teacher, late_interaction=True)
+    assert student.feature_names == FEATURES + LATE_FEATURES
+    assert student.head["features"] == list(FEATURES + LATE_FEATURES)
+    student.save(tmp_path / "late")
+    test, truth = topic_pairs(names)
+    ref_scores, ref_grades = student.predict_pairs(test)
+    gold = np.array([truth[(p.qid, p.doc_id)] for p in test])
+    assert ref_scores[gold == 3].min() > ref_scores[gold == 0].max()
+    again = Student.load(tmp_path / "late")
+    np.testing.assert_allclose(again.predict_pairs(test)[0], ref_scores, atol=1e-6)
+    export_onnx(tmp_path / "late")
+    fp32 = Student.load(tmp_path / "late", runtime="onnx")
+    scores, grades = fp32.predict_pairs(test, batch_size=5)  # mixed lengths: padded tokens must not be matched
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-3)  # token vectors travel in fp16
+    assert (grades == ref_grades).all()
+    int8 = Student.load(tmp_path / "late", runtime="onnx-int8")
+    assert np.corrcoef(int8.predict_pairs(test)[0], ref_scores)[0, 1] > 0.98
+    # a folder exported before the token output (one output): a plain student runs it, a late one says how to mend
+    export_onnx(tmp_path / "plain", quantize=False)
+    old_graph = onnx.load(str(tmp_path / "plain" / "encoder.onnx"))
+    del old_graph.graph.output[1]
+    onnx.save(old_graph, str(tmp_path / "plain" / "encoder.onnx"))
+    plain = Student.load(tmp_path / "plain", runtime="onnx")
+    np.testing.assert_allclose(
+        plain.predict_pairs(test)[0], Student.load(tmp_path / "plain").predict_pairs(test)[0], atol=1e-4
+    )
+    onnx.save(old_graph, str(tmp_path / "late" / "encoder.onnx"))
+    with pytest.raises(QrelkitError, match="without token vectors"):
+        Student.load(tmp_path / "late", runtime="onnx")

@@ -6,8 +6,8 @@ from topics import TOPICS, topic_pairs
 
 from qrelkit.distill import distill, recalibrate
 from qrelkit.errors import QrelkitError
-from qrelkit.students.encoder import FEATURES, Student, fit_head, head_scores
-from qrelkit.students.grading import distribution_thresholds
+from qrelkit.students.encoder import FEATURES, LATE_FEATURES, Student, fit_head, head_scores, late_interaction
+from qrelkit.students.grading import distribution_thresholds, is_content_piece
 from qrelkit.students.targets import ensemble
 
 
@@ -276,3 +276,45 @@ def test_cli_distills_labels_with_and_exports_a_causal_student(tmp_path):
     assert student_kind(tmp_path / json.loads(r.stdout)["merged"]) == "causal"
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", "--student", "causal", "--learning-rate", "0")
     assert r.returncode == 2 and "--learning-rate must be at least" in r.stderr
+
+
+def test_late_interaction_features_match_each_query_piece_to_its_best_passage_token():
+    e = np.eye(4, dtype=np.float16)
+    query = e[[0, 1]]  # two content pieces
+    exact = late_interaction([query], [e[[3, 1, 0]]])[0]
+    assert exact.tolist() == [1.0, 1.0, 1.0, 1.0]
+    half = late_interaction([query], [e[[0, 2]]])[0]  # one piece found, the other orthogonal to every token
+    assert half.tolist() == [0.5, 0.0, 0.5, 0.5]
+    assert late_interaction([query, query], [e[:0], e[[2]]]).tolist() == [[0.0] * 4] * 2
+
+
+def test_content_pieces_are_word_continuations_and_words_that_are_not_stop_words():
+    assert [is_content_piece(p) for p in ["vpn", "##ing", "the", "?", "[CLS]", "▁Router", "Ġof"]] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
+
+
+@pytest.mark.slow
+def test_late_interaction_separates_a_passage_that_matches_every_query_part():
+    student = Student.from_base(strip_echoes=False, late_interaction=True)
+    query = "reset router admin password"
+    docs = [
+        "To reset the admin password of your router, hold its reset button for ten seconds.",
+        "Routers forward packets between networks.",
+        "the of and a to",
+    ]
+    x = student.features([query] * 3, docs)
+    assert x.shape == (3, len(FEATURES) + len(LATE_FEATURES))
+    late = dict(zip(LATE_FEATURES, x[:, len(FEATURES) :].T, strict=True))
+    assert late["maxsim_mean"][0] > late["maxsim_mean"][1] > late["maxsim_mean"][2]
+    assert late["maxsim_over_0.8"][0] == 1.0 > late["maxsim_over_0.8"][1]
+    # each distinct text is encoded once, its token vectors cached for the next pairs
+    entries = len(student._tokens.entries)
+    student.features([query], docs[:1])
+    assert len(student._tokens.entries) == entries == 4

@@ -241,6 +241,13 @@ def distill(
             "the frozen MiniLM's features (0: no stacking)"
         ),
     ] = 0.0,
+    late_interaction: Annotated[
+        bool,
+        typer.Option(
+            help="frozen student: also match each query word-piece to its best passage token (MiniLM's own token "
+            "vectors, same forward pass)"
+        ),
+    ] = False,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
 
@@ -279,6 +286,7 @@ def distill(
             corpus=corpus,
             pretrain_max_queries=pretrain_max_queries,
             stack_held_out=stack_held_out,
+            late_interaction=late_interaction,
         )
     )
 

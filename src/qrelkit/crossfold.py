@@ -352,10 +352,10 @@ def run_cross_collection(
         for b in datas:
             grades[b]["stacked-all"] = grades_stacked[b]
     if stack_on is not None:
-        cosine = {b: {k: float(stack_on[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
-        frozen = _calibrated_per_collection(datas, teachers, folds_of, cosine)
-        for b in datas:
-            grades[b]["minilm-cosine-cross"] = frozen[b]
+        late = _frozen_features(datas, work, device, late=True)
+        for name, by_benchmark in frozen_rows(datas, teachers, folds_of, stack_on, late).items():
+            for b in datas:
+                grades[b][name] = by_benchmark[b]
     for b in datas:
         for name, g in grades[b].items():
             write_qrels(out / b / f"{name}.qrels", ((q, d, v) for (q, d), v in sorted(g.items())))
@@ -384,14 +384,15 @@ def _all_keys(data: BenchmarkData) -> list[PairKey]:
 
 
 def _frozen_features(
-    datas: Mapping[str, BenchmarkData], work: Path, device: str | None = None
+    datas: Mapping[str, BenchmarkData], work: Path, device: str | None = None, *, late: bool = False
 ) -> dict[tuple[str, str, str], np.ndarray]:
-    """The frozen student's :data:`qrelkit.students.encoder.FEATURES` for every test pair (cached in ``work``:
-    an hour of encoding on 2 CPU cores is not repeated; seconds on a GPU, the default ``device`` when present)."""
+    """The frozen student's :data:`qrelkit.students.encoder.FEATURES` (``late``: and its ``LATE_FEATURES``) for
+    every test pair (cached in ``work``: an hour of encoding on 2 CPU cores is not repeated; seconds on a GPU, the
+    default ``device`` when present)."""
     from .students.encoder import Student
     from .students.training import default_device
 
-    path = work / "frozen-features.npz"
+    path = work / ("frozen-features-late.npz" if late else "frozen-features.npz")
     keys = [(b, q, d) for b, data in datas.items() for q, d in _all_keys(data)]
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:  # read each array once: NpzFile reloads on every access
@@ -400,7 +401,7 @@ def _frozen_features(
         if all(k in index for k in keys):
             return {k: x[index[k]] for k in keys}
     # strip_echoes off as in the cross-encoder recipes (see CrossSpec.strip_echoes)
-    student = Student.from_base(strip_echoes=False, device=device or default_device())
+    student = Student.from_base(strip_echoes=False, device=device or default_device(), late_interaction=late)
     rows = []
     for data in datas.values():
         pairs = data.open_pairs + data.heldout_pairs
@@ -410,6 +411,52 @@ def _frozen_features(
     with atomic_write(path) as tmp, tmp.open("wb") as fh:
         np.savez(fh, keys=np.array(keys), x=x)
     return {k: x[i] for i, k in enumerate(keys)}
+
+
+def frozen_rows(
+    datas: Mapping[str, BenchmarkData],
+    teachers: Mapping[str, str],
+    folds_of: Mapping[str, dict[str, int]],
+    features: Mapping[tuple[str, str, str], np.ndarray],
+    late_features: Mapping[tuple[str, str, str], np.ndarray],
+) -> dict[str, dict[str, dict[PairKey, int]]]:
+    """The frozen tier on the cross-collection folds (row name → benchmark → grades): ``minilm-cosine-cross``, the
+    cosine cut at each collection's grade shares; ``minilm-ridge-cross`` and ``minilm-late-cross``, the product's
+    frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs."""
+    cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
+    return {
+        "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
+        "minilm-ridge-cross": _frozen_heads(datas, teachers, folds_of, features, late=False),
+        "minilm-late-cross": _frozen_heads(datas, teachers, folds_of, late_features, late=True),
+    }
+
+
+def _frozen_heads(
+    datas: Mapping[str, BenchmarkData],
+    teachers: Mapping[str, str],
+    folds_of: Mapping[str, dict[str, int]],
+    features: Mapping[tuple[str, str, str], np.ndarray],
+    *,
+    late: bool,
+) -> dict[str, dict[PairKey, int]]:
+    """Per fold, :func:`~qrelkit.students.encoder.fit_head` (ridge, cut at the teacher's grade shares on every
+    training pair) on the frozen features of the teacher-labelled open pairs of every collection outside it."""
+    from .students.encoder import FEATURES, LATE_FEATURES, fit_head, head_scores
+
+    names = FEATURES + LATE_FEATURES if late else FEATURES
+    out: dict[str, dict[PairKey, int]] = {b: {} for b in datas}
+    for f in sorted({v for fo in folds_of.values() for v in fo.values()}):
+        pairs, grades, _ = _training_pairs(datas, teachers, folds_of, f)
+        keys = ([*p.qid.split(":", 1), p.doc_id] for p in pairs)  # training qids are "benchmark:qid"
+        x = np.array([features[(b, q, d)] for b, q, d in keys])
+        head = fit_head(x, np.array(grades, dtype=float), np.array(grades), kind="ridge", features=names)
+        for b, data in datas.items():
+            test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f]
+            if test:
+                scores = head_scores(head, np.array([features[(b, *k)] for k in test]))
+                g = grades_from_thresholds(head["thresholds"], scores)
+                out[b].update(zip(test, g.tolist(), strict=True))
+    return out
 
 
 def _calibrated_per_collection(
@@ -823,7 +870,8 @@ def _report(
         "by the students that did not train on them; *-stacked is a ridge over the student's score and the "
         "frozen MiniLM features, trained on the other folds' pairs and cut at this benchmark's grade shares on them "
         "(stacked-all: over every recipe's score); "
-        "minilm-cosine-cross is the frozen MiniLM cosine",
+        "minilm-cosine-cross is the frozen MiniLM cosine; minilm-ridge-cross and minilm-late-cross the frozen student "
+        "(ridge head, without and with its late-interaction features) trained on the fold's training pairs",
         "human grades are used only for evaluation (not for training or calibration)",
     ]
     out.mkdir(parents=True, exist_ok=True)

@@ -33,13 +33,16 @@ def distill(
     seed: int = 0,
     card: dict[str, Any] | None = None,
     student: Student | None = None,
+    late_interaction: bool = False,
 ) -> Student:
     """Train a :class:`Student` on the pairs the teacher graded.
 
     ``head`` (see :func:`qrelkit.students.encoder.fit_head`): ``ridge`` regresses ``soft`` (the teacher's expected
     grades) where given, the hard grade otherwise; ``logistic`` classifies 0–3 on ``distribution`` (P(grade)
     per pair) where given, else on hard grades with ``label_smoothing``; ``cosine`` only calibrates the
-    encoder's similarity. ``student`` reuses an encoder already loaded (its embedding cache too).
+    encoder's similarity. ``late_interaction`` adds the query-piece-to-passage-token features
+    (:data:`qrelkit.students.encoder.LATE_FEATURES`). ``student`` reuses an encoder already loaded (its embedding
+    cache, and its features, too).
 
     >>> student = distill(read_pairs("pairs.parquet"), read_qrels("teacher.qrels"))   # doctest: +SKIP
     >>> student.save("model/")                                                          # doctest: +SKIP
@@ -49,9 +52,17 @@ def distill(
     target = np.array([soft.get((p.qid, p.doc_id), float(g)) for p, g in zip(labelled, grades, strict=True)])
     t0 = time.perf_counter()
     np.random.seed(seed)
-    encoder = student or Student.from_base(base, max_length=max_length)
+    encoder = student or Student.from_base(base, max_length=max_length, late_interaction=late_interaction)
     x = encoder.features([p.query for p in labelled], [p.text for p in labelled])
-    fitted = fit_head(x, target, grades, kind=head, distribution=dist, label_smoothing=label_smoothing)
+    fitted = fit_head(
+        x,
+        target,
+        grades,
+        kind=head,
+        distribution=dist,
+        label_smoothing=label_smoothing,
+        features=encoder.feature_names,
+    )
     student = encoder.with_head(fitted)
     student.card.update(card or {})
     student.card.update(

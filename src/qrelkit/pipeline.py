@@ -197,6 +197,7 @@ def distill_file(
     corpus: str | Path | None = None,
     pretrain_max_queries: int | None = None,
     stack_held_out: float = 0.0,
+    late_interaction: bool = False,
 ) -> dict[str, Any]:
     """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
     or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
@@ -211,13 +212,16 @@ def distill_file(
     ``qrelkit synth`` writes) over the documents of ``corpus``, for a first stage of training (the seed passage
     relevant, BM25 neighbours not); ``pretrain_max_queries`` keeps a random sample of them. ``stack_held_out``
     (cross-encoder): that share of the queries is kept out of training and the student is stacked on their pairs
-    with the frozen MiniLM's features (:meth:`qrelkit.students.cross_encoder.CrossEncoderStudent.stack`)."""
+    with the frozen MiniLM's features (:meth:`qrelkit.students.cross_encoder.CrossEncoderStudent.stack`).
+    ``late_interaction`` (frozen): the head also reads :data:`qrelkit.students.encoder.LATE_FEATURES`."""
     if student not in STUDENT_KINDS:
         raise QrelkitError(f"unknown student {student!r}; choose {', '.join(STUDENT_KINDS)}")
     if (pretrain_queries or corpus) and student != "cross-encoder":
         raise QrelkitError("--pretrain-queries and --corpus train the cross-encoder student (--student cross-encoder)")
     if stack_held_out and student != "cross-encoder":
         raise QrelkitError("--stack-held-out stacks the cross-encoder student (--student cross-encoder)")
+    if late_interaction and student != "frozen":
+        raise QrelkitError("--late-interaction adds features to the frozen student's head (--student frozen)")
     if bool(pretrain_queries) != bool(corpus):
         raise QrelkitError("--pretrain-queries needs --corpus (the documents their seed_doc_id point to), and back")
     synthetic = _seeded_queries(pretrain_queries, pretrain_max_queries, seed) if pretrain_queries else None
@@ -261,7 +265,7 @@ def distill_file(
 
         labelled, hard, _ = teacher_targets(prs, grades)
         encoder = fine_tune_encoder(
-            Student.from_base(base, max_length=max_length),
+            Student.from_base(base, max_length=max_length, late_interaction=late_interaction),
             labelled,
             hard.tolist(),
             epochs=fine_tune_epochs,
@@ -281,6 +285,7 @@ def distill_file(
         max_length=max_length,
         seed=seed,
         card=card,
+        late_interaction=late_interaction,
     )
     frozen.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -39,7 +39,7 @@ def export_cross_encoder(student_dir: str | Path, *, quantize: bool = True) -> d
     )
     names = [k for k in _INPUTS if k in sample]
     fp32 = folder / CE_ONNX_FILES["onnx"]
-    export_graph(model, tuple(sample[k] for k in names), names, "logits", fp32)
+    export_graph(model, tuple(sample[k] for k in names), names, ("logits",), fp32)
     out = {"onnx": fp32}
     if quantize:
         card = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}

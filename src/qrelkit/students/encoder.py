@@ -25,9 +25,20 @@ from ..models import MINILM_ALIAS, resolve_encoder
 from ..progress import progress_enabled
 from ..records import Pair
 from ..tables import markdown_table
-from .grading import content_terms, distribution_thresholds, grades_from_thresholds, strip_query_echoes
+from .grading import (
+    content_terms,
+    distribution_thresholds,
+    grades_from_thresholds,
+    is_content_piece,
+    strip_query_echoes,
+)
 
 FEATURES = ("cosine", "term_overlap", "query_terms", "log_doc_words", "cosine_x_overlap")
+# Late interaction on the frozen encoder's own token vectors (as ColBERT scores, without training them): each
+# content word-piece of the query against its best-matching passage token. The pooled cosine blurs a passage into
+# one topic; these say whether every part of the query is matched somewhere. Same forward pass as the cosine.
+LATE_FEATURES = ("maxsim_mean", "maxsim_min", "maxsim_over_0.6", "maxsim_over_0.8")
+TOKEN_CACHE_BYTES = 512 * 2**20  # token vectors are kept in fp16: ~75 KB a 100-token passage with MiniLM
 
 
 def student_dir(path: str | Path) -> Path:
@@ -55,30 +66,51 @@ class Student:
         # same passages and queries again and again. Bounded FIFO keyed by a digest (≈1.6 KB an entry).
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._tokens = _TokenCache(TOKEN_CACHE_BYTES if cache_size > 0 else 0)
         self._cache_owner = id(encoder)
+        if self.feature_names not in (FEATURES, FEATURES + LATE_FEATURES):
+            raise QrelkitError(f"unknown student features {list(self.feature_names)}: made by a newer qrelkit?")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The columns of :meth:`features`: the head's, or before training :data:`FEATURES` (plus
+        :data:`LATE_FEATURES` for a student made with ``late_interaction``)."""
+        if self.head.get("features"):
+            return tuple(self.head["features"])
+        return FEATURES + LATE_FEATURES if self.card.get("late_interaction") else FEATURES
 
     def clear_cache(self) -> None:
         """Forget cached embeddings (benchmarks call this so that every timed text is really encoded)."""
         self._cache.clear()
+        self._tokens.clear()
 
     def with_head(self, head: dict[str, Any], card: dict[str, Any] | None = None) -> Student:
         """A student sharing this one's encoder and embedding cache, with another head (k-fold training
         fits many heads over one frozen encoder)."""
         sibling = Student(self.encoder, head, {**self.card, **(card or {})}, cache_size=self.cache_size)
-        sibling._cache = self._cache
+        sibling._cache, sibling._tokens = self._cache, self._tokens
         return sibling
 
     # ------------------------------------------------------------ construction
 
     @classmethod
     def from_base(
-        cls, base: str = MINILM_ALIAS, *, max_length: int = 256, device: str = "cpu", strip_echoes: bool = True
+        cls,
+        base: str = MINILM_ALIAS,
+        *,
+        max_length: int = 256,
+        device: str = "cpu",
+        strip_echoes: bool = True,
+        late_interaction: bool = False,
     ) -> Student:
+        """An untrained student over the frozen ``base``; ``late_interaction`` adds :data:`LATE_FEATURES`."""
         from sentence_transformers import SentenceTransformer
 
         encoder = SentenceTransformer(resolve_encoder(base), device=device)
         encoder.max_seq_length = max_length
         card = {"base": base, "max_length": max_length, "strip_query_echoes": strip_echoes}
+        if late_interaction:
+            card["late_interaction"] = True
         return cls(encoder, head={}, card=card)
 
     @classmethod
@@ -88,7 +120,7 @@ class Student:
         ``runtime``: ``torch`` (sentence-transformers), ``onnx`` (ONNX Runtime fp32) or ``onnx-int8`` (dynamic
         int8 quantisation); the ONNX files come from :func:`qrelkit.students.onnx.export_onnx` (``qrelkit export``).
         """
-        from .onnx import ONNX_FILES, OnnxEncoder, unknown_runtime_error
+        from .onnx import ONNX_FILES, TOKENS_OUTPUT, OnnxEncoder, tokenless_export_error, unknown_runtime_error
 
         p = student_dir(path)
         if runtime != "torch" and runtime not in ONNX_FILES:
@@ -107,7 +139,14 @@ class Student:
 
             tokenizer = AutoTokenizer.from_pretrained(str(p / "encoder"))
             encoder = OnnxEncoder(p / ONNX_FILES[runtime], tokenizer, max_length=max_length)
-        return cls(encoder, head, {**card, "runtime": runtime})
+        student = cls(encoder, head, {**card, "runtime": runtime})
+        if (
+            runtime != "torch"
+            and LATE_FEATURES[0] in student.feature_names
+            and TOKENS_OUTPUT not in encoder.output_names
+        ):
+            raise tokenless_export_error(encoder.model_path)
+        return student
 
     def save(self, path: str | Path) -> None:
         with folder_replaced(path) as tmp:
@@ -119,19 +158,26 @@ class Student:
     # ------------------------------------------------------------ features and prediction
 
     def features(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """One row of :data:`FEATURES` per pair. Each distinct text is embedded once. Students trained with the
-        keyword-stuffing defence (card ``strip_query_echoes``) read each passage without copies of its query."""
+        """One row of :attr:`feature_names` per pair. Each distinct text is embedded once. Students trained with
+        the keyword-stuffing defence (card ``strip_query_echoes``) read each passage without copies of its query."""
         if self.card.get("strip_query_echoes"):
             docs = [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
-        q_emb = self._embed(queries, batch_size)
-        d_emb = self._embed(docs, batch_size)
+        late = LATE_FEATURES[0] in self.feature_names
+        if late:
+            q_emb, q_tokens = self._embed_tokens(queries, batch_size, query=True)
+            d_emb, d_tokens = self._embed_tokens(docs, batch_size, query=False)
+        else:
+            q_emb, d_emb = self._embed(queries, batch_size), self._embed(docs, batch_size)
         cosine = np.sum(q_emb * d_emb, axis=1)
         rows = []
         for q, d, c in zip(queries, docs, cosine, strict=True):
             qt, dt = content_terms(q), content_terms(d)
             overlap = len(qt & dt) / len(qt) if qt else 0.0
             rows.append([c, overlap, math.log1p(len(qt)), math.log1p(len(d.split())), c * overlap])
-        return np.asarray(rows, dtype=np.float64)
+        x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+        if late:
+            x = np.column_stack([x, late_interaction(q_tokens, d_tokens)])
+        return x
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         if not texts:
@@ -154,6 +200,44 @@ class Student:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return np.stack([found[t] for t in texts])
+
+    def _embed_tokens(
+        self, texts: Sequence[str], batch_size: int, *, query: bool
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Pooled embeddings and unit token vectors (a query's content word-pieces, a passage's every token) from
+        one forward pass per distinct text; the pooled ones go to the same cache as :meth:`_embed`'s."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32), []
+        keys = {
+            t: hashlib.blake2b(t.encode("utf-8"), digest_size=16, person=b"q" if query else b"d").digest()
+            for t in dict.fromkeys(texts)
+        }
+        found = {t: hit for t, k in keys.items() if (hit := self._tokens.get(k)) is not None}
+        todo = [t for t in keys if t not in found]
+        if todo:
+            show = len(todo) > 500 and progress_enabled()
+            for t, (pooled, tokens, ids) in zip(todo, encode_tokens(self.encoder, todo, batch_size, show), strict=True):
+                keep = self._piece_mask(ids, query)
+                if query and not keep.any():  # a query of stop words only: match all its pieces
+                    keep = self._piece_mask(ids, False)
+                kept = tokens[keep]
+                kept = kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-9)
+                found[t] = (pooled, kept.astype(np.float16))
+                self._tokens.put(keys[t], found[t])
+        return np.stack([found[t][0] for t in texts]), [found[t][1] for t in texts]
+
+    def _piece_mask(self, ids: np.ndarray, content_only: bool) -> np.ndarray:
+        """Which tokens count: never special ones; for a query, only content word-pieces (no stop words)."""
+        tokenizer = self.encoder.tokenizer
+        special = set(tokenizer.all_special_ids)
+        pieces = tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+        return np.array(
+            [
+                int(i) not in special and (not content_only or is_content_piece(p))
+                for i, p in zip(ids, pieces, strict=True)
+            ],
+            dtype=bool,
+        ).reshape(len(pieces))
 
     def score_features(self, x: np.ndarray) -> np.ndarray:
         """A continuous 0–3 grade estimate per row of :meth:`features` (the head's kind decides how)."""
@@ -184,6 +268,59 @@ class Student:
         return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
 
 
+def late_interaction(queries: Sequence[np.ndarray], docs: Sequence[np.ndarray]) -> np.ndarray:
+    """:data:`LATE_FEATURES` per pair, from unit token vectors: each query piece's best cosine over the passage's
+    tokens, then their mean, their minimum and the shares above 0.6 and 0.8 (zeros when either side is empty)."""
+    rows = np.zeros((len(queries), len(LATE_FEATURES)))
+    for i, (q, d) in enumerate(zip(queries, docs, strict=True)):
+        if len(q) and len(d):
+            best = (q.astype(np.float32) @ d.astype(np.float32).T).max(axis=1)
+            rows[i] = best.mean(), best.min(), (best > 0.6).mean(), (best > 0.8).mean()
+    return rows
+
+
+def encode_tokens(encoder: Any, texts: Sequence[str], batch_size: int, show: bool = False) -> list[tuple[Any, ...]]:
+    """(unit pooled embedding, token vectors, token ids) per text, from a SentenceTransformer or an ONNX encoder."""
+    if hasattr(encoder, "encode_tokens"):
+        return list(encoder.encode_tokens(texts, batch_size=batch_size))
+    out = encoder.encode(list(texts), batch_size=batch_size, output_value=None, show_progress_bar=show)
+    rows = []
+    for o in out:
+        mask = o["attention_mask"].bool()
+        pooled = o["sentence_embedding"].float().cpu().numpy()
+        rows.append(
+            (
+                pooled / max(float(np.linalg.norm(pooled)), 1e-12),
+                o["token_embeddings"][mask].float().cpu().numpy(),
+                o["input_ids"][mask].cpu().numpy(),
+            )
+        )
+    return rows
+
+
+class _TokenCache:
+    """A FIFO of (pooled, fp16 token vectors) per text digest, bounded by the bytes the token vectors take."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.entries: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def get(self, key: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.entries.get(key)
+
+    def put(self, key: bytes, value: tuple[np.ndarray, np.ndarray]) -> None:
+        if self.max_bytes <= 0 or key in self.entries:
+            return
+        self.entries[key] = value
+        self.bytes += value[1].nbytes
+        while self.bytes > self.max_bytes and self.entries:
+            self.bytes -= self.entries.popitem(last=False)[1][1].nbytes
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+
 HEADS = ("ridge", "logistic", "cosine")
 
 
@@ -196,9 +333,11 @@ def fit_head(
     distribution: np.ndarray | None = None,
     label_smoothing: float = 0.0,
     alpha: float = 1.0,
+    features: Sequence[str] = FEATURES,
 ) -> dict[str, Any]:
-    """Fit a head on :data:`FEATURES` rows ``x`` and cut its scores into grades by ordinal thresholds that
-    reproduce the teacher's grade distribution on the training pairs.
+    """Fit a head on feature rows ``x`` (columns ``features``: a student's :attr:`Student.feature_names`) and cut
+    its scores into grades by ordinal thresholds that reproduce the teacher's grade distribution on the training
+    pairs.
 
     ``kind``:
     - ``ridge``: regression of ``target`` (the teacher's grade, or its expected grade) on standardised features.
@@ -212,7 +351,9 @@ def fit_head(
         raise QrelkitError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
-    head: dict[str, Any] = {"kind": kind, "features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist()}
+    if x.shape[1] != len(features):
+        raise QrelkitError(f"{x.shape[1]} feature columns for {len(features)} feature names")
+    head: dict[str, Any] = {"kind": kind, "features": list(features), "mean": mean.tolist(), "scale": scale.tolist()}
     z = (x - mean) / scale
     if kind == "ridge":
         from sklearn.linear_model import Ridge

@@ -64,6 +64,15 @@ def content_terms(text: str) -> set[str]:
     return {t[:6] for t in _TOKEN.findall(text.lower()) if t not in _STOP}
 
 
+def is_content_piece(piece: str) -> bool:
+    """Whether a tokenizer piece carries content: a word continuation (``##ing``) or an alphanumeric word that is
+    not a stop word (``▁``/``Ġ`` word-start marks of SentencePiece and byte-level BPE ignored)."""
+    if piece.startswith("##"):
+        return True
+    word = piece.lstrip("▁Ġ").lower()
+    return word.isalnum() and word not in _STOP
+
+
 _SPACES = re.compile(r"\W+")
 
 

@@ -35,6 +35,7 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 INT8_MIN_CORRELATION = 0.98
 EXPORT_REPORT = "export.json"  # per runtime: the int8 settings, the correlation with fp32, kept or dropped
 COMPANION = "frozen"  # a stacked cross-encoder's subfolder: the frozen bi-encoder it stacks with
+TOKENS_OUTPUT = "token_embeddings"  # the frozen encoder graph's second output (exports before 2026-11-29 lack it)
 
 
 def probe_pairs() -> list[tuple[str, str]]:
@@ -58,6 +59,14 @@ def missing_model_error(model_path: Path) -> QrelkitError:
             f"{dropped[0]['r_with_fp32']} (< {INT8_MIN_CORRELATION}); use --runtime onnx (fp32)"
         )
     return QrelkitError(f"{model_path}: no ONNX model; run `qrelkit export {model_path.parent}` first")
+
+
+def tokenless_export_error(model_path: Path) -> QrelkitError:
+    """An ONNX encoder exported before the late-interaction features, loaded for a student that uses them."""
+    return QrelkitError(
+        f"{model_path}: exported without token vectors, which this student's late-interaction features need: run "
+        f"`qrelkit export {model_path.parent}` again"
+    )
 
 
 def unknown_runtime_error(runtime: str) -> QrelkitError:
@@ -92,7 +101,7 @@ def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, 
     args = tuple(sample[k] for k in _INPUTS if k in sample)
     names = [k for k in _INPUTS if k in sample]
     fp32 = folder / ONNX_FILES["onnx"]
-    export_graph(pooled, args, names, "embedding", fp32)
+    export_graph(pooled, args, names, ("embedding", TOKENS_OUTPUT), fp32)
     out = {"onnx": fp32}
     if quantize:
         queries, docs = zip(*probe_pairs(), strict=True)
@@ -105,19 +114,21 @@ def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, 
     return out
 
 
-def export_graph(model: Any, args: tuple[Any, ...], names: list[str], output: str, path: Path) -> None:
-    """``model`` as an ONNX graph at ``path`` (written beside, then renamed), with batch and token axes dynamic.
-    The TorchScript exporter: the dynamo exporter does not keep BERT's batch/sequence axes dynamic here."""
+def export_graph(model: Any, args: tuple[Any, ...], names: list[str], outputs: Sequence[str], path: Path) -> None:
+    """``model`` as an ONNX graph at ``path`` (written beside, then renamed), with batch and token axes dynamic
+    (``outputs``: the first is per text; any others per token). The TorchScript exporter: the dynamo exporter does
+    not keep BERT's batch/sequence axes dynamic here."""
     import torch
 
+    per_token = {o: {0: "batch", 1: "tokens"} for o in outputs[1:]}
     with atomic_write(path) as tmp, torch.no_grad():
         torch.onnx.export(
             model,
             args,
             str(tmp),
             input_names=names,
-            output_names=[output],
-            dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, output: {0: "batch"}},
+            output_names=list(outputs),
+            dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, outputs[0]: {0: "batch"}, **per_token},
             opset_version=17,
             dynamo=False,
         )
@@ -191,7 +202,8 @@ def _correlation(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 class _Pooled:
-    """A torch module wrapper: transformer → masked mean pooling → L2 normalisation (what the student embeds)."""
+    """A torch module wrapper: transformer → masked mean pooling → L2 normalisation (what the student embeds), and
+    the token vectors beside it."""
 
     def __new__(cls, model: Any) -> Any:
         import torch
@@ -208,7 +220,7 @@ class _Pooled:
                 hidden = self.m(**kwargs).last_hidden_state
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(mean, dim=-1)
+                return torch.nn.functional.normalize(mean, dim=-1), hidden  # the tokens: late-interaction features
 
         return Pooled(model)
 
@@ -240,6 +252,8 @@ class OnnxEncoder:
             raise missing_model_error(Path(model_path))
         self.session = cpu_session(model_path, threads=threads)
         self.input_names = {i.name for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.model_path = Path(model_path)
         self.tokenizer = tokenizer
         self.max_seq_length = max_length
         self.pad_id = int(tokenizer.pad_token_id or 0)
@@ -252,24 +266,38 @@ class OnnxEncoder:
         budgets of 8192 / 2048 / 1024 tokens gave 150 / 195 / 207 pairs/s and 1.45 / 0.77 / 0.67 GB peak RSS."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([pooled for pooled, *_ in self._batches(texts, batch_size, tokens=False)])
+
+    def encode_tokens(self, texts: Sequence[str], *, batch_size: int = 64) -> list[tuple[np.ndarray, ...]]:
+        """(pooled embedding, token vectors, token ids) per text: the late-interaction features' inputs."""
+        if TOKENS_OUTPUT not in self.output_names:
+            raise tokenless_export_error(self.model_path)
+        return self._batches(texts, batch_size, tokens=True)
+
+    def _batches(self, texts: Sequence[str], batch_size: int, *, tokens: bool) -> list[tuple[np.ndarray, ...]]:
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        out: list[tuple[np.ndarray, ...]] = [()] * len(texts)
         start = 0
         while start < len(order):
             longest = len(ids[order[start]])
             size = max(1, min(batch_size, self.token_budget // longest))
             idx = order[start : start + size]
-            for i, e in zip(idx, self._run([ids[i] for i in idx], longest), strict=True):
-                out[i] = e
+            pooled, *hidden = self._run([ids[i] for i in idx], longest, tokens)
+            for row, i in enumerate(idx):
+                n = len(ids[i])
+                out[i] = (pooled[row], hidden[0][row, :n], np.asarray(ids[i])) if tokens else (pooled[row],)
             start += size
-        return np.stack(out)
+        return out
 
-    def _run(self, batch: list[list[int]], width: int) -> np.ndarray:
+    def _run(self, batch: list[list[int]], width: int, tokens: bool = False) -> list[np.ndarray]:
         input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         for row, seq in enumerate(batch):
             input_ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1
         feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
-        return np.asarray(self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0])
+        wanted = self.output_names[:2] if tokens else self.output_names[:1]
+        return [
+            np.asarray(o) for o in self.session.run(wanted, {k: v for k, v in feed.items() if k in self.input_names})
+        ]
