@@ -257,6 +257,16 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
     assert f"One variant for every collection (best mean): {same['student']}" in text
     fold0 = json.loads(gzip.decompress((out / ".cross-work" / "ce-toy" / "fold0.scores.jsonl").read_bytes()))
     assert fold0["stats"]["train_queries"] == len(seen[0])
+    # a row added to the finished experiment: every earlier row is read back from its qrels and reported again
+    everything = {b: read_qrels(out / b / "ce-toy.qrels") for b in ("toy", "toy2")}
+    zeros = {b: dict.fromkeys(q, 0) for b, q in everything.items()}
+    again = crossfold.add_cross_rows({"all-zero": zeros}, specs, out_dir=out, data_root=tmp_path / "data", bootstrap=20)
+    for b in ("toy", "toy2"):
+        rows = json.loads((out / b / "cross" / "experiment.json").read_text())["all_students"]
+        assert rows["all-zero"]["kappa"] == 0.0 and set(rows) == set(per_collection[0]["all_students"]) | {"all-zero"}
+        assert rows["ce-toy"] == per_collection[["toy", "toy2"].index(b)]["all_students"]["ce-toy"]
+        assert read_qrels(out / b / "all-zero.qrels") == zeros[b]
+    assert again["students"] == summary["students"] and again["timing"] == summary["timing"]
     seen.clear()
     crossfold.run_cross_collection(specs, **kw)  # finished folds are not trained again
     assert seen == []
@@ -311,7 +321,7 @@ def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_p
         assert len(read_qrels(out / b / "ce-stack-toy.qrels")) == len(TOPICS) ** 2
         assert not (out / b / "ce-stack-toy-stacked.qrels").exists()  # stacked already: not stacked twice
         assert (out / b / "minilm-cosine-cross.qrels").exists()
-    assert (out / ".cross-work" / "frozen-features.npz").exists()  # the features it stacks on, cached
+    # the features it stacks on (and the late-interaction ones), from one encoding, cached
     assert (out / ".cross-work" / "frozen-features-late.npz").exists()
     fold0 = load_student(out / ".cross-work" / recipe.name / "fold0.student")  # saved, stacked, for the bench
     assert isinstance(fold0, CrossEncoderStudent) and fold0.stack_head and fold0.card["recipe"] == recipe.name

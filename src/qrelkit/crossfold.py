@@ -30,7 +30,7 @@ from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, benchmark_dir, loa
 from .errors import QrelkitError
 from .evaluate import evaluate_qrels, format_table
 from .experiment import fold_of_queries, format_headline, headline, pick_by_name, teacher_report
-from .io import Qrels, atomic_write, write_qrels
+from .io import Qrels, atomic_write, read_qrels, write_qrels
 from .records import Pair, PairKey
 from .students.grading import distribution_thresholds, grades_from_thresholds
 from .students.stacking import fit_stack_head, stack_scores
@@ -314,7 +314,7 @@ def run_cross_collection(
     every_recipe: list[dict[str, dict[PairKey, float]]] = []
     grades: dict[str, dict[str, dict[PairKey, int]]] = {b: {} for b in datas}
     wanted = stack or any(s.stack_held_out for s in students)
-    features = _frozen_features(datas, work, device) if wanted else None
+    features = frozen_features(datas, work, device) if wanted else None
     stack_on = features if stack else None  # the frozen features the -stacked heads read (None: no heads)
     for spec in students:
         stage1: Path | None = None  # trained (or found) only when a fold still needs training
@@ -352,10 +352,54 @@ def run_cross_collection(
         for b in datas:
             grades[b]["stacked-all"] = grades_stacked[b]
     if stack_on is not None:
-        late = _frozen_features(datas, work, device, late=True)
+        late = frozen_features(datas, work, device, late=True)
         for name, by_benchmark in frozen_rows(datas, teachers, folds_of, stack_on, late).items():
             for b in datas:
                 grades[b][name] = by_benchmark[b]
+    return _write_results(
+        out, datas, teachers, grades, folds, [asdict(s) for s in students], timing, bootstrap, t_start
+    )
+
+
+def add_cross_rows(
+    rows: Mapping[str, Mapping[str, Qrels]],
+    benchmarks: Sequence[str | Benchmark] = tuple(BENCHMARKS),
+    *,
+    out_dir: str | Path = "benchmarks/results",
+    data_root: Path | None = None,
+    bootstrap: int = 1000,
+) -> dict[str, Any]:
+    """Add student rows (name → benchmark → grades of every test pair) to a finished cross-collection experiment
+    in ``out_dir`` and write its reports and summary again, with every row it had (read back from its qrels):
+    a new row is compared without training the recipes again."""
+    out = Path(out_dir)
+    before = json.loads((out / "cross-collection.json").read_text())
+    specs = [BENCHMARKS[b] if isinstance(b, str) else b for b in benchmarks]
+    datas = {s.name: load_benchmark(s, data_root / s.name if data_root else None) for s in specs}
+    grades: dict[str, dict[str, Qrels]] = {}
+    for b in datas:
+        names = json.loads((out / b / "cross" / "experiment.json").read_text())["all_students"]
+        grades[b] = {n: read_qrels(out / b / f"{n}.qrels") for n in names}
+        grades[b].update({n: by_benchmark[b] for n, by_benchmark in rows.items()})
+    teachers = {s.name: s.teacher for s in specs}
+    t_start = time.perf_counter() - float(before["wall_seconds"])
+    return _write_results(
+        out, datas, teachers, grades, before["folds"], before["students"], before["timing"], bootstrap, t_start
+    )
+
+
+def _write_results(
+    out: Path,
+    datas: Mapping[str, BenchmarkData],
+    teachers: Mapping[str, str],
+    grades: Mapping[str, Mapping[str, Qrels]],
+    folds: int,
+    students: list[dict[str, Any]],
+    timing: dict[str, Any],
+    bootstrap: int,
+    t_start: float,
+) -> dict[str, Any]:
+    """Every row's qrels, each benchmark's report and the summary over collections."""
     for b in datas:
         for name, g in grades[b].items():
             write_qrels(out / b / f"{name}.qrels", ((q, d, v) for (q, d), v in sorted(g.items())))
@@ -366,7 +410,7 @@ def run_cross_collection(
     summary = {
         "benchmarks": list(datas),
         "folds": folds,
-        "students": [asdict(s) for s in students],
+        "students": students,
         "timing": timing,
         "machine": machine_name(),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
@@ -383,25 +427,26 @@ def _all_keys(data: BenchmarkData) -> list[PairKey]:
     return [(p.qid, p.doc_id) for p in data.open_pairs + data.heldout_pairs]
 
 
-def _frozen_features(
+def frozen_features(
     datas: Mapping[str, BenchmarkData], work: Path, device: str | None = None, *, late: bool = False
 ) -> dict[tuple[str, str, str], np.ndarray]:
     """The frozen student's :data:`qrelkit.students.encoder.FEATURES` (``late``: and its ``LATE_FEATURES``) for
-    every test pair (cached in ``work``: an hour of encoding on 2 CPU cores is not repeated; seconds on a GPU, the
-    default ``device`` when present)."""
-    from .students.encoder import Student
+    every test pair. Both come from one encoding, cached in ``work``: an hour on 2 CPU cores is not repeated;
+    seconds on a GPU, the default ``device`` when present."""
+    from .students.encoder import FEATURES, Student
     from .students.training import default_device
 
-    path = work / ("frozen-features-late.npz" if late else "frozen-features.npz")
+    path = work / "frozen-features-late.npz"
     keys = [(b, q, d) for b, data in datas.items() for q, d in _all_keys(data)]
+    columns = slice(None) if late else slice(len(FEATURES))
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:  # read each array once: NpzFile reloads on every access
             stored, x = cached["keys"].tolist(), cached["x"]
         index = {tuple(k): i for i, k in enumerate(stored)}
         if all(k in index for k in keys):
-            return {k: x[index[k]] for k in keys}
+            return {k: x[index[k], columns] for k in keys}
     # strip_echoes off as in the cross-encoder recipes (see CrossSpec.strip_echoes)
-    student = Student.from_base(strip_echoes=False, device=device or default_device(), late_interaction=late)
+    student = Student.from_base(strip_echoes=False, device=device or default_device(), late_interaction=True)
     rows = []
     for data in datas.values():
         pairs = data.open_pairs + data.heldout_pairs
@@ -410,7 +455,7 @@ def _frozen_features(
     x = np.concatenate(rows)
     with atomic_write(path) as tmp, tmp.open("wb") as fh:
         np.savez(fh, keys=np.array(keys), x=x)
-    return {k: x[i] for i, k in enumerate(keys)}
+    return {k: x[i, columns] for i, k in enumerate(keys)}
 
 
 def frozen_rows(
@@ -857,7 +902,7 @@ def _report(
     data: BenchmarkData,
     students: Mapping[str, Qrels],
     folds: int,
-    specs: Sequence[CrossSpec],
+    specs: list[dict[str, Any]],
     timing: Mapping[str, Any],
     out: Path,
     bootstrap: int,
@@ -899,7 +944,7 @@ def _report(
         "open_pairs": len(data.open_pairs),
         "heldout_queries": len({p.qid for p in data.heldout_pairs}),
         "heldout_pairs": len(data.heldout_pairs),
-        "students": [asdict(s) for s in specs],
+        "students": specs,
         "timing": timing,
         "best_student": best,
         "machine": machine_name(),
