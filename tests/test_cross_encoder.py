@@ -470,10 +470,13 @@ def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None
     assert r.returncode == 2 and "stacks the cross-encoder student" in r.stderr
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", "--student", "t5")
     assert r.returncode == 2 and "unknown student 't5'" in r.stderr and "Traceback" not in r.stderr
-    # the frozen student with late-interaction features: its head reads them, and it labels like any student
-    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "late", "--late-interaction")
+    # the frozen student with late-interaction features (the default): its head reads them, it labels like any other
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "late")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "late" / "head.json").read_text())["features"][-1] == "maxsim_over_0.8"
+    r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "plain", "--no-late-interaction")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "plain" / "head.json").read_text())["features"][-1] == "cosine_x_overlap"
     r = run("label", "pairs.parquet", "-m", "late", "-o", "late.qrels")
     assert r.returncode == 0, r.stderr
     late = read_qrels(tmp_path / "late.qrels")

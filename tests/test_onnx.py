@@ -130,8 +130,8 @@ def test_probe_pairs_are_the_embedded_demo_judgments():
 def test_a_late_interaction_student_saves_loads_and_exports_with_its_token_features(tmp_path):
     names = list(TOPICS)
     train, teacher = topic_pairs(names[:5])
-    distill(train, teacher).save(tmp_path / "plain")
-    student = distill(train, teacher, late_interaction=True)
+    distill(train, teacher, late_interaction=False).save(tmp_path / "plain")
+    student = distill(train, teacher)  # late interaction: the default
     assert student.feature_names == FEATURES + LATE_FEATURES
     assert student.head["features"] == list(FEATURES + LATE_FEATURES)
     student.save(tmp_path / "late")

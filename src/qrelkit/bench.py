@@ -38,7 +38,7 @@ from .tables import markdown_table
 log = logging.getLogger("qrelkit")
 
 STUDENT_RUNTIMES = RUNTIMES  # every runtime a student runs on, defined once in students/onnx.py
-EXPORT_VERSION = 3  # bump when distill or export changes, so a cached bench student is rebuilt
+EXPORT_VERSION = 4  # bump when distill or export changes, so a cached bench student is rebuilt
 RUNTIME_NAMES = {  # how each runtime is named in bench tables
     "torch": "pytorch-fp32",
     "onnx": "onnxruntime-fp32",

@@ -242,12 +242,14 @@ def distill(
         ),
     ] = 0.0,
     late_interaction: Annotated[
-        bool,
+        bool | None,
         typer.Option(
+            "--late-interaction/--no-late-interaction",
             help="frozen student: also match each query word-piece to its best passage token (MiniLM's own token "
-            "vectors, same forward pass)"
+            "vectors, same forward pass) [default: on]",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
 

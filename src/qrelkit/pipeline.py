@@ -197,7 +197,7 @@ def distill_file(
     corpus: str | Path | None = None,
     pretrain_max_queries: int | None = None,
     stack_held_out: float = 0.0,
-    late_interaction: bool = False,
+    late_interaction: bool | None = None,
 ) -> dict[str, Any]:
     """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
     or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
@@ -213,15 +213,16 @@ def distill_file(
     relevant, BM25 neighbours not); ``pretrain_max_queries`` keeps a random sample of them. ``stack_held_out``
     (cross-encoder): that share of the queries is kept out of training and the student is stacked on their pairs
     with the frozen MiniLM's features (:meth:`qrelkit.students.cross_encoder.CrossEncoderStudent.stack`).
-    ``late_interaction`` (frozen): the head also reads :data:`qrelkit.students.encoder.LATE_FEATURES`."""
+    ``late_interaction`` (frozen; default on): the head also reads :data:`qrelkit.students.encoder.LATE_FEATURES`."""
     if student not in STUDENT_KINDS:
         raise QrelkitError(f"unknown student {student!r}; choose {', '.join(STUDENT_KINDS)}")
     if (pretrain_queries or corpus) and student != "cross-encoder":
         raise QrelkitError("--pretrain-queries and --corpus train the cross-encoder student (--student cross-encoder)")
     if stack_held_out and student != "cross-encoder":
         raise QrelkitError("--stack-held-out stacks the cross-encoder student (--student cross-encoder)")
-    if late_interaction and student != "frozen":
+    if late_interaction is not None and student != "frozen":
         raise QrelkitError("--late-interaction adds features to the frozen student's head (--student frozen)")
+    late = late_interaction is not False
     if bool(pretrain_queries) != bool(corpus):
         raise QrelkitError("--pretrain-queries needs --corpus (the documents their seed_doc_id point to), and back")
     synthetic = _seeded_queries(pretrain_queries, pretrain_max_queries, seed) if pretrain_queries else None
@@ -265,7 +266,7 @@ def distill_file(
 
         labelled, hard, _ = teacher_targets(prs, grades)
         encoder = fine_tune_encoder(
-            Student.from_base(base, max_length=max_length, late_interaction=late_interaction),
+            Student.from_base(base, max_length=max_length, late_interaction=late),
             labelled,
             hard.tolist(),
             epochs=fine_tune_epochs,
@@ -285,7 +286,7 @@ def distill_file(
         max_length=max_length,
         seed=seed,
         card=card,
-        late_interaction=late_interaction,
+        late_interaction=late,
     )
     frozen.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)
