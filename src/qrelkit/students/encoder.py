@@ -205,7 +205,7 @@ class Student:
         self, texts: Sequence[str], batch_size: int, *, query: bool
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Pooled embeddings and unit token vectors (a query's content word-pieces, a passage's every token) from
-        one forward pass per distinct text; the pooled ones go to the same cache as :meth:`_embed`'s."""
+        one forward pass per distinct text, cached together (a text's role is part of its key)."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32), []
         keys = {
