@@ -67,6 +67,7 @@ class Student:
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._tokens = _TokenCache(TOKEN_CACHE_BYTES if cache_size > 0 else 0)
+        self._pieces: tuple[Any, np.ndarray, np.ndarray] | None = None  # see _piece_table
         self._cache_owner = id(encoder)
         if self.feature_names not in (FEATURES, FEATURES + LATE_FEATURES):
             raise QrelkitError(f"unknown student features {list(self.feature_names)}: made by a newer qrelkit?")
@@ -182,10 +183,7 @@ class Student:
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        if self._cache_owner != id(self.encoder):  # a new encoder makes every cached embedding stale
-            self._cache.clear()
-            self._cache_owner = id(self.encoder)
-        keys = {t: hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in dict.fromkeys(texts)}
+        keys = self._cache_keys(texts)
         todo = [t for t, k in keys.items() if k not in self._cache]
         found = {t: self._cache[k] for t, k in keys.items() if k in self._cache}
         if todo:
@@ -208,36 +206,44 @@ class Student:
         one forward pass per distinct text, cached together (a text's role is part of its key)."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32), []
-        keys = {
-            t: hashlib.blake2b(t.encode("utf-8"), digest_size=16, person=b"q" if query else b"d").digest()
-            for t in dict.fromkeys(texts)
-        }
+        keys = self._cache_keys(texts, role=b"q" if query else b"d")
         found = {t: hit for t, k in keys.items() if (hit := self._tokens.get(k)) is not None}
         todo = [t for t in keys if t not in found]
         if todo:
             show = len(todo) > 500 and progress_enabled()
+            counted, content = self._piece_table()
             for t, (pooled, tokens, ids) in zip(todo, encode_tokens(self.encoder, todo, batch_size, show), strict=True):
-                keep = self._piece_mask(ids, query)
-                if query and not keep.any():  # a query of stop words only: match all its pieces
-                    keep = self._piece_mask(ids, False)
+                keep = counted[ids]
+                if query and (content[ids] & keep).any():  # a query of stop words only: match all its pieces
+                    keep = keep & content[ids]
                 kept = tokens[keep]
                 kept = kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-9)
                 found[t] = (pooled, kept.astype(np.float16))
                 self._tokens.put(keys[t], found[t])
         return np.stack([found[t][0] for t in texts]), [found[t][1] for t in texts]
 
-    def _piece_mask(self, ids: np.ndarray, content_only: bool) -> np.ndarray:
-        """Which tokens count: never special ones; for a query, only content word-pieces (no stop words)."""
+    def _cache_keys(self, texts: Sequence[str], role: bytes = b"") -> dict[str, bytes]:
+        """A digest per distinct text (``role`` tells a query's token vectors from a passage's); both caches are
+        emptied first when the encoder was replaced, since every entry came from the old one."""
+        if self._cache_owner != id(self.encoder):
+            self._cache.clear()
+            self._tokens.clear()
+            self._cache_owner = id(self.encoder)
+        return {
+            t: hashlib.blake2b(t.encode("utf-8"), digest_size=16, person=role).digest() for t in dict.fromkeys(texts)
+        }
+
+    def _piece_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per token id of the encoder's vocabulary: whether it counts at all (not a special token) and whether it
+        is a content word-piece (:func:`~qrelkit.students.grading.is_content_piece`); built once per tokenizer."""
         tokenizer = self.encoder.tokenizer
-        special = set(tokenizer.all_special_ids)
-        pieces = tokenizer.convert_ids_to_tokens([int(i) for i in ids])
-        return np.array(
-            [
-                int(i) not in special and (not content_only or is_content_piece(p))
-                for i, p in zip(ids, pieces, strict=True)
-            ],
-            dtype=bool,
-        ).reshape(len(pieces))
+        if self._pieces is None or self._pieces[0] is not tokenizer:
+            pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+            counted = np.ones(len(pieces), dtype=bool)
+            counted[[i for i in tokenizer.all_special_ids if i < len(pieces)]] = False
+            content = np.array([is_content_piece(p) for p in pieces], dtype=bool)
+            self._pieces = (tokenizer, counted, content)
+        return self._pieces[1], self._pieces[2]
 
     def score_features(self, x: np.ndarray) -> np.ndarray:
         """A continuous 0–3 grade estimate per row of :meth:`features` (the head's kind decides how)."""
