@@ -33,10 +33,9 @@ def main() -> None:
     # the experiment's folds: 2 by query per benchmark (see cross-collection.json)
     folds_of = {b: fold_of_queries([p.qid for p in d.open_pairs + d.heldout_pairs], 2) for b, d in datas.items()}
     t0 = time.perf_counter()
-    basic = frozen_features(datas, args.work)
-    late = frozen_features(datas, args.work, late=True)
+    late = frozen_features(datas, args.work)
     logging.info("features of %d pairs in %.0f s", len(late), time.perf_counter() - t0)
-    rows = frozen_rows(datas, teachers, folds_of, basic, late)
+    rows = frozen_rows(datas, teachers, folds_of, late)
     summary = add_cross_rows(rows, list(datas), out_dir=args.out, bootstrap=args.bootstrap)
     print((args.out / "cross-collection.md").read_text())
     print(summary["same_student_everywhere"])

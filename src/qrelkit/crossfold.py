@@ -314,7 +314,8 @@ def run_cross_collection(
     every_recipe: list[dict[str, dict[PairKey, float]]] = []
     grades: dict[str, dict[str, dict[PairKey, int]]] = {b: {} for b in datas}
     wanted = stack or any(s.stack_held_out for s in students)
-    features = frozen_features(datas, work, device) if wanted else None
+    late = frozen_features(datas, work, device) if wanted else None
+    features = five_features(late) if late is not None else None
     stack_on = features if stack else None  # the frozen features the -stacked heads read (None: no heads)
     for spec in students:
         stage1: Path | None = None  # trained (or found) only when a fold still needs training
@@ -351,9 +352,8 @@ def run_cross_collection(
         grades_stacked = _stacked(datas, teachers, folds_of, stack_on, every_recipe)
         for b in datas:
             grades[b]["stacked-all"] = grades_stacked[b]
-    if stack_on is not None:
-        late = frozen_features(datas, work, device, late=True)
-        for name, by_benchmark in frozen_rows(datas, teachers, folds_of, stack_on, late).items():
+    if stack and late is not None:
+        for name, by_benchmark in frozen_rows(datas, teachers, folds_of, late).items():
             for b in datas:
                 grades[b][name] = by_benchmark[b]
     return _write_results(
@@ -428,23 +428,22 @@ def _all_keys(data: BenchmarkData) -> list[PairKey]:
 
 
 def frozen_features(
-    datas: Mapping[str, BenchmarkData], work: Path, device: str | None = None, *, late: bool = False
+    datas: Mapping[str, BenchmarkData], work: Path, device: str | None = None
 ) -> dict[tuple[str, str, str], np.ndarray]:
-    """The frozen student's :data:`qrelkit.students.encoder.FEATURES` (``late``: and its ``LATE_FEATURES``) for
-    every test pair. Both come from one encoding, cached in ``work``: an hour on 2 CPU cores is not repeated;
-    seconds on a GPU, the default ``device`` when present."""
-    from .students.encoder import FEATURES, Student
+    """The frozen student's :data:`qrelkit.students.encoder.FEATURES` then ``LATE_FEATURES`` for every test pair
+    (:func:`five_features` keeps the first), cached in ``work``: an hour on 2 CPU cores is not repeated; seconds on
+    a GPU, the default ``device`` when present."""
+    from .students.encoder import Student
     from .students.training import default_device
 
     path = work / "frozen-features-late.npz"
     keys = [(b, q, d) for b, data in datas.items() for q, d in _all_keys(data)]
-    columns = slice(None) if late else slice(len(FEATURES))
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:  # read each array once: NpzFile reloads on every access
             stored, x = cached["keys"].tolist(), cached["x"]
         index = {tuple(k): i for i, k in enumerate(stored)}
         if all(k in index for k in keys):
-            return {k: x[index[k], columns] for k in keys}
+            return {k: x[index[k]] for k in keys}
     # strip_echoes off as in the cross-encoder recipes (see CrossSpec.strip_echoes)
     student = Student.from_base(strip_echoes=False, device=device or default_device(), late_interaction=True)
     rows = []
@@ -455,24 +454,34 @@ def frozen_features(
     x = np.concatenate(rows)
     with atomic_write(path) as tmp, tmp.open("wb") as fh:
         np.savez(fh, keys=np.array(keys), x=x)
-    return {k: x[i, columns] for i, k in enumerate(keys)}
+    return {k: x[i] for i, k in enumerate(keys)}
+
+
+def five_features(rows: Mapping[tuple[str, str, str], np.ndarray]) -> dict[tuple[str, str, str], np.ndarray]:
+    """:func:`frozen_features` rows without their late-interaction columns (what a stacking head reads)."""
+    from .students.encoder import FEATURES
+
+    return {k: v[: len(FEATURES)] for k, v in rows.items()}
 
 
 def frozen_rows(
     datas: Mapping[str, BenchmarkData],
     teachers: Mapping[str, str],
     folds_of: Mapping[str, dict[str, int]],
-    features: Mapping[tuple[str, str, str], np.ndarray],
     late_features: Mapping[tuple[str, str, str], np.ndarray],
 ) -> dict[str, dict[str, dict[PairKey, int]]]:
     """The frozen tier on the cross-collection folds (row name → benchmark → grades): ``minilm-cosine-cross``, the
     cosine cut at each collection's grade shares; ``minilm-ridge-cross`` and ``minilm-late-cross``, the product's
-    frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs."""
+    frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs.
+    ``late_features``: :func:`frozen_features`' rows."""
+    from .students.encoder import FEATURES, LATE_FEATURES
+
+    features = five_features(late_features)
     cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
     return {
         "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
-        "minilm-ridge-cross": _frozen_heads(datas, teachers, folds_of, features, late=False),
-        "minilm-late-cross": _frozen_heads(datas, teachers, folds_of, late_features, late=True),
+        "minilm-ridge-cross": _frozen_heads(datas, teachers, folds_of, features, FEATURES),
+        "minilm-late-cross": _frozen_heads(datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES),
     }
 
 
@@ -481,14 +490,13 @@ def _frozen_heads(
     teachers: Mapping[str, str],
     folds_of: Mapping[str, dict[str, int]],
     features: Mapping[tuple[str, str, str], np.ndarray],
-    *,
-    late: bool,
+    names: Sequence[str],
 ) -> dict[str, dict[PairKey, int]]:
     """Per fold, :func:`~qrelkit.students.encoder.fit_head` (ridge, cut at the teacher's grade shares on every
-    training pair) on the frozen features of the teacher-labelled open pairs of every collection outside it."""
-    from .students.encoder import FEATURES, LATE_FEATURES, fit_head, head_scores
+    training pair) on the frozen features (columns ``names``) of the teacher-labelled open pairs of every
+    collection outside it."""
+    from .students.encoder import fit_head, head_scores
 
-    names = FEATURES + LATE_FEATURES if late else FEATURES
     out: dict[str, dict[PairKey, int]] = {b: {} for b in datas}
     for f in sorted({v for fo in folds_of.values() for v in fo.values()}):
         pairs, grades, _ = _training_pairs(datas, teachers, folds_of, f)
@@ -781,14 +789,14 @@ def _fit(
     if features is None:
         raise QrelkitError(f"{spec.name}: stacking needs the frozen features")
 
-    def frozen_rows(ps: Sequence[Pair]) -> np.ndarray:  # cached features of "benchmark:qid" pairs
+    def companion_rows(ps: Sequence[Pair]) -> np.ndarray:  # cached features of "benchmark:qid" pairs
         keys = ([*p.qid.split(":", 1), p.doc_id] for p in ps)
         return np.array([features[(b, q, d)] for b, q, d in keys])
 
-    training["stack"] = student.stack(held, held_grades, features=frozen_rows(held))
+    training["stack"] = student.stack(held, held_grades, features=companion_rows(held))
 
     def stacked_scores(ps: Sequence[Pair]) -> np.ndarray:
-        return student.scores([p.query for p in ps], [p.text for p in ps], features=frozen_rows(ps))
+        return student.scores([p.query for p in ps], [p.text for p in ps], features=companion_rows(ps))
 
     return stacked_scores, training, student  # saved beside the fold's scores: a student for `qrelkit bench`
 
