@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qrelkit.errors import QrelkitError
-from qrelkit.students.checked import CheckedLabeler, int8_margin
+from qrelkit.students.checked import MARGIN_FILE, CheckedLabeler, int8_margin, save_margin, stored_margin
 from qrelkit.students.grading import grades_from_thresholds
 from qrelkit.students.onnx import probe_pairs
 
@@ -79,3 +79,21 @@ def test_the_margin_is_a_quantile_of_the_int8_error_on_the_probe_pairs():
     errors = fast.predict([], [d for _, d in probe_pairs()])[0]
     assert int8_margin(fast, Zero(), quantile=0.8) == pytest.approx(float(np.quantile(errors, 0.8)))
     assert 0 < int8_margin(fast, Zero(), quantile=0.5) < int8_margin(fast, Zero(), quantile=0.8) <= 0.02
+
+
+def test_the_margin_kept_at_export_serves_only_the_student_it_was_measured_for(tmp_path):
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "head.json").write_text('{"kind": "cosine"}')
+    assert stored_margin(folder) is None  # never measured: the runtime measures it at load
+
+    class Constant(Model):
+        def predict(self, queries, docs, *, batch_size=64):
+            return np.full(len(docs), self.offset), np.zeros(len(docs), dtype=int)
+
+    fast, exact = Constant(offset=0.03), Constant()  # every probe's int8 score is 0.03 off
+    path = save_margin(folder, fast, exact)
+    assert path == folder / MARGIN_FILE and stored_margin(folder) == pytest.approx(0.03)
+    assert stored_margin(folder, quantile=0.5) is None  # measured at another quantile
+    (folder / "head.json").write_text('{"kind": "ridge"}')  # trained again since the export
+    assert stored_margin(folder) is None

@@ -53,7 +53,10 @@ def test_cross_encoder_learns_save_load_label(tmp_path: Path) -> None:
     with pytest.raises(QrelkitError, match="no ONNX model; run `qrelkit export"):
         load_student(tmp_path / "ce", runtime="onnx")
     files = export_student(tmp_path / "ce")
-    assert set(files) == {"onnx", "onnx-int8", "onnx-int8-mixed"}
+    assert set(files) == {"onnx", "onnx-int8", "onnx-int8-mixed", "onnx-int8-checked"}
+    margin = json.loads(files["onnx-int8-checked"].read_text())["margin"]
+    assert 0 < margin < 0.5  # the export measured the checked runtime's margin once; loading reads it
+    assert load_student(tmp_path / "ce", runtime="onnx-int8-checked").card["check_margin"] == margin
     fp32 = load_student(tmp_path / "ce", runtime="onnx")
     s3, g3 = fp32.predict_pairs(pairs)
     np.testing.assert_allclose(s3, scores, atol=1e-4)  # the same logits as torch
@@ -134,7 +137,7 @@ def test_stacked_student_learns_on_held_out_queries_and_round_trips(tmp_path: Pa
     np.testing.assert_allclose(s2, scores, atol=1e-4)
     assert (g2 == grades).all()
     files = export_student(tmp_path / "st")
-    assert {"onnx", "frozen-onnx", "frozen-onnx-int8"} <= set(files)
+    assert {"onnx", "frozen-onnx", "frozen-onnx-int8", "onnx-int8-checked"} <= set(files)
     s3, g3 = load_student(tmp_path / "st", runtime="onnx").predict_pairs(pairs)
     np.testing.assert_allclose(s3, scores, atol=1e-3)  # both models in ONNX Runtime
     assert (g3 == grades).mean() >= 0.98
@@ -302,8 +305,16 @@ def test_recipe_seed_draws_another_stage2_sample_and_reaches_training(tmp_path: 
     assert calls[0][1] != calls[1][1]  # another query-stratified sample of the same size
 
 
-def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_path: Path) -> None:
+def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_path: Path, monkeypatch) -> None:
     specs = _two_toy_benchmarks(tmp_path)
+    scored: dict[int, int] = {}  # each fold's student → the pairs its cross-encoder scored
+    own_scores = CrossEncoderStudent.own_scores
+
+    def counted(self, queries, docs, **kw):
+        scored[id(self)] = scored.get(id(self), 0) + len(queries)
+        return own_scores(self, queries, docs, **kw)
+
+    monkeypatch.setattr(CrossEncoderStudent, "own_scores", counted)
     recipe = crossfold.CrossSpec(
         "ce-stack-toy", epochs=2, max_pairs=None, max_length=64, batch_size=8, stack_held_out=0.34
     )
@@ -317,6 +328,8 @@ def test_stacked_recipe_trains_on_other_queries_and_stacks_on_the_held_out(tmp_p
         # 3 open training queries per benchmark and fold, 6 in all: 2 held out for the head, 4 trained on
         assert stack["held_out_queries"] == 2 and fold["stats"]["train_queries"] == 4
         assert len(fold["scores"]["toy"]) == len(fold["scores"]["toy2"]) == 4 * len(TOPICS)
+        # each held-out pair is scored once (for the head and its cut points), and each test pair once
+        assert list(scored.values())[f] == stack["held_out_pairs"] + 2 * 4 * len(TOPICS)
     for b in ("toy", "toy2"):
         assert len(read_qrels(out / b / "ce-stack-toy.qrels")) == len(TOPICS) ** 2
         assert not (out / b / "ce-stack-toy-stacked.qrels").exists()  # stacked already: not stacked twice

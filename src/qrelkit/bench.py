@@ -54,7 +54,8 @@ RUNTIME_NAMES = {  # how each runtime is named in bench tables
 def bench_student(data: Path, cache_dir: Path) -> Path:
     """A student distilled from GPT-4o labels of the open test queries, exported to ONNX; cached by its inputs."""
     from .distill import distill
-    from .students.onnx import ONNX_FILES, export_onnx
+    from .students import export_student
+    from .students.onnx import ONNX_FILES
 
     labels = teacher_label_file(data)
     recipe = f"distill+export v{EXPORT_VERSION}".encode()
@@ -67,7 +68,7 @@ def bench_student(data: Path, cache_dir: Path) -> Path:
     pairs, teacher = teacher_training_set(data)
     log.info("training the bench student on %d GPT-4o labels of the open test queries", len(pairs))
     distill(pairs, teacher).save(folder)
-    export_onnx(folder)
+    export_student(folder)
     return folder
 
 

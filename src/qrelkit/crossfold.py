@@ -668,11 +668,13 @@ def _train_and_score(
     log.info("%s fold %d: training on %d of %d teacher-labelled pairs", spec.name, fold, len(pairs), available)
     t0 = time.perf_counter()
     stacking = (held[0], held[1], features) if held else None
-    scorer, training, student = _fit(spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device, stacking)
+    fit = _fit(spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device, stacking)
+    scorer, training, student, held_scores = fit
     train_s = time.perf_counter() - t0
     # cut points where the scores are as on new queries: a stacked student's held-out pairs
     cut_on = held or (pairs, grades, source)
-    thresholds = _cuts_by_collection(scorer(cut_on[0]), np.array(cut_on[1]), np.array(cut_on[2]), datas)
+    cut_scores = scorer(cut_on[0]) if held_scores is None else held_scores
+    thresholds = _cuts_by_collection(cut_scores, np.array(cut_on[1]), np.array(cut_on[2]), datas)
     if student is not None:
         student.thresholds = thresholds["all"]
         student.card.update({"train_pairs": len(pairs), "fold": fold, "recipe": spec.name})
@@ -717,10 +719,11 @@ def _fit(
     ckpt: Path,
     device: str | None,
     stacking: tuple[list[Pair], list[int], Mapping[tuple[str, str, str], np.ndarray] | None] | None = None,
-) -> tuple[Callable[[Sequence[Pair]], np.ndarray], dict[str, Any], Any]:
-    """Train one fold's student; returns its scoring function (pairs → continuous 0–3 scores), stats and, for
-    the causal and the stacked cross-encoder students, the model (saved beside the fold's scores: the benchmarks
-    label with it). ``stacking``: the held-out pairs, their grades and the frozen features to stack on."""
+) -> tuple[Callable[[Sequence[Pair]], np.ndarray], dict[str, Any], Any, np.ndarray | None]:
+    """Train one fold's student; returns its scoring function (pairs → continuous 0–3 scores), stats, for the
+    causal and the stacked cross-encoder students the model (saved beside the fold's scores: the benchmarks label
+    with it), and for a stacked student its scores of the held-out pairs. ``stacking``: the held-out pairs, their
+    grades and the frozen features to stack on."""
     if spec.kind == "causal":
         from .students.causal import CausalStudent
 
@@ -738,7 +741,7 @@ def _fit(
         def lm_scores(ps: Sequence[Pair]) -> np.ndarray:
             return lm.scores([p.query for p in ps], [p.text for p in ps], batch_size=4 * spec.batch_size)
 
-        return lm_scores, {**training, "base": spec.base, "device": str(lm.model.device)}, lm
+        return lm_scores, {**training, "base": spec.base, "device": str(lm.model.device)}, lm, None
     if spec.kind == "bi-encoder":
         from .students.bi_encoder import fine_tune_encoder
         from .students.encoder import Student, fit_head, head_scores
@@ -761,7 +764,7 @@ def _fit(
         def bi_scores(ps: Sequence[Pair]) -> np.ndarray:
             return head_scores(head, tuned.features([p.query for p in ps], [p.text for p in ps]))
 
-        return bi_scores, {**tuned.card["fine_tuned"], "head": "ridge", "coef": head["coef"]}, None
+        return bi_scores, {**tuned.card["fine_tuned"], "head": "ridge", "coef": head["coef"]}, None, None
     from .students.cross_encoder import CrossEncoderStudent
 
     # trained directly, not through distill_cross_encoder: the fold fits its own cut points on the scores of its
@@ -784,7 +787,7 @@ def _fit(
         return student.scores([p.query for p in ps], [p.text for p in ps])
 
     if stacking is None:
-        return ce_scores, training, None
+        return ce_scores, training, None, None
     held, held_grades, features = stacking
     if features is None:
         raise QrelkitError(f"{spec.name}: stacking needs the frozen features")
@@ -793,12 +796,15 @@ def _fit(
         keys = ([*p.qid.split(":", 1), p.doc_id] for p in ps)
         return np.array([features[(b, q, d)] for b, q, d in keys])
 
-    training["stack"] = student.stack(held, held_grades, features=companion_rows(held))
+    held_rows = np.column_stack([ce_scores(held), companion_rows(held)])  # scored once: stacked, then cut
+    training["stack"] = student.stack(held, held_grades, features=held_rows[:, 1:], own=held_rows[:, 0])
+    assert student.stack_head is not None
 
     def stacked_scores(ps: Sequence[Pair]) -> np.ndarray:
         return student.scores([p.query for p in ps], [p.text for p in ps], features=companion_rows(ps))
 
-    return stacked_scores, training, student  # saved beside the fold's scores: a student for `qrelkit bench`
+    # the student is saved beside the fold's scores (for `qrelkit bench`); the held-out pairs' stacked scores
+    return stacked_scores, training, student, stack_scores(student.stack_head, held_rows)
 
 
 def _stage1(

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import QrelkitError
 from ..records import Pair
-from .onnx import CHECKED_RUNTIME
+from .onnx import CHECKED_RUNTIME, COMPANION
 
 STUDENT_KINDS = ("frozen", "cross-encoder", "causal")
 
@@ -68,21 +68,30 @@ def student_fingerprint(path: str | Path) -> str:
 
 
 def export_student(path: str | Path, *, quantize: bool = True) -> dict[str, Path]:
-    """ONNX exports (fp32, and int8 with ``quantize``) of a frozen or cross-encoder student folder; for the causal
-    student, its LoRA adapter merged into the base as a plain transformers folder (``<path>/merged``, what
-    ``vllm serve`` takes)."""
+    """ONNX exports (fp32, and int8 with ``quantize``) of a frozen or cross-encoder student folder, with the
+    checked runtime's margin measured once (``onnx-int8-checked`` → ``checked.json``); for the causal student, its
+    LoRA adapter merged into the base as a plain transformers folder (``<path>/merged``, what ``vllm serve``
+    takes)."""
     kind = student_kind(path)
+    if kind == "causal":
+        from .causal import export_merged
+
+        return {"merged": export_merged(path)}
     if kind == "frozen":
         from .onnx import export_onnx
 
-        return export_onnx(path, quantize=quantize)
-    if kind == "cross-encoder":
+        files = export_onnx(path, quantize=quantize)
+    else:
         from .cross_encoder_onnx import export_cross_encoder
 
-        return export_cross_encoder(path, quantize=quantize)
-    from .causal import export_merged
+        files = export_cross_encoder(path, quantize=quantize)
+    stacked = (Path(path) / COMPANION / "head.json").exists()  # a stacked cross-encoder runs its companion too
+    if "onnx-int8" in files and (not stacked or f"{COMPANION}-onnx-int8" in files):
+        from .checked import save_margin
 
-    return {"merged": export_merged(path)}
+        fast, exact = _checked_pair(path)
+        files[CHECKED_RUNTIME] = save_margin(path, fast, exact)
+    return files
 
 
 def load_student(path: str | Path, *, runtime: str = "torch", device: str | None = None) -> Labeler:
@@ -92,11 +101,11 @@ def load_student(path: str | Path, *, runtime: str = "torch", device: str | None
     runs with torch."""
     kind = student_kind(path)
     if runtime == CHECKED_RUNTIME and kind != "causal":
-        from .checked import CheckedLabeler, int8_margin
+        from .checked import CheckedLabeler, int8_margin, stored_margin
 
-        fast = load_student(path, runtime="onnx-int8", device=device)
-        exact = load_student(path, runtime="onnx", device=device)
-        return CheckedLabeler(fast, exact, int8_margin(fast, exact))
+        fast, exact = _checked_pair(path, device)
+        margin = stored_margin(path)
+        return CheckedLabeler(fast, exact, int8_margin(fast, exact) if margin is None else margin)
     if kind == "frozen":
         from .encoder import Student
 
@@ -110,6 +119,11 @@ def load_student(path: str | Path, *, runtime: str = "torch", device: str | None
     from .causal import CausalStudent
 
     return CausalStudent.load(path, device=device)
+
+
+def _checked_pair(path: str | Path, device: str | None = None) -> tuple[Labeler, Labeler]:
+    """The student's int8 and fp32 ONNX models: what the checked runtime runs."""
+    return load_student(path, runtime="onnx-int8", device=device), load_student(path, runtime="onnx", device=device)
 
 
 __all__ = ["STUDENT_KINDS", "Labeler", "export_student", "load_student", "student_fingerprint", "student_kind"]

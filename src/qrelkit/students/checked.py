@@ -4,8 +4,9 @@ An int8 model's score differs from fp32's by a small noise (MiniLM students: med
 the cross-encoder, 0.02 for the frozen one), and a grade only changes where that noise carries a score across
 a cut point. So the int8 model scores every pair, and the pairs whose int8 score lies within a margin of a cut
 point are scored again in fp32. The margin is a quantile of the int8 error on the embedded probe pairs,
-measured when the runtime loads; it transfers: on 2,000 TREC DL 2023 pairs the error quantiles matched the
-probe pairs' within 0.001 (cross-encoder).
+measured by ``qrelkit export`` (kept in ``checked.json``; measured again at load when the student changed since);
+it transfers: on 2,000 TREC DL 2023 pairs the error quantiles matched the probe pairs' within 0.001
+(cross-encoder).
 
 >>> student = load_student("ce-student/", runtime="onnx-int8-checked")   # doctest: +SKIP
 >>> scores, grades = student.predict(queries, docs)                       # doctest: +SKIP
@@ -13,6 +14,7 @@ probe pairs' within 0.001 (cross-encoder).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
+from ..io import atomic_write_text
 from ..records import Pair
 from .onnx import CHECKED_RUNTIME, probe_pairs
 
@@ -27,6 +30,7 @@ from .onnx import CHECKED_RUNTIME, probe_pairs
 # cross-encoder / frozen student): 0.5 → 7.5% / 5.6% of pairs rescored, 98.5% / 98.4% same grade as fp32;
 # 0.8 → 12.6% / 9.5% rescored, 99.4% / 99.5% same grade; plain int8 95.8% / 95.6%, int8-mixed 97.7% / 97.5%.
 CHECK_QUANTILE = 0.8
+MARGIN_FILE = "checked.json"  # the margin measured at export, with the student fingerprint it belongs to
 
 
 class CheckedLabeler:
@@ -78,6 +82,35 @@ class CheckedLabeler:
 
     def save(self, path: str | Path) -> None:
         raise QrelkitError("a checked runtime only labels: copy the student folder it was loaded from instead")
+
+
+def save_margin(student_dir: str | Path, fast: Any, exact: Any, *, quantile: float = CHECK_QUANTILE) -> Path:
+    """Measure the checked runtime's margin (:func:`int8_margin`) and keep it in the student folder, so that
+    loading the runtime (every Ray actor, every ``qrelkit label``) does not score the probe pairs twice again."""
+    from . import student_fingerprint
+
+    path = Path(student_dir) / MARGIN_FILE
+    record = {
+        "quantile": quantile,
+        "margin": int8_margin(fast, exact, quantile=quantile),
+        "student": student_fingerprint(student_dir),
+    }
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def stored_margin(student_dir: str | Path, *, quantile: float = CHECK_QUANTILE) -> float | None:
+    """The margin :func:`save_margin` kept, or None when there is none, or it was measured at another quantile or
+    for the student before it was trained again."""
+    from . import student_fingerprint
+
+    path = Path(student_dir) / MARGIN_FILE
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("quantile") != quantile or record.get("student") != student_fingerprint(student_dir):
+        return None
+    return float(record["margin"])
 
 
 def int8_margin(fast: Any, exact: Any, *, quantile: float = CHECK_QUANTILE) -> float:

@@ -164,13 +164,14 @@ class CrossEncoderStudent(ThresholdGrader):
         companion: Student | None = None,
         targets: Sequence[float] | None = None,
         features: np.ndarray | None = None,
+        own: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Become a stacked student: fit a ridge over [own score, frozen ``companion``'s features] (default: the
         frozen all-MiniLM-L6-v2, reading passages as this student does) to ``targets`` (default ``grades``) on
         ``pairs``, then the grade thresholds on the head's scores there. ``pairs`` must be pairs this student never
         trained on (e.g. held-out queries): on its training pairs its own score looks more certain than it is.
-        ``features``: the companion's :meth:`~qrelkit.students.encoder.Student.features` of ``pairs`` when already
-        computed."""
+        ``features`` / ``own``: the companion's :meth:`~qrelkit.students.encoder.Student.features` and this
+        student's :meth:`own_scores` of ``pairs`` when already computed."""
         if len(pairs) != len(grades) or len(pairs) < 10:
             raise QrelkitError(f"stacking needs at least 10 held-out pairs with one grade each (got {len(pairs)})")
         if self.stack_head is not None:
@@ -179,7 +180,7 @@ class CrossEncoderStudent(ThresholdGrader):
         queries, docs = [p.query for p in pairs], [p.text for p in pairs]
         if features is None:
             features = companion.features(queries, docs)
-        x = np.column_stack([self.own_scores(queries, docs), features])
+        x = np.column_stack([self.own_scores(queries, docs) if own is None else own, features])
         y = np.asarray(targets if targets is not None else grades, dtype=np.float64)
         head = fit_stack_head(x, y)
         self.companion, self.stack_head = companion, head
