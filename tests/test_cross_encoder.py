@@ -148,6 +148,15 @@ def test_stacked_student_learns_on_held_out_queries_and_round_trips(tmp_path: Pa
     assert timed["grades"] == g3.tolist()
     joint = again.model.tokenizer([p.query for p in pairs], [p.text for p in pairs])["input_ids"]
     assert timed["tokens"] > sum(len(x) for x in joint)
+    # a companion with the late-interaction features: the head names its columns, and they survive save and load
+    from qrelkit.students.encoder import LATE_FEATURES, Student
+
+    plain = CrossEncoderStudent(student.model, dict(student.card), None)
+    held = pairs[-2 * len(TOPICS) :]
+    late = plain.stack(held, truth[-len(held) :].tolist(), companion=Student.from_base(late_interaction=True))
+    assert list(late["coef"])[-len(LATE_FEATURES) :] == list(LATE_FEATURES) and len(late["coef"]) == 10
+    plain.save(tmp_path / "late")
+    np.testing.assert_allclose(load_student(tmp_path / "late").scores(queries, docs), plain.scores(queries, docs))
 
 
 def test_split_by_query_is_query_disjoint_and_refuses_nonsense() -> None:

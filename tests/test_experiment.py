@@ -171,3 +171,16 @@ def test_stacked_head_cuts_each_fold_on_its_own_scale(tmp_path):
         datas, teachers, folds_of, {("toy", *k): np.array([v]) for k, v in feature.items()}, []
     )
     assert stacked == crossfold._calibrated_per_collection(datas, teachers, folds_of, {"toy": feature})
+
+
+def test_stacking_head_refuses_column_names_that_do_not_fit_its_rows():
+    import numpy as np
+    import pytest
+
+    from qrelkit.errors import QrelkitError
+    from qrelkit.students.stacking import STACK_FEATURES, fit_stack_head
+
+    x = np.random.default_rng(0).normal(size=(20, len(STACK_FEATURES) + 4))  # a late companion's columns
+    with pytest.raises(QrelkitError, match="10 stacking columns for 6 names"):
+        fit_stack_head(x, x[:, 0])
+    assert len(fit_stack_head(x, x[:, 0], features=[f"c{i}" for i in range(10)])["coef"]) == 10

@@ -596,9 +596,10 @@ def _stacked(
     shares: the head's own scale. (Cut points fit on the other folds' stacked scores, as before, came from
     other heads, each on its own scale: a ridge over the frozen cosine alone, a monotone map of it, lost 0.03 κ
     and 0.10 quadratic κ against the cosine cut directly.)"""
-    from .students.encoder import FEATURES
+    from .students.encoder import FEATURES, LATE_FEATURES
 
-    columns = [f"recipe{i}" for i in range(len(recipe_scores))] + list(FEATURES)
+    width = len(next(iter(features.values())))  # the five features, or with the late-interaction ones
+    columns = [f"recipe{i}" for i in range(len(recipe_scores))] + list((FEATURES + LATE_FEATURES)[:width])
 
     def row(b: str, k: PairKey) -> np.ndarray:
         return np.concatenate([[s[b][k] for s in recipe_scores], features[(b, *k)]])

@@ -182,7 +182,7 @@ class CrossEncoderStudent(ThresholdGrader):
             features = companion.features(queries, docs)
         x = np.column_stack([self.own_scores(queries, docs) if own is None else own, features])
         y = np.asarray(targets if targets is not None else grades, dtype=np.float64)
-        head = fit_stack_head(x, y)
+        head = fit_stack_head(x, y, features=("cross_encoder", *companion.feature_names))
         self.companion, self.stack_head = companion, head
         self.thresholds = distribution_thresholds(stack_scores(head, x), np.asarray(grades))
         stats = {

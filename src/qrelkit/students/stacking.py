@@ -36,6 +36,8 @@ def fit_stack_head(
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) != len(target) or len(x) < 2:
         raise QrelkitError(f"a stacking head needs at least 2 rows and one target a row (got {x.shape}, {len(target)})")
+    if x.shape[1] != len(features):
+        raise QrelkitError(f"{x.shape[1]} stacking columns for {len(features)} names ({', '.join(features)})")
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     model = Ridge(alpha=alpha).fit((x - mean) / scale, np.asarray(target, dtype=np.float64))
     return {
