@@ -253,6 +253,7 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
         assert not {q.split(":")[1] for q in qids} & {"badge", "wifi"}
     for b in ("toy", "toy2"):
         names = ("ce-toy", "ce-toy-calibrated", "ce-toy-xcal", "ce-toy-stacked", "minilm-cosine-cross", "bi-toy-xcal")
+        names += ("ce-toy-stacked-late",)  # the stacking head with the late-interaction features too
         names += ("stacked-all",)  # one head over both recipes' scores
         names += ("minilm-ridge-cross", "minilm-late-cross")  # the frozen student, without and with late features
         for name in names:

@@ -295,8 +295,9 @@ def run_cross_collection(
     and ``cross/`` (report, headline, experiment.json) under ``out_dir/<benchmark>/``, and a summary with the
     mean over collections in ``out_dir/cross-collection.json`` / ``.md``.
 
-    ``stack`` adds the frozen MiniLM tier on the same folds (``minilm-cosine-cross``) and, per recipe, a stacked
-    student (``<recipe>-stacked``): a ridge over the cross-encoder's score and the frozen student's features.
+    ``stack`` adds the frozen MiniLM tier on the same folds (``minilm-cosine-cross``) and, per recipe, stacked
+    students: a ridge over the cross-encoder's score and the frozen student's five features (``<recipe>-stacked``)
+    or those and its late-interaction features (``<recipe>-stacked-late``).
     ``max_queries`` keeps the first open and held-out queries of each benchmark, ``max_pairs_per_query`` the
     first pairs of each (smoke runs, e.g. the CPU twin of ``benchmarks/gpu_student.sh``); their folds are cached
     apart from full runs."""
@@ -342,10 +343,12 @@ def run_cross_collection(
         crossfit = _calibrated_per_collection(datas, teachers, folds_of, scored)
         for b in datas:
             grades[b][f"{spec.name}-xcal"] = crossfit[b]
-        if stack_on is not None and not spec.stack_held_out:  # a held-out-stacked recipe is stacked already
-            grades_stacked = _stacked(datas, teachers, folds_of, stack_on, [scored])
-            for b in datas:
-                grades[b][f"{spec.name}-stacked"] = grades_stacked[b]
+        if stack_on is not None and late is not None and not spec.stack_held_out:  # held-out-stacked: stacked already
+            # the head over the five features, and over them with the late-interaction ones
+            for suffix, columns in (("-stacked", stack_on), ("-stacked-late", late)):
+                grades_stacked = _stacked(datas, teachers, folds_of, columns, [scored])
+                for b in datas:
+                    grades[b][f"{spec.name}{suffix}"] = grades_stacked[b]
         every_recipe.append(scored)
     if stack_on is not None and len(every_recipe) > 1:
         # one head over every recipe's scores: do the fine-tuned students err on different pairs?
