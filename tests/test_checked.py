@@ -85,15 +85,17 @@ def test_the_margin_kept_at_export_serves_only_the_student_it_was_measured_for(t
     folder = tmp_path / "student"
     folder.mkdir()
     (folder / "head.json").write_text('{"kind": "cosine"}')
-    assert stored_margin(folder) is None  # never measured: the runtime measures it at load
+    from qrelkit.students import student_fingerprint
+
+    assert stored_margin(folder, student_fingerprint(folder)) is None  # never measured: measured at load
 
     class Constant(Model):
         def predict(self, queries, docs, *, batch_size=64):
             return np.full(len(docs), self.offset), np.zeros(len(docs), dtype=int)
 
     fast, exact = Constant(offset=0.03), Constant()  # every probe's int8 score is 0.03 off
-    path = save_margin(folder, fast, exact)
-    assert path == folder / MARGIN_FILE and stored_margin(folder) == pytest.approx(0.03)
-    assert stored_margin(folder, quantile=0.5) is None  # measured at another quantile
+    path = save_margin(folder, student_fingerprint(folder), fast, exact)
+    assert path == folder / MARGIN_FILE and stored_margin(folder, student_fingerprint(folder)) == pytest.approx(0.03)
+    assert stored_margin(folder, student_fingerprint(folder), quantile=0.5) is None  # measured at another quantile
     (folder / "head.json").write_text('{"kind": "ridge"}')  # trained again since the export
-    assert stored_margin(folder) is None
+    assert stored_margin(folder, student_fingerprint(folder)) is None

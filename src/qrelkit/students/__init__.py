@@ -90,7 +90,7 @@ def export_student(path: str | Path, *, quantize: bool = True) -> dict[str, Path
         from .checked import save_margin
 
         fast, exact = _checked_pair(path)
-        files[CHECKED_RUNTIME] = save_margin(path, fast, exact)
+        files[CHECKED_RUNTIME] = save_margin(path, student_fingerprint(path), fast, exact)
     return files
 
 
@@ -104,7 +104,7 @@ def load_student(path: str | Path, *, runtime: str = "torch", device: str | None
         from .checked import CheckedLabeler, int8_margin, stored_margin
 
         fast, exact = _checked_pair(path, device)
-        margin = stored_margin(path)
+        margin = stored_margin(path, student_fingerprint(path))
         return CheckedLabeler(fast, exact, int8_margin(fast, exact) if margin is None else margin)
     if kind == "frozen":
         from .encoder import Student

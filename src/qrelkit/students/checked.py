@@ -84,31 +84,26 @@ class CheckedLabeler:
         raise QrelkitError("a checked runtime only labels: copy the student folder it was loaded from instead")
 
 
-def save_margin(student_dir: str | Path, fast: Any, exact: Any, *, quantile: float = CHECK_QUANTILE) -> Path:
-    """Measure the checked runtime's margin (:func:`int8_margin`) and keep it in the student folder, so that
-    loading the runtime (every Ray actor, every ``qrelkit label``) does not score the probe pairs twice again."""
-    from . import student_fingerprint
-
+def save_margin(
+    student_dir: str | Path, fingerprint: str, fast: Any, exact: Any, *, quantile: float = CHECK_QUANTILE
+) -> Path:
+    """Measure the checked runtime's margin (:func:`int8_margin`) and keep it in the student folder with the
+    student's ``fingerprint`` (:func:`qrelkit.students.student_fingerprint`), so that loading the runtime (every Ray
+    actor, every ``qrelkit label``) does not score the probe pairs twice again."""
     path = Path(student_dir) / MARGIN_FILE
-    record = {
-        "quantile": quantile,
-        "margin": int8_margin(fast, exact, quantile=quantile),
-        "student": student_fingerprint(student_dir),
-    }
+    record = {"quantile": quantile, "margin": int8_margin(fast, exact, quantile=quantile), "student": fingerprint}
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path
 
 
-def stored_margin(student_dir: str | Path, *, quantile: float = CHECK_QUANTILE) -> float | None:
+def stored_margin(student_dir: str | Path, fingerprint: str, *, quantile: float = CHECK_QUANTILE) -> float | None:
     """The margin :func:`save_margin` kept, or None when there is none, or it was measured at another quantile or
-    for the student before it was trained again."""
-    from . import student_fingerprint
-
+    for another ``fingerprint`` (the student before it was trained again)."""
     path = Path(student_dir) / MARGIN_FILE
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    if record.get("quantile") != quantile or record.get("student") != student_fingerprint(student_dir):
+    if record.get("quantile") != quantile or record.get("student") != fingerprint:
         return None
     return float(record["margin"])
 
