@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import QrelkitError
 from ..records import Pair
-from .onnx import CHECKED_RUNTIME, COMPANION
+from .onnx import CHECKED_RUNTIME, dropped_runtimes
 
 STUDENT_KINDS = ("frozen", "cross-encoder", "causal")
 
@@ -85,8 +85,7 @@ def export_student(path: str | Path, *, quantize: bool = True) -> dict[str, Path
         from .cross_encoder_onnx import export_cross_encoder
 
         files = export_cross_encoder(path, quantize=quantize)
-    stacked = (Path(path) / COMPANION / "head.json").exists()  # a stacked cross-encoder runs its companion too
-    if "onnx-int8" in files and (not stacked or f"{COMPANION}-onnx-int8" in files):
+    if quantize and CHECKED_RUNTIME not in dropped_runtimes(path):  # its int8 models (a companion's too) were kept
         from .checked import save_margin
 
         fast, exact = _checked_pair(path)
