@@ -672,8 +672,9 @@ def _train_and_score(
     log.info("%s fold %d: training on %d of %d teacher-labelled pairs", spec.name, fold, len(pairs), available)
     t0 = time.perf_counter()
     stacking = (held[0], held[1], features) if held else None
-    fit = _fit(spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device, stacking)
-    scorer, training, student, held_scores = fit
+    scorer, training, student, held_scores = _fit(
+        spec, pairs, grades, stage1, path.parent / f"fold{fold}.ckpt", device, stacking
+    )
     train_s = time.perf_counter() - t0
     # cut points where the scores are as on new queries: a stacked student's held-out pairs
     cut_on = held or (pairs, grades, source)

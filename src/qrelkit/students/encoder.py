@@ -214,8 +214,8 @@ class Student:
             counted, content = self._piece_table()
             for t, (pooled, tokens, ids) in zip(todo, encode_tokens(self.encoder, todo, batch_size, show), strict=True):
                 keep = counted[ids]
-                if query and (content[ids] & keep).any():  # a query of stop words only: match all its pieces
-                    keep = keep & content[ids]
+                if query and (words := keep & content[ids]).any():  # a query of stop words only keeps them all
+                    keep = words
                 kept = tokens[keep]
                 kept = kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-9)
                 found[t] = (pooled, kept.astype(np.float16))
