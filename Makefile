@@ -16,7 +16,7 @@ demo: install llama models
 	$(BIN)/qrelkit demo
 
 test: install llama models-small
-	@$(BIN)/python -m pytest -q; rc=$$?; \
+	@$(BIN)/python -m pytest -q -n auto; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 lint: install
