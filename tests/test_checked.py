@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from qrelkit.errors import QrelkitError
+from qrelkit.io import write_pairs
+from qrelkit.label import label_file_stream
+from qrelkit.records import Pair
 from qrelkit.students.checked import MARGIN_FILE, CheckedLabeler, int8_margin, save_margin, stored_margin
 from qrelkit.students.grading import grades_from_thresholds
 from qrelkit.students.onnx import probe_pairs
@@ -48,6 +51,28 @@ def test_pairs_near_a_cut_point_get_the_exact_grade_and_only_they_are_scored_aga
     narrow = CheckedLabeler(Model(offset=0.06), Model(), margin=0.02)
     assert narrow.predict(["q"] * len(docs), docs)[1].tolist() == [0, 1, 1, 2, 3]
     assert narrow.rescored == 2
+
+
+def test_a_labeling_run_says_how_many_pairs_it_graded_again_in_fp32(tmp_path):
+    docs = ["0.45", "0.9", "1.43", "2.0", "2.47"]
+    pairs = [Pair(qid="q", query="q", doc_id=f"d{i}", text=d) for i, d in enumerate(docs)]
+    write_pairs(tmp_path / "pairs.parquet", pairs)
+    folder = tmp_path / "student"  # what the checkpoint's identity reads; the labeler itself is passed in
+    folder.mkdir()
+    (folder / "student.json").write_text('{"kind": "cross-encoder"}')
+    labeler = CheckedLabeler(Model(offset=0.06), Model(), margin=0.1)
+    labeler.predict(["q"], ["0.5"])  # pairs graded before the run are not the run's
+    stats = label_file_stream(
+        tmp_path / "pairs.parquet", folder, tmp_path / "labels.qrels", runtime="onnx-int8-checked", chunk=2,
+        show_progress=False, student=labeler,
+    )  # fmt: skip
+    assert stats["pairs"] == 5 and stats["rescored_in_fp32"] == 3  # the three int8 scores near 0.5, 1.5 and 2.5
+    plain = CheckedLabeler(Model(offset=0.06), Model(), margin=0.0)
+    stats = label_file_stream(
+        tmp_path / "pairs.parquet", folder, tmp_path / "plain.qrels", runtime="onnx-int8-checked", show_progress=False,
+        student=plain,
+    )  # fmt: skip
+    assert stats["rescored_in_fp32"] == 0
 
 
 def test_no_pairs_no_fp32_call_and_clear_cache_reaches_both_models():

@@ -150,6 +150,7 @@ def label_file_stream(
     resumed_from = ckpt["done"]
     _rollback(out, ckpt)
     student = student or load_student(model, runtime=runtime)
+    rescored_before = _rescored(student)
     t0 = time.perf_counter()
     labelled = 0
     with progress_bar(f"label ({runtime})", total=total, enabled=show_progress) as advance:
@@ -172,10 +173,20 @@ def label_file_stream(
         "pairs_per_s": labelled / secs if secs > 0 else None,
         "runtime": runtime,
     }
+    rescored_now = _rescored(student)
+    if rescored_before is not None and rescored_now is not None:  # the checked runtime: what its fp32 pass cost
+        stats["rescored_in_fp32"] = rescored_now - rescored_before
     ckpt.update({"complete": True, "stats": stats})
     _save_checkpoint(ckpt_path, ckpt)
     shutil.rmtree(_parts_dir(out), ignore_errors=True)  # only once the merged file is recorded as complete
     return stats
+
+
+def _rescored(student: Labeler) -> int | None:
+    """How many pairs the ``onnx-int8-checked`` runtime has graded again in fp32 so far; None for any other."""
+    from .students.checked import CheckedLabeler
+
+    return student.rescored if isinstance(student, CheckedLabeler) else None
 
 
 def _rollback(out: Path, ckpt: dict[str, Any]) -> None:
