@@ -75,6 +75,19 @@ def test_a_labeling_run_says_how_many_pairs_it_graded_again_in_fp32(tmp_path):
     assert stats["rescored_in_fp32"] == 0
 
 
+def test_a_ray_actor_marks_the_pairs_it_graded_again_in_fp32():
+    from qrelkit.label_ray import StudentScorer
+
+    docs = ["0.45", "0.9", "1.43", "2.0", "2.47"]
+    scorer = object.__new__(StudentScorer)  # the actor without loading a student folder
+    scorer.student, scorer.batch_size = CheckedLabeler(Model(offset=0.06), Model(), margin=0.1), 64
+    batch = {"qid": np.array(["q"] * 5), "doc_id": np.array([f"d{i}" for i in range(5)]), "query": np.array(["q"] * 5)}
+    out = scorer({**batch, "text": np.array(docs)})
+    assert out["rescored"].tolist() == [True, False, True, False, True] and out["grade"].tolist() == [0, 1, 1, 2, 2]
+    scorer.student = Model()  # any other runtime: no such column
+    assert "rescored" not in scorer({**batch, "text": np.array(docs)})
+
+
 def test_no_pairs_no_fp32_call_and_clear_cache_reaches_both_models():
     exact, fast = Model(), Model(offset=0.01)
     labeler = CheckedLabeler(fast, exact, margin=0.5)

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from test_label_stream import model_dir, write_pairs_jsonl  # noqa: F401 - fixture
 
+from qrelkit.io import write_pairs
 from qrelkit.pipeline import label_file
 from qrelkit.students.onnx import export_onnx
 
@@ -31,8 +32,9 @@ def _rows(path):
 def test_ray_engine_labels_equal_local_engine(tmp_path, model_dir, exported_dir):  # noqa: F811
     import ray
 
-    write_pairs_jsonl(tmp_path / "pairs.jsonl", 300)
+    write_pairs(tmp_path / "pairs.parquet", write_pairs_jsonl(tmp_path / "pairs.jsonl", 300))
     runs = {"torch": model_dir, "onnx-int8-checked": exported_dir}
+    ray_input = {"torch": "pairs.jsonl", "onnx-int8-checked": "pairs.parquet"}  # Parquet once hung: see label_ray
     local = {
         rt: label_file(tmp_path / "pairs.jsonl", m, tmp_path / f"local-{rt}.jsonl", runtime=rt, chunk=64)
         for rt, m in runs.items()
@@ -41,7 +43,7 @@ def test_ray_engine_labels_equal_local_engine(tmp_path, model_dir, exported_dir)
     try:
         stats = {
             rt: label_file(
-                tmp_path / "pairs.jsonl",
+                tmp_path / ray_input[rt],
                 m,
                 tmp_path / f"ray-{rt}.jsonl",
                 runtime=rt,
@@ -62,6 +64,11 @@ def test_ray_engine_labels_equal_local_engine(tmp_path, model_dir, exported_dir)
         ], rt
         if rt == "torch":  # int8 scores move with the pairs that share a batch (activation scales are per batch)
             assert max(abs(a["score"] - b["score"]) for a, b in zip(rows_ray, rows_local, strict=True)) < 1e-4
+    # both engines say how many pairs the checked runtime graded again in fp32 (this toy student's scores lie far
+    # from its cut points: none; test_checked.py counts them where some are near)
+    checked = [stats["onnx-int8-checked"]["rescored_in_fp32"], local["onnx-int8-checked"]["rescored_in_fp32"]]
+    assert checked == [0, 0]
+    assert "rescored_in_fp32" not in stats["torch"] and "rescored_in_fp32" not in local["torch"]
 
 
 def test_an_actor_runs_onnx_on_its_share_of_the_cores(exported_dir, monkeypatch):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from .errors import QrelkitError
 from .io import require_file
 from .progress import progress_enabled
+from .students.onnx import CHECKED_RUNTIME
 
 
 class StudentScorer:
@@ -38,15 +40,21 @@ class StudentScorer:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .students.checked import CheckedLabeler
+
         scores, grades = self.student.predict(
             [str(q) for q in batch["query"]], [str(t) for t in batch["text"]], batch_size=self.batch_size
         )
-        return {
+        out = {
             "qid": np.array([str(q) for q in batch["qid"]]),
             "doc_id": np.array([str(d) for d in batch["doc_id"]]),
             "score": np.asarray(scores, dtype=np.float64),
             "grade": np.asarray(grades, dtype=np.int64),
         }
+        if isinstance(self.student, CheckedLabeler):  # which pairs the checked runtime graded again in fp32
+            out["rescored"] = np.zeros(len(scores), dtype=bool)
+            out["rescored"][self.student.last_rescored] = True
+        return out
 
 
 def label_file_ray(
@@ -77,7 +85,8 @@ def label_file_ray(
     started_here = not ray.is_initialized()
     if started_here:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": os.cpu_count() or 1}
+        # at least 2 CPUs for Ray's scheduler: the actors leave one unclaimed for the reads (below)
+        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": max(2, os.cpu_count() or 1)}
         ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
     try:
         ctx = ray.data.DataContext.get_current()
@@ -92,21 +101,34 @@ def label_file_ray(
             ds = ray.data.read_json(str(src.resolve()), lines=True, ray_remote_args={"num_cpus": 0.05})
         else:
             raise QrelkitError(f"{src}: pairs must be .parquet or .jsonl")
-        # Actors must not claim every CPU the scheduler sees, or the read tasks never run: leave a sliver.
+        # Actors must not claim every CPU the scheduler sees, or the reads never run: a Parquet read first lists
+        # its files in a task that asks Ray for one whole CPU (Ray Data 2.60 offers no way to ask for less), so the
+        # actors leave one CPU unclaimed. Their threads still take their share of the cores.
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
-        per_actor = max(0.1, cpus / actors - 0.1)
+        per_actor = max(0.05, (cpus - 1.0) / actors)
         t0 = time.perf_counter()
         labelled = ds.map_batches(
             StudentScorer,
-            fn_constructor_args=(str(model), runtime, batch_size, max(1, int(per_actor + 0.1))),
+            fn_constructor_args=(str(model), runtime, batch_size, max(1, int(cpus / actors))),
             batch_size=rows_per_task,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=per_actor,
         )
-        n = write_labels_stream(out, labelled.iter_batches(batch_size=rows_per_task, batch_format="numpy"))
+        rescored: list[int] = []
+
+        def batches() -> Iterator[dict[str, np.ndarray]]:
+            for b in labelled.iter_batches(batch_size=rows_per_task, batch_format="numpy"):
+                if "rescored" in b:
+                    rescored.append(int(b["rescored"].sum()))
+                yield b
+
+        n = write_labels_stream(out, batches())
         secs = time.perf_counter() - t0
     finally:
         if started_here:
             ray.shutdown()
-    return {"pairs": n, "seconds": round(secs, 3), "pairs_per_s": n / secs if secs else None, "engine": "ray"}
+    stats = {"pairs": n, "seconds": round(secs, 3), "pairs_per_s": n / secs if secs else None, "engine": "ray"}
+    if runtime == CHECKED_RUNTIME:  # as the local engine says it
+        stats["rescored_in_fp32"] = sum(rescored)
+    return stats

@@ -38,7 +38,8 @@ class CheckedLabeler:
 
     ``fast`` and ``exact`` are the same student folder loaded with the ``onnx-int8`` and ``onnx`` runtimes
     (``load_student(path, runtime="onnx-int8-checked")`` does this, with :func:`int8_margin`); ``margin`` is in
-    score units (0–3). ``rescored`` / ``labelled`` count the pairs so far."""
+    score units (0–3). ``rescored`` / ``labelled`` count the pairs so far; ``last_rescored`` holds the positions,
+    in the last call's pairs, of those graded again in fp32."""
 
     def __init__(self, fast: Any, exact: Any, margin: float):
         if exact.thresholds is None:
@@ -48,6 +49,7 @@ class CheckedLabeler:
         self.card: dict[str, Any] = {**exact.card, "runtime": CHECKED_RUNTIME, "check_margin": self.margin}
         self.rescored = 0
         self.labelled = 0
+        self.last_rescored = np.zeros(0, dtype=int)
 
     def predict(
         self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
@@ -63,6 +65,7 @@ class CheckedLabeler:
             scores[near], grades[near] = exact_scores, exact_grades
         self.rescored += len(near)
         self.labelled += len(scores)
+        self.last_rescored = near
         return scores, grades
 
     def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
