@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from qrelkit.mine import mine_pairs
-from qrelkit.records import Query
-from qrelkit.synth import keep_query, normalize_query, parse_styled_queries, synthesize
+from qrelkit.prompts import load_prompt
+from qrelkit.records import Document, Query
+from qrelkit.synth import example_queries, keep_query, normalize_query, parse_styled_queries, synthesize
 
 REPLY = "keyword: vpn client update\nquestion: Where do I download the VPN client?\n- **short**: VPN\nnote: ignored"
 
@@ -37,6 +38,25 @@ def test_synthesize_dedupes_and_keeps_provenance(scripted, small_corpus, tmp_pat
     assert queries[0].prompt_id == "synth-queries@2"
     synthesize(small_corpus, llm, n_seeds=3, cache=tmp_path / "c.sqlite", show_progress=False)
     assert llm.calls == 3, "cached replies must not call the model again"
+
+
+def test_synthesize_drops_the_prompts_worked_examples_unless_the_document_backs_them(scripted):
+    styles = ["keyword", "question", "short"]
+    assert "expense claim deadline receipts" in example_queries(load_prompt("synth-queries"), styles)
+    copied = "keyword: expense claim deadline receipts\nquestion: When are late expense claims paid?\nshort: expenses"
+    llm = scripted(reply=lambda text: copied)
+    docs = [
+        Document(doc_id="guns", text="Select Perk: 450 RPM, 900 RPM, Accelerated Coils, Air Brakes."),
+        Document(doc_id="payroll", text="Late expense claims: all expenses filed after the 20th wait a month."),
+    ]
+    queries, stats = synthesize(docs, llm, n_seeds=2, show_progress=False)
+    # A document about guns does not back the examples' expense queries: all three are dropped. One about late
+    # expense claims backs two of them (the keyword query's "deadline receipts" are not in it).
+    assert sorted((q.seed_doc_id, q.text) for q in queries) == [
+        ("payroll", "When are late expense claims paid?"),
+        ("payroll", "expenses"),
+    ]
+    assert stats["example_copies"] == 4 and stats["filtered"] == 0
 
 
 def test_mine_includes_seed_and_ranks_bm25(small_corpus):

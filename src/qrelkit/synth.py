@@ -49,6 +49,22 @@ def keep_query(query: str, document: str, style: str = "") -> bool:
     return not (len(words) >= 6 and normalize_query(query) in normalize_query(document))
 
 
+def example_queries(prompt: Prompt, styles: Sequence[str]) -> set[str]:
+    """The normalized queries of the prompt's worked examples (small models sometimes answer with them)."""
+    examples = prompt.extra.get("examples", [])
+    replies = [str(ex.get("reply", "")) for ex in examples] if isinstance(examples, list) else []
+    return {normalize_query(text) for reply in replies for _, text in parse_styled_queries(reply, styles)}
+
+
+def copies_example(query: str, document: str, examples: set[str]) -> bool:
+    """True for a worked example's query that the document does not back (under half its words occur in it)."""
+    norm = normalize_query(query)
+    if norm not in examples:
+        return False
+    words = set(re.findall(r"\w+", norm))
+    return len(words & set(re.findall(r"\w+", document.lower()))) * 2 < len(words)
+
+
 def synthesize(
     docs: Sequence[Document],
     llm: str | LLM,
@@ -64,17 +80,20 @@ def synthesize(
     """Write up to ``per_doc`` queries for each of ``n_seeds`` randomly chosen documents.
 
     Returns the deduplicated, filtered queries (each keeps its seed document id, style and prompt id)
-    and counts of what was dropped.
+    and counts of what was dropped: too short, too long or copied from the document (``filtered``), a worked
+    example of the prompt repeated for a document that does not back it (``example_copies``), duplicates.
     """
     model = get_llm(llm) if isinstance(llm, str) else llm
     tmpl = load_prompt(prompt) if isinstance(prompt, str) else prompt
     store = ResultCache(cache) if isinstance(cache, str | Path) else cache
     styles = list(tmpl.extra.get("styles", ["keyword", "question", "short"]))  # type: ignore[call-overload]
+    echoes = example_queries(tmpl, styles)
     rng = random.Random(seed)
     seeds = rng.sample(list(docs), min(n_seeds, len(docs)))
     queries: list[Query] = []
     seen: set[str] = set()
-    stats = {"seeds": len(seeds), "calls": 0, "cached": 0, "unparseable": 0, "filtered": 0, "duplicates": 0}
+    counts = ["calls", "cached", "unparseable", "filtered", "example_copies", "duplicates"]
+    stats = {"seeds": len(seeds)} | dict.fromkeys(counts, 0)
     with progress_bar(f"synth ({model.spec})", total=len(seeds), enabled=show_progress) as advance:
         for doc in seeds:
             messages = tmpl.messages(passage=truncate(doc.text, max_chars))
@@ -95,6 +114,8 @@ def synthesize(
                 norm = normalize_query(text)
                 if not keep_query(text, doc.text, style):
                     stats["filtered"] += 1
+                elif copies_example(text, doc.text, echoes):
+                    stats["example_copies"] += 1
                 elif norm in seen:
                     stats["duplicates"] += 1
                 else:
