@@ -39,6 +39,18 @@ def test_grades_from_probabilities_record_distribution(scripted, tmp_path):
     assert js["d1"].probs == [0.1, 0.2, 0.6, 0.1]
 
 
+def test_a_teacher_with_one_grade_for_every_pair_is_warned_about(scripted, tmp_path, caplog):
+    flat = Judge(scripted(reply=lambda text: "1")).judge(pairs(20), show_progress=False)
+    write_judgments(flat, tmp_path / "flat.qrels")
+    assert "gave all 20 graded pairs grade 1" in caplog.text
+    caplog.clear()
+    mixed = Judge(scripted(reply=lambda text: "2" if "document 7" in text else "1")).judge(
+        pairs(20), show_progress=False
+    )
+    write_judgments(mixed, tmp_path / "mixed.qrels")
+    assert "graded pairs grade" not in caplog.text
+
+
 def test_cache_makes_rerun_free(scripted, tmp_path):
     llm = scripted(probs=lambda text: [0.25, 0.25, 0.4, 0.1])
     cache = tmp_path / "c.sqlite"

@@ -269,6 +269,9 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
+ONE_GRADE_WARNING = 20  # graded pairs from which one grade for all is a broken teacher, not chance
+
+
 def judge_stats(judgments: Sequence[Judgment]) -> dict[str, Any]:
     graded = [j for j in judgments if j.grade is not None]
     return {
@@ -310,5 +313,13 @@ def write_judgments(
     if stats["low_mass"]:
         log.warning(
             "%d judgment(s) put under %.0f%% probability on the grade digits", stats["low_mass"], 100 * LOW_MASS
+        )
+    used = [g for g, n in stats["grade_counts"].items() if n]
+    if len(used) == 1 and stats["graded"] >= ONE_GRADE_WARNING:
+        log.warning(
+            "the teacher gave all %d graded pairs grade %d: it does not tell pairs apart, and no student can learn "
+            "from it (try a stronger --llm, or check the prompt)",
+            stats["graded"],
+            used[0],
         )
     return stats
