@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import onnx
@@ -83,7 +84,8 @@ def _tiny_matmul_model(path):
     onnx.save(model, str(path))
 
 
-def test_an_int8_model_that_does_not_track_fp32_is_dropped_with_the_reason(tmp_path):
+def test_an_int8_model_that_does_not_track_fp32_is_dropped_with_the_reason(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     fp32 = tmp_path / "encoder.onnx"
     _tiny_matmul_model(fp32)
     reference = np.linspace(0.0, 1.0, 20)
@@ -105,6 +107,8 @@ def test_an_int8_model_that_does_not_track_fp32_is_dropped_with_the_reason(tmp_p
         "kept": False,
     }
     assert not (tmp_path / "encoder.int8.onnx").exists() and not (tmp_path / "encoder.int8-mixed.onnx").exists()
+    assert "dropped: int8 scores correlate with fp32's at r -1.000" in caplog.text, "qrelkit's warning is shown"
+    assert "pre-processing" not in caplog.text, "the quantizer's advice on its root logger is not"
     assert dropped_runtimes(tmp_path) == {"onnx-int8": -1.0, "onnx-int8-mixed": -1.0, "onnx-int8-checked": -1.0}
     with pytest.raises(QrelkitError, match=r"not kept at export.*r -1\.0.*use --runtime onnx"):
         OnnxEncoder(tmp_path / "encoder.int8.onnx", tokenizer=None)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,11 @@ def export_graph(model: Any, args: tuple[Any, ...], names: list[str], outputs: S
     import torch
 
     per_token = {o: {0: "batch", 1: "tokens"} for o in outputs[1:]}
-    with atomic_write(path) as tmp, torch.no_grad():
+    with atomic_write(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # The tracer's warnings about Python branches and negative indices do not apply to these graphs: every
+        # export is checked against the PyTorch model on probe pairs before it is kept.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
         torch.onnx.export(
             model,
             args,
@@ -146,6 +151,10 @@ def _sensitive_matmuls(model_path: Path) -> list[str]:
     return [n for n in names if ("/output/dense" in n and "attention" not in n) or any(e in n for e in edge)]
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 def _quantize(
     fp32: Path, folder: Path, files: dict[str, str] = ONNX_FILES, *, scores: Callable[[Path], np.ndarray]
 ) -> dict[str, Path]:
@@ -158,9 +167,10 @@ def _quantize(
     reference = scores(fp32)
     out: dict[str, Path] = {}
     report: dict[str, dict[str, Any]] = {}
+    # The quantizer logs a line per tensor, and advice to pre-process, on the root logger: keep only its errors
+    # (a filter on the root logger leaves the records of qrelkit's own logger alone).
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)  # the quantizer logs a line per tensor on the root logger
+    root.addFilter(_errors_only)
     try:
         for runtime, exclude in (("onnx-int8", []), ("onnx-int8-mixed", _sensitive_matmuls(fp32))):
             target = folder / files[runtime]
@@ -189,7 +199,7 @@ def _quantize(
                 target.unlink()
                 log.warning("%s dropped: int8 scores correlate with fp32's at r %.3f on the probe pairs", target, r)
     finally:
-        root.setLevel(level)
+        root.removeFilter(_errors_only)
     atomic_write_text(folder / EXPORT_REPORT, json.dumps(report, indent=1) + "\n")
     return out
 
