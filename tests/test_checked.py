@@ -11,7 +11,7 @@ import pytest
 
 from qrelkit.errors import QrelkitError
 from qrelkit.io import write_pairs
-from qrelkit.label import label_file_stream
+from qrelkit.label import label_file_stream, label_pairs
 from qrelkit.records import Pair
 from qrelkit.students.checked import MARGIN_FILE, CheckedLabeler, int8_margin, save_margin, stored_margin
 from qrelkit.students.grading import grades_from_thresholds
@@ -30,6 +30,9 @@ class Model:
         self.scored.append(list(docs))
         scores = np.array([float(d) + self.offset for d in docs])
         return scores, grades_from_thresholds(self.thresholds, scores)
+
+    def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 64):
+        return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)
 
     def clear_cache(self) -> None:
         self.cleared += 1
@@ -73,6 +76,10 @@ def test_a_labeling_run_says_how_many_pairs_it_graded_again_in_fp32(tmp_path):
         student=plain,
     )  # fmt: skip
     assert stats["rescored_in_fp32"] == 0
+    # in memory too, counting only this call's pairs (the labeler above graded three again already)
+    _, grades, stats = label_pairs(pairs[:3], labeler, chunk=2, show_progress=False)
+    assert stats["rescored_in_fp32"] == 2 and grades.tolist() == [0, 1, 1]
+    assert "rescored_in_fp32" not in label_pairs(pairs, Model(), show_progress=False)[2]
 
 
 def test_a_ray_actor_marks_the_pairs_it_graded_again_in_fp32():
