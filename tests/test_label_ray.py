@@ -8,6 +8,7 @@ import shutil
 import pytest
 from test_label_stream import model_dir, write_pairs_jsonl  # noqa: F401 - fixture
 
+from qrelkit.errors import QrelkitError
 from qrelkit.io import write_pairs
 from qrelkit.pipeline import label_file
 from qrelkit.students.onnx import export_onnx
@@ -86,3 +87,15 @@ def test_an_actor_runs_onnx_on_its_share_of_the_cores(exported_dir, monkeypatch)
         torch.set_num_threads(torch_threads)
     for student in (checked.fast, checked.exact):
         assert student.encoder.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_a_one_cpu_cluster_refuses_parquet_instead_of_waiting_forever(tmp_path, model_dir):  # noqa: F811
+    import ray
+
+    write_pairs(tmp_path / "pairs.parquet", write_pairs_jsonl(tmp_path / "pairs.jsonl", 10))
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(QrelkitError, match="has 1 CPU: a Parquet read needs one whole CPU"):
+            label_file(tmp_path / "pairs.parquet", model_dir, tmp_path / "labels.qrels", engine="ray", actors=1)
+    finally:
+        ray.shutdown()

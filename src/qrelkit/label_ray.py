@@ -93,18 +93,21 @@ def label_file_ray(
         ctx.execution_options.preserve_order = True  # output rows in input order, like the local engine
         ctx.enable_progress_bars = progress_enabled()
         if src.suffix.lower() == ".parquet":
-            ds = ray.data.read_parquet(
-                str(src.resolve()), columns=["qid", "query", "doc_id", "text"], ray_remote_args={"num_cpus": 0.05}
-            )
+            ds = ray.data.read_parquet(str(src.resolve()), columns=["qid", "query", "doc_id", "text"], num_cpus=0.05)
         elif src.suffix.lower() in (".jsonl", ".ndjson", ".json"):
             # No select_columns: a projection is one more task wanting a whole CPU; the scorer picks its columns.
-            ds = ray.data.read_json(str(src.resolve()), lines=True, ray_remote_args={"num_cpus": 0.05})
+            ds = ray.data.read_json(str(src.resolve()), lines=True, num_cpus=0.05)
         else:
             raise QrelkitError(f"{src}: pairs must be .parquet or .jsonl")
         # Actors must not claim every CPU the scheduler sees, or the reads never run: a Parquet read first lists
         # its files in a task that asks Ray for one whole CPU (Ray Data 2.60 offers no way to ask for less), so the
         # actors leave one CPU unclaimed. Their threads still take their share of the cores.
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        if cpus < 2 and src.suffix.lower() == ".parquet":
+            raise QrelkitError(
+                f"this Ray cluster has {cpus:g} CPU: a Parquet read needs one whole CPU beside the student actors, "
+                "so the run would wait forever; give Ray at least 2 CPUs, label a JSONL copy, or use --engine local"
+            )
         per_actor = max(0.05, (cpus - 1.0) / actors)
         t0 = time.perf_counter()
         labelled = ds.map_batches(
