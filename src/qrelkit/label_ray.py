@@ -93,6 +93,8 @@ def label_file_ray(
         ctx.execution_options.preserve_order = True  # output rows in input order, like the local engine
         ctx.enable_progress_bars = progress_enabled()
         if src.suffix.lower() == ".parquet":
+            # columns= (deprecated, kept in 2.60) prunes inside the read; select_columns would add a task asking
+            # for a whole CPU
             ds = ray.data.read_parquet(str(src.resolve()), columns=["qid", "query", "doc_id", "text"], num_cpus=0.05)
         elif src.suffix.lower() in (".jsonl", ".ndjson", ".json"):
             # No select_columns: a projection is one more task wanting a whole CPU; the scorer picks its columns.
