@@ -43,6 +43,10 @@ def test_cross_encoder_learns_save_load_label(tmp_path: Path) -> None:
     assert scores[truth == 3].mean() > scores[truth == 0].mean()
     assert (grades[truth == 3] >= 2).mean() >= 0.5
     assert student.card["training"]["loss"] == "bce" and student.card["train_pairs"] == len(pairs)
+    training = student.card["training"]
+    # 80 steps: a loss every 2% of them (logging every 50 steps gave one point, or none for a shorter run)
+    assert training["steps"] == 80 and len(training["losses"]) == 40
+    assert training["losses"][-1] < training["losses"][0]
     student.save(tmp_path / "ce")
     assert student_kind(tmp_path / "ce") == "cross-encoder"
     again = load_student(tmp_path / "ce")

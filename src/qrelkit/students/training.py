@@ -37,7 +37,8 @@ def run_trainer(
     scratch = None if checkpoint_dir else tempfile.TemporaryDirectory(prefix="qrelkit-train-")
     out_dir = str(checkpoint_dir) if checkpoint_dir else str(scratch.name if scratch else "")
     resume = get_last_checkpoint(out_dir) if checkpoint_dir and Path(out_dir).exists() else None
-    settings: dict[str, Any] = {"save_steps": 200, "save_total_limit": 1, "logging_steps": 50, **arguments}
+    # a loss logged every 2% of the steps: 50 points for any run length (every 50 steps left a short run with none)
+    settings: dict[str, Any] = {"save_steps": 200, "save_total_limit": 1, "logging_steps": 0.02, **arguments}
     args = args_class(
         output_dir=out_dir,
         use_cpu=use_cpu,
