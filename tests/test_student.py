@@ -7,7 +7,7 @@ from topics import TOPICS, topic_pairs
 from qrelkit.distill import distill, recalibrate
 from qrelkit.errors import QrelkitError
 from qrelkit.students.encoder import FEATURES, LATE_FEATURES, Student, fit_head, head_scores, late_interaction
-from qrelkit.students.grading import distribution_thresholds, is_content_piece
+from qrelkit.students.grading import clip_words, distribution_thresholds, is_content_piece
 from qrelkit.students.targets import ensemble
 
 
@@ -318,3 +318,29 @@ def test_late_interaction_separates_a_passage_that_matches_every_query_part():
     entries = len(student._tokens.entries)
     student.features([query], docs[:1])
     assert len(student._tokens.entries) == entries == 4
+
+
+def test_a_long_passage_is_clipped_to_words_that_give_the_tokenizer_the_same_tokens():
+    from transformers import AutoTokenizer
+
+    from qrelkit.models import MINILM_ALIAS, resolve_encoder
+
+    assert clip_words("two  words\n", 5) == "two  words\n", "a short text is left as it is"
+    # punctuation, accents and blank lines: a word is one token or more, never fewer
+    text = "Déjà vu, explained.\n\n" + " ".join(f"part{i}: the feeling-of (having) been here" for i in range(2000))
+    clipped = clip_words(text, 300)
+    assert text.startswith(clipped) and len(clipped.split()) == 300 and len(clipped) < len(text) / 20
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(MINILM_ALIAS))
+    for max_length in (16, 256):
+        short = clip_words(text, 2 * max_length)
+        pair = {"truncation": "longest_first", "max_length": max_length}
+        assert tokenizer("what is deja vu", short, **pair) == tokenizer("what is deja vu", text, **pair)
+        assert tokenizer(short, truncation=True, max_length=max_length) == tokenizer(
+            text, truncation=True, max_length=max_length
+        )
+    # the frozen student reads the clipped passage for its encoder, the whole passage for its lexical features
+    student = Student.from_base(max_length=32)
+    features = student.features(["deja vu"], [text])
+    assert features[0, FEATURES.index("log_doc_words")] == pytest.approx(np.log1p(len(text.split())))
+    query, passage = student.encoder.encode(["deja vu", text], normalize_embeddings=True)  # the whole passage
+    assert features[0, FEATURES.index("cosine")] == pytest.approx(float(query @ passage), abs=1e-6)

@@ -34,7 +34,7 @@ from ..records import GRADES, Pair
 from ..tables import markdown_table
 from .cross_encoder_onnx import COMPANION
 from .encoder import Student
-from .grading import ThresholdGrader, distribution_thresholds, strip_query_echoes
+from .grading import ThresholdGrader, clip_words, distribution_thresholds, strip_query_echoes
 from .stacking import fit_stack_head, stack_scores
 from .training import default_device, run_trainer
 
@@ -150,7 +150,9 @@ class CrossEncoderStudent(ThresholdGrader):
         """The cross-encoder's own 0–3 estimate, 3 · sigmoid(logit), stacked or not."""
         if not queries:
             return np.zeros(0, dtype=np.float64)
-        docs = self._read(queries, docs)
+        # twice max_length words: the passage's tokens within max_length are the same, whatever its length
+        clip = 2 * int(self.card.get("max_length", 256))
+        docs = [clip_words(d, clip) for d in self._read(queries, docs)]
         probs = self.model.predict(
             list(zip(queries, docs, strict=True)), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
         )

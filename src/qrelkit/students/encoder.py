@@ -26,6 +26,7 @@ from ..progress import progress_enabled
 from ..records import Pair
 from ..tables import markdown_table
 from .grading import (
+    clip_words,
     content_terms,
     distribution_thresholds,
     grades_from_thresholds,
@@ -164,11 +165,14 @@ class Student:
         if self.card.get("strip_query_echoes"):
             docs = [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
         late = LATE_FEATURES[0] in self.feature_names
+        # the encoder reads a passage's first max_length tokens, which twice as many words always hold
+        clip = 2 * int(getattr(self.encoder, "max_seq_length", None) or self.card.get("max_length", 256))
+        read = [clip_words(d, clip) for d in docs]
         if late:
             q_emb, q_tokens = self._embed_tokens(queries, batch_size, query=True)
-            d_emb, d_tokens = self._embed_tokens(docs, batch_size, query=False)
+            d_emb, d_tokens = self._embed_tokens(read, batch_size, query=False)
         else:
-            q_emb, d_emb = self._embed(queries, batch_size), self._embed(docs, batch_size)
+            q_emb, d_emb = self._embed(queries, batch_size), self._embed(read, batch_size)
         cosine = np.sum(q_emb * d_emb, axis=1)
         rows = []
         for q, d, c in zip(queries, docs, cosine, strict=True):
