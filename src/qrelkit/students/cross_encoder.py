@@ -150,9 +150,7 @@ class CrossEncoderStudent(ThresholdGrader):
         """The cross-encoder's own 0–3 estimate, 3 · sigmoid(logit), stacked or not."""
         if not queries:
             return np.zeros(0, dtype=np.float64)
-        # twice max_length words: the passage's tokens within max_length are the same, whatever its length
-        clip = 2 * int(self.card.get("max_length", 256))
-        docs = [clip_words(d, clip) for d in self._read(queries, docs)]
+        docs = self._read(queries, docs)
         probs = self.model.predict(
             list(zip(queries, docs, strict=True)), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
         )
@@ -197,11 +195,13 @@ class CrossEncoderStudent(ThresholdGrader):
         return stats
 
     def _read(self, queries: Sequence[str], docs: Sequence[str]) -> list[str]:
-        """The passages as the student reads them: without copies of the query when trained with the
-        keyword-stuffing defence (:func:`qrelkit.students.grading.strip_query_echoes`)."""
-        if not self.card.get("strip_query_echoes"):
-            return list(docs)
-        return [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
+        """The passages as the student reads them, in training and grading: without copies of the query when
+        trained with the keyword-stuffing defence (:func:`qrelkit.students.grading.strip_query_echoes`), then
+        clipped to twice max_length words, which hold every token it reads, whatever the passage's length."""
+        if self.card.get("strip_query_echoes"):
+            docs = [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
+        clip = 2 * int(self.card.get("max_length", 256))
+        return [clip_words(d, clip) for d in docs]
 
     def calibrate(self, pairs: Sequence[Pair], grades: Sequence[int]) -> None:
         """Fit the grade thresholds so that the student's grade shares on ``pairs`` equal ``grades``' shares."""
