@@ -2,7 +2,8 @@
 
 What it answers depends on a marker in the passage: RATE (429 with Retry-After once, then fine),
 FAIL (always 500), SLOW (sleeps past the client's timeout), GARBAGE (an unparseable reply),
-TRUNC (a truncated JSON body). Anything else gets a valid answer, with logprobs if asked.
+TRUNC (a truncated JSON body), SPLIT (grade 2 as two top tokens, "2" and " 2").
+Anything else gets a valid answer, with logprobs if asked.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class FakeOpenAI:
         }
         if body.get("logprobs") and self.logprobs and "GARBAGE" not in text:
             top = [{"token": str(g), "logprob": math.log(0.7 if g == grade else 0.1), "bytes": None} for g in range(4)]
+            if "SPLIT" in text:  # the grade offered as two tokens, each less likely than grade 1
+                split = (("1", 0.4), ("2", 0.35), (" 2", 0.25))
+                top = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in split]
             choice["logprobs"] = {
                 "content": [{"token": str(grade), "logprob": math.log(0.7), "bytes": None, "top_logprobs": top}]
             }

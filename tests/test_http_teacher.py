@@ -71,6 +71,13 @@ def test_generation_fallback_when_server_has_no_logprobs(tmp_path):
     assert js["d1"].grade is None and js["d1"].error == "unparseable answer" and "[repair]" in js["d1"].raw
 
 
+def test_a_grade_offered_as_two_tokens_counts_both(tmp_path):
+    with FakeOpenAI() as server:
+        (j,) = Judge(backend(server.url)).judge(make_pairs(["SPLIT"]), show_progress=False)
+    # "2" (0.35) and " 2" (0.25) are one answer, more likely than "1" (0.4)
+    assert j.grade == 2 and j.probs == pytest.approx([0.0, 0.4, 0.6, 0.0]) and j.mass == pytest.approx(1.0)
+
+
 def test_concurrency_is_bounded(tmp_path):
     with FakeOpenAI(delay=0.2) as server:
         Judge(backend(server.url), concurrency=4).judge(make_pairs([""] * 12), show_progress=False)

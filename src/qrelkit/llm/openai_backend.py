@@ -96,7 +96,10 @@ class OpenAIBackend(LLM):
         lp = r.choices[0].logprobs
         if lp is None or not lp.content:
             raise LogprobsUnavailable(f"{self.spec}: the server returned no logprobs")
-        top = {t.token.strip(): math.exp(t.logprob) for t in (lp.content[0].top_logprobs or [])}
+        # Tokenizers can offer one choice as several tokens ("2" and " 2"): each is a way to give that answer.
+        top: dict[str, float] = {}
+        for t in lp.content[0].top_logprobs or []:
+            top[t.token.strip()] = top.get(t.token.strip(), 0.0) + math.exp(t.logprob)
         picked = [top.get(c, 0.0) for c in choices]
         mass = sum(picked)
         if mass <= 0:
