@@ -3,7 +3,9 @@
 What it answers depends on a marker in the passage: RATE (429 with Retry-After once, then fine),
 FAIL (always 500), SLOW (sleeps past the client's timeout), GARBAGE (an unparseable reply),
 TRUNC (a truncated JSON body), SPLIT (grade 2 as two top tokens, "2" and " 2").
-Anything else gets a valid answer, with logprobs if asked.
+Anything else gets a valid answer, with logprobs if asked. ``refuses`` names what the server answers with
+OpenAI's refusals of newer models ("max_tokens", "temperature": 400; "logprobs": 403), and ``thinks`` how many
+reasoning tokens it spends before answering unless asked for reasoning_effort "minimal" or "none".
 """
 
 from __future__ import annotations
@@ -17,8 +19,17 @@ from typing import Any
 
 
 class FakeOpenAI:
-    def __init__(self, *, grade_for=lambda text: 2, logprobs: bool = True, delay: float = 0.0):
+    def __init__(
+        self,
+        *,
+        grade_for=lambda text: 2,
+        logprobs: bool = True,
+        delay: float = 0.0,
+        refuses: frozenset[str] = frozenset(),
+        thinks: int = 0,
+    ):
         self.grade_for, self.logprobs, self.delay = grade_for, logprobs, delay
+        self.refuses, self.thinks = refuses, thinks
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str] = []
         self.arrivals: list[float] = []  # time.monotonic() of each request
@@ -80,11 +91,17 @@ class FakeOpenAI:
             h.end_headers()
             h.wfile.write(b'{"id": "x", "choices": [{"mess')
             return None
+        if refusal := self._refusal(body):
+            return self._send(h, *refusal)
         grade = self.grade_for(text)
         content = "maybe relevant" if "GARBAGE" in text else str(grade)
+        budget = body.get("max_completion_tokens", body.get("max_tokens", 1 << 30))
+        thinking = 0 if body.get("reasoning_effort") in ("minimal", "none") else self.thinks
+        if thinking >= budget:  # a reasoning model that spends the whole budget before it answers
+            content, thinking = "", budget
         choice: dict[str, Any] = {
             "index": 0,
-            "finish_reason": "stop",
+            "finish_reason": "length" if not content else "stop",
             "message": {"role": "assistant", "content": content},
         }
         if body.get("logprobs") and self.logprobs and "GARBAGE" not in text:
@@ -104,9 +121,29 @@ class FakeOpenAI:
                 "created": 0,
                 "model": body["model"],
                 "choices": [choice],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51},
+                "usage": {"prompt_tokens": 50, "completion_tokens": 1 + thinking, "total_tokens": 51 + thinking},
             },
         )
+        return None
+
+    def _refusal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """OpenAI's answers to a request a newer model does not take (their wording, type, param and code)."""
+        if "max_tokens" in self.refuses and "max_tokens" in body:
+            return 400, _error(
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+                "max_tokens",
+                "unsupported_parameter",
+            )
+        if "temperature" in self.refuses and body.get("temperature", 1) != 1:
+            return 400, _error(
+                f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                "Only the default (1) value is supported.",
+                "temperature",
+                "unsupported_value",
+            )
+        if "logprobs" in self.refuses and body.get("logprobs"):
+            return 403, _error("You are not allowed to request logprobs from this model", None, None)
         return None
 
     @staticmethod
@@ -119,3 +156,7 @@ class FakeOpenAI:
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(data)
+
+
+def _error(message: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}

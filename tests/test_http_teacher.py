@@ -78,6 +78,46 @@ def test_a_grade_offered_as_two_tokens_counts_both(tmp_path):
     assert j.grade == 2 and j.probs == pytest.approx([0.0, 0.4, 0.6, 0.0]) and j.mass == pytest.approx(1.0)
 
 
+NEWER_MODEL = frozenset({"max_tokens", "temperature", "logprobs"})
+
+
+def test_a_model_that_refuses_max_tokens_temperature_and_logprobs_is_graded_from_text(tmp_path, caplog):
+    pairs = make_pairs(["", "", "", "", ""])
+    with FakeOpenAI(refuses=NEWER_MODEL, grade_for=lambda t: 3 if "passage 0" in t else 1) as server:
+        judge = Judge(backend(server.url), concurrency=1)
+        js = {j.doc_id: j for j in judge.judge(pairs, show_progress=False)}
+    assert js["d0"].grade == 3 and all(js[f"d{i}"].grade == 1 for i in range(1, 5))
+    assert all(j.error is None and j.probs is None for j in js.values())
+    # each refusal learnt once, on the first pair's logprobs request (max_tokens, temperature, then logprobs);
+    # from then on one text request a pair, and no logprobs request
+    assert [r.get("logprobs", False) for r in server.requests] == [True] * 3 + [False] * 5
+    last = server.requests[-1]
+    assert "max_tokens" not in last and last["max_completion_tokens"] == 16 and "temperature" not in last
+    refusals = [r.getMessage() for r in caplog.records if "refuses" in r.getMessage()]
+    assert len(refusals) == 2 and "max_completion_tokens" in refusals[0] and "temperature" in refusals[1]
+    assert any("grading from generated text" in r.getMessage() for r in caplog.records)
+
+
+def test_an_older_server_still_gets_max_tokens(tmp_path):
+    with FakeOpenAI(logprobs=False) as server:
+        Judge(backend(server.url)).judge(make_pairs([""]), show_progress=False)
+    assert all(r["max_tokens"] in (1, 16) and "max_completion_tokens" not in r for r in server.requests)
+    assert all(r["temperature"] == 0 and "reasoning_effort" not in r for r in server.requests)
+
+
+def test_a_reasoning_model_that_spends_its_budget_thinking_is_a_clear_error_until_told_to_answer(tmp_path, monkeypatch):
+    from qrelkit.errors import QrelkitError
+
+    pairs = make_pairs(["", ""])
+    with FakeOpenAI(refuses=NEWER_MODEL, thinks=200) as server:
+        with pytest.raises(QrelkitError, match="QRELKIT_REASONING_EFFORT=minimal"):
+            Judge(backend(server.url)).judge(pairs, show_progress=False)
+        monkeypatch.setenv("QRELKIT_REASONING_EFFORT", "minimal")
+        js = Judge(backend(server.url)).judge(pairs, show_progress=False)
+    assert [j.grade for j in js] == [2, 2]
+    assert server.requests[-1]["reasoning_effort"] == "minimal"
+
+
 def test_concurrency_is_bounded(tmp_path):
     with FakeOpenAI(delay=0.2) as server:
         Judge(backend(server.url), concurrency=4).judge(make_pairs([""] * 12), show_progress=False)

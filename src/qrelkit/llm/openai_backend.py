@@ -1,10 +1,13 @@
 """OpenAI-compatible HTTP backend (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM).
 
 API keys come from the environment only and are never stored in the spec, caches or logs.
+Newer OpenAI models (the o-series, GPT-5) refuse ``max_tokens``, a temperature other than 1 and logprobs: the
+backend learns that from the first refusal and sends what the model takes for the rest of the run.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Any
@@ -13,6 +16,11 @@ from ..errors import QrelkitError
 from .base import LLM, ChoiceProbs, Completion, LogprobsUnavailable, Message
 from .ratelimit import RateLimiter
 from .spec import parse_spec
+
+log = logging.getLogger(__name__)
+# What a model may refuse, and what is sent instead (None: nothing, the model's default)
+ADAPTABLE = {"max_tokens": "max_completion_tokens", "temperature": None, "seed": None}
+REASONING_EFFORT_ENV = "QRELKIT_REASONING_EFFORT"
 
 
 class OpenAIBackend(LLM):
@@ -29,14 +37,16 @@ class OpenAIBackend(LLM):
     ):
         """``timeout`` (seconds per request) and ``max_retries`` (the SDK retries 429, 5xx, timeouts and dropped
         connections with exponential backoff and jitter, honouring Retry-After) default to QRELKIT_TIMEOUT /
-        QRELKIT_RETRIES; ``rpm`` / ``tpm`` (requests / tokens per minute) to QRELKIT_RPM / QRELKIT_TPM (unset: none)."""
-        import logging
-
+        QRELKIT_RETRIES; ``rpm`` / ``tpm`` (requests / tokens per minute) to QRELKIT_RPM / QRELKIT_TPM (unset: none).
+        QRELKIT_REASONING_EFFORT (e.g. ``minimal`` or ``none``), when set, is sent as ``reasoning_effort``."""
         import openai
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
         self.spec = spec
         self.parallel_requests = True
+        self.refused: set[str] = set()  # parameters this model refused; never sent again
+        self.logprobs_refused = False
+        self.reasoning_effort = os.environ.get(REASONING_EFFORT_ENV) or None
         self.limiter = RateLimiter(rpm or _env_float("QRELKIT_RPM"), tpm or _env_float("QRELKIT_TPM"))
         timeout = timeout if timeout is not None else float(os.environ.get("QRELKIT_TIMEOUT", "60"))
         max_retries = max_retries if max_retries is not None else int(os.environ.get("QRELKIT_RETRIES", "5"))
@@ -71,27 +81,36 @@ class OpenAIBackend(LLM):
         self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0, seed: int = 0
     ) -> Completion:
         estimate = self._acquire(messages, max_tokens)
-        r = self.client.chat.completions.create(
-            model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed
-        )
+        r = self._create(messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
         usage = r.usage
         self._settle(estimate, usage)
+        choice = r.choices[0]
+        if not choice.message.content and choice.finish_reason == "length":
+            raise QrelkitError(
+                f"{self.spec} used all {max_tokens} tokens of its answer before writing any (a reasoning model "
+                f"thinks first): set {REASONING_EFFORT_ENV}=minimal (or none, as the model allows), or use a model "
+                "that answers directly (gpt-4.1, gpt-4o)"
+            )
         return Completion(
-            text=r.choices[0].message.content or "",
+            text=choice.message.content or "",
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )
 
     def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
+        import openai
+
+        if self.logprobs_refused:
+            raise LogprobsUnavailable(f"{self.spec}: the model refuses logprobs")
         estimate = self._acquire(messages, 1)
-        r = self.client.chat.completions.create(
-            model=self.model,
-            messages=messages,
-            max_tokens=1,
-            temperature=0.0,
-            logprobs=True,
-            top_logprobs=20,
-        )
+        try:
+            r = self._create(messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
+        except (openai.BadRequestError, openai.PermissionDeniedError) as e:
+            if "logprob" not in f"{e.param} {e.message}".lower():
+                raise
+            # reasoning models: 400 or 403 ("You are not allowed to request logprobs from this model")
+            self.logprobs_refused = True
+            raise LogprobsUnavailable(f"{self.spec}: the model refuses logprobs ({e.message})") from None
         self._settle(estimate, r.usage)
         lp = r.choices[0].logprobs
         if lp is None or not lp.content:
@@ -111,6 +130,32 @@ class OpenAIBackend(LLM):
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )
+
+    def _create(self, **params: Any) -> Any:
+        """One chat completion. A parameter the model refuses (:data:`ADAPTABLE`) is dropped or renamed, and the
+        request sent again; so is every later request of this backend (one warning a parameter)."""
+        import openai
+
+        while True:
+            sent = self._adapt(params)
+            try:
+                return self.client.chat.completions.create(model=self.model, **sent)
+            except openai.BadRequestError as e:
+                if e.param not in ADAPTABLE or e.param not in sent:
+                    raise
+                if e.param not in self.refused:  # (another thread may have learnt it meanwhile)
+                    self.refused.add(e.param)
+                    instead = ADAPTABLE[e.param]
+                    log.warning("%s refuses %s: sending %s instead", self.spec, e.param, instead or "its default")
+
+    def _adapt(self, params: dict[str, Any]) -> dict[str, Any]:
+        sent = {k: v for k, v in params.items() if k not in self.refused}
+        for name in self.refused & params.keys():
+            if (instead := ADAPTABLE[name]) is not None:
+                sent[instead] = params[name]
+        if self.reasoning_effort:
+            sent["reasoning_effort"] = self.reasoning_effort
+        return sent
 
     def _acquire(self, messages: list[Message], max_tokens: int) -> int:
         """Wait for the rate limits; returns the token estimate charged (about 4 characters a token)."""
