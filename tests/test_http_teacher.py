@@ -124,6 +124,31 @@ def test_concurrency_is_bounded(tmp_path):
     assert 1 < server.max_inflight <= 4
 
 
+def test_the_cli_says_each_refusal_once_and_logs_no_request_lines(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pairs = make_pairs([""] * 12)
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p.model_dump()) + "\n" for p in pairs))
+    with FakeOpenAI(refuses=NEWER_MODEL, delay=0.05) as server:
+        cmd = [sys.executable, "-m", "qrelkit", "judge", "pairs.jsonl", "-o", "t.qrels", "--llm"]
+        r = subprocess.run(
+            [*cmd, f"{server.url}#gpt-5.4-mini", "--concurrency", "4"],
+            cwd=tmp_path,
+            env={**os.environ, "QRELKIT_PROGRESS": "0"},
+            capture_output=True,
+            text=True,
+        )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["graded"] == 12
+    err = " ".join(r.stderr.split())  # rich wraps log lines
+    assert "HTTP Request" not in err  # openai 3.x logs each request through httpx2
+    assert err.count("refuses max_tokens") == 1 and err.count("refuses temperature") == 1
+    assert err.count("grading from generated text instead") == 1  # four threads, one warning
+
+
 def test_sigkill_midway_then_the_same_command_resumes_labelling_every_pair_once(tmp_path):
     import json
     import os

@@ -648,7 +648,7 @@ def _main(
 
 
 # third-party loggers quiet unless -v (model-loading bars and reports, HTTP lines, ONNX quantisation notes)
-NOISY = ("httpx", "openai", "sentence_transformers", "transformers", "bm25s", "datasets", "onnxruntime")
+NOISY = ("httpx", "httpx2", "openai", "sentence_transformers", "transformers", "bm25s", "datasets", "onnxruntime")
 
 
 def main() -> None:

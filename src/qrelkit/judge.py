@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +94,7 @@ class Judge:
         self.concurrency = concurrency if self.llm.parallel_requests else 1
         self.use_logprobs = use_logprobs
         self._no_logprobs = 0
+        self._lock = threading.Lock()  # requests run in threads (--concurrency)
         self.prices = prices
         if rpm or tpm:
             self.llm.limit_rate(rpm, tpm)
@@ -134,10 +136,11 @@ class Judge:
             except LogprobsUnavailable:
                 # One answer without logprobs falls back to text for that pair; a server that never sends
                 # them (3 in a row) is switched to text grading for the rest of the run.
-                self._no_logprobs += 1
-                if self._no_logprobs >= 3:
-                    self.use_logprobs = False
-                    log.warning("%s returns no logprobs: grading from generated text instead", self.llm.spec)
+                with self._lock:
+                    self._no_logprobs += 1
+                    if self._no_logprobs >= 3 and self.use_logprobs:
+                        self.use_logprobs = False
+                        log.warning("%s returns no logprobs: grading from generated text instead", self.llm.spec)
             else:
                 self._no_logprobs = 0
                 best = max(GRADES, key=lambda g: cp.probs[g])

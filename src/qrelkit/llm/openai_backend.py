@@ -41,7 +41,8 @@ class OpenAIBackend(LLM):
         QRELKIT_REASONING_EFFORT (e.g. ``minimal`` or ``none``), when set, is sent as ``reasoning_effort``."""
         import openai
 
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+        for name in ("httpx", "httpx2"):  # one INFO line per request otherwise (openai 3.x logs through httpx2)
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.spec = spec
         self.parallel_requests = True
         self.refused: set[str] = set()  # parameters this model refused; never sent again
