@@ -5,7 +5,8 @@ FAIL (always 500), SLOW (sleeps past the client's timeout), GARBAGE (an unparsea
 TRUNC (a truncated JSON body), SPLIT (grade 2 as two top tokens, "2" and " 2").
 Anything else gets a valid answer, with logprobs if asked. ``refuses`` names what the server answers with
 OpenAI's refusals of newer models ("max_tokens", "temperature": 400; "logprobs": 403), and ``thinks`` how many
-reasoning tokens it spends before answering unless asked for reasoning_effort "minimal" or "none".
+reasoning tokens it spends before answering unless asked for reasoning_effort "minimal" or "none"; ``status``
+answers every request with that HTTP error (401: a wrong key, 404: a wrong model name).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ class FakeOpenAI:
         delay: float = 0.0,
         refuses: frozenset[str] = frozenset(),
         thinks: int = 0,
+        status: int | None = None,
     ):
         self.grade_for, self.logprobs, self.delay = grade_for, logprobs, delay
-        self.refuses, self.thinks = refuses, thinks
+        self.refuses, self.thinks, self.status = refuses, thinks, status
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str] = []
         self.arrivals: list[float] = []  # time.monotonic() of each request
@@ -91,6 +93,8 @@ class FakeOpenAI:
             h.end_headers()
             h.wfile.write(b'{"id": "x", "choices": [{"mess')
             return None
+        if self.status:  # every request refused, as with a wrong key (401) or model name (404)
+            return self._send(h, self.status, _error(f"refused with {self.status}", None, None))
         if refusal := self._refusal(body):
             return self._send(h, *refusal)
         grade = self.grade_for(text)

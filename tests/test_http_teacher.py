@@ -118,6 +118,28 @@ def test_a_reasoning_model_that_spends_its_budget_thinking_is_a_clear_error_unti
     assert server.requests[-1]["reasoning_effort"] == "minimal"
 
 
+@pytest.mark.parametrize(("status", "says"), [(401, "refused the API key"), (404, "check the model"), (403, "may not")])
+def test_a_wrong_key_or_model_stops_the_run_at_its_first_request(tmp_path, status, says):
+    from qrelkit.errors import QrelkitError
+
+    with FakeOpenAI(status=status) as server, pytest.raises(QrelkitError, match=says) as e:
+        Judge(backend(server.url)).judge(make_pairs([""] * 20), show_progress=False)
+    assert len(server.requests) == 1 and KEY not in str(e.value)  # not 20 pairs, each retried, each failed
+
+
+def test_a_server_that_cannot_be_reached_stops_the_run_with_one_error():
+    import socket
+
+    from qrelkit.errors import QrelkitError
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead = OpenAIBackend(f"http://127.0.0.1:{port}/v1#fake-model", timeout=1.0, max_retries=0)
+    with pytest.raises(QrelkitError, match="cannot reach the server"):
+        Judge(dead).judge(make_pairs([""] * 20), show_progress=False)
+
+
 def test_concurrency_is_bounded(tmp_path):
     with FakeOpenAI(delay=0.2) as server:
         Judge(backend(server.url), concurrency=4).judge(make_pairs([""] * 12), show_progress=False)

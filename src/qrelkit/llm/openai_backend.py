@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from ..errors import QrelkitError
-from .base import LLM, ChoiceProbs, Completion, LogprobsUnavailable, Message
+from .base import LLM, ChoiceProbs, Completion, LogprobsUnavailable, Message, redact
 from .ratelimit import RateLimiter
 from .spec import parse_spec
 
@@ -46,6 +46,7 @@ class OpenAIBackend(LLM):
         self.spec = spec
         self.parallel_requests = True
         self.refused: set[str] = set()  # parameters this model refused; never sent again
+        self.reached = False  # whether the server has answered once in this run
         self.logprobs_refused = False
         self.reasoning_effort = os.environ.get(REASONING_EFFORT_ENV) or None
         self.limiter = RateLimiter(rpm or _env_float("QRELKIT_RPM"), tpm or _env_float("QRELKIT_TPM"))
@@ -140,7 +141,20 @@ class OpenAIBackend(LLM):
         while True:
             sent = self._adapt(params)
             try:
-                return self.client.chat.completions.create(model=self.model, **sent)
+                response = self.client.chat.completions.create(model=self.model, **sent)
+                self.reached = True
+                return response
+            except (openai.AuthenticationError, openai.NotFoundError, openai.PermissionDeniedError) as e:
+                if isinstance(e, openai.PermissionDeniedError) and "logprob" in str(e.message).lower():
+                    raise  # a model that refuses logprobs: see choice_probs
+                raise self._setup_error(e) from None
+            except openai.APIConnectionError as e:
+                if isinstance(e, openai.APITimeoutError) or self.reached:
+                    raise  # a slow or dropped answer: that pair fails (after the SDK's retries), the run goes on
+                raise QrelkitError(
+                    f"{self.spec}: cannot reach the server ({redact(str(e.__cause__ or e))}); check the URL "
+                    "and that the server runs"
+                ) from None
             except openai.BadRequestError as e:
                 if e.param not in ADAPTABLE or e.param not in sent:
                     raise
@@ -148,6 +162,16 @@ class OpenAIBackend(LLM):
                     self.refused.add(e.param)
                     instead = ADAPTABLE[e.param]
                     log.warning("%s refuses %s: sending %s instead", self.spec, e.param, instead or "its default")
+
+    def _setup_error(self, e: Any) -> QrelkitError:
+        """A refusal that every request of this run would get (key, model name, access): one clear error."""
+        hint = {
+            401: "the server refused the API key: check OPENAI_API_KEY / AZURE_OPENAI_API_KEY / QRELKIT_API_KEY",
+            404: f"nothing answers for model {self.model!r}: check the model or deployment name and, for a server "
+            "URL, its path (…/v1)",
+            403: "this key may not use this model",
+        }.get(int(e.status_code), "")
+        return QrelkitError(f"{self.spec}: {hint} ({e.status_code}: {redact(str(e.message))})")
 
     def _adapt(self, params: dict[str, Any]) -> dict[str, Any]:
         sent = {k: v for k, v in params.items() if k not in self.refused}
