@@ -140,6 +140,21 @@ def test_a_server_that_cannot_be_reached_stops_the_run_with_one_error():
         Judge(dead).judge(make_pairs([""] * 20), show_progress=False)
 
 
+def test_synth_over_http_keeps_requests_in_flight_and_writes_the_queries_of_one_at_a_time(small_corpus):
+    from qrelkit.synth import synthesize
+
+    def reply(text: str) -> str:
+        word = text.rsplit("Document:", 1)[-1].split()[0].lower()  # the passage's first word
+        return f"keyword: {word} policy\nquestion: what does {word} say?\nshort: {word} rules"
+
+    with FakeOpenAI(grade_for=reply, delay=0.2) as server:
+        one, _ = synthesize(small_corpus, backend(server.url), n_seeds=6, concurrency=1, show_progress=False)
+        assert server.max_inflight == 1
+        many, stats = synthesize(small_corpus, backend(server.url), n_seeds=6, concurrency=3, show_progress=False)
+        assert server.max_inflight == 3 and stats["calls"] == 6
+    assert [q.model_dump() for q in many] == [q.model_dump() for q in one] and len(one) == 18
+
+
 def test_concurrency_is_bounded(tmp_path):
     with FakeOpenAI(delay=0.2) as server:
         Judge(backend(server.url), concurrency=4).judge(make_pairs([""] * 12), show_progress=False)

@@ -41,6 +41,22 @@ def test_transformers_backend_scores_and_generates():
     assert out.completion_tokens > 0 and isinstance(out.text, str)
 
 
+def test_transformers_backend_generates_a_batch_as_it_generates_each_prompt():
+    llm = get_llm("hf:smollm2-135m")
+    conversations = [
+        MSG,
+        [{"role": "user", "content": "Write a short search query about annual leave."}],
+        [{"role": "user", "content": "Name three fruits, then a vegetable, then stop. Be brief about it please."}],
+    ]
+    batched = llm.complete_many(conversations, max_tokens=12)
+    alone = [llm.complete(m, max_tokens=12) for m in conversations]  # left padding: the same greedy replies
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert [(c.prompt_tokens, c.completion_tokens) for c in batched] == [
+        (c.prompt_tokens, c.completion_tokens) for c in alone
+    ]
+    assert len({c.prompt_tokens for c in batched}) == 3  # prompts of three lengths, so the batch was padded
+
+
 @needs_llama
 def test_backends_agree_on_the_grade_distribution():
     pair = Pair(qid="q", query="vpn download", doc_id="d", text="Download the VPN client from the IT portal.")

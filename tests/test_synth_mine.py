@@ -59,6 +59,29 @@ def test_synthesize_drops_the_prompts_worked_examples_unless_the_document_backs_
     assert stats["example_copies"] == 4 and stats["filtered"] == 0
 
 
+def test_synthesis_in_batches_resumes_from_a_partial_cache_and_writes_the_same_queries(
+    scripted, small_corpus, tmp_path
+):
+    def reply(text: str) -> str:
+        word = text.rsplit("Document:", 1)[-1].split()[0].lower()  # the passage's first word
+        return f"keyword: {word} policy\nquestion: what does {word} say?\nshort: {word}"
+
+    one_by_one, stats = synthesize(small_corpus, scripted(reply=reply), n_seeds=6, batch_size=1, show_progress=False)
+    # a run over half the documents fills the cache with theirs; the full run asks only for the other three, four
+    # prompts at a time, and writes what the uncached one-by-one run wrote
+    synthesize(small_corpus[:3], scripted(reply=reply), n_seeds=3, cache=tmp_path / "c.sqlite", show_progress=False)
+    rest = scripted(reply=reply)
+    resumed, resumed_stats = synthesize(
+        small_corpus, rest, n_seeds=6, batch_size=4, cache=tmp_path / "c.sqlite", show_progress=False
+    )
+    assert rest.calls == 3 and resumed_stats["cached"] == 3 and resumed_stats["calls"] == 3
+    assert [q.model_dump() for q in resumed] == [q.model_dump() for q in one_by_one] and len(resumed) > 12
+    batched, batched_stats = synthesize(
+        small_corpus, scripted(reply=reply), n_seeds=6, batch_size=4, show_progress=False
+    )
+    assert [q.model_dump() for q in batched] == [q.model_dump() for q in one_by_one] and batched_stats == stats
+
+
 def test_mine_includes_seed_and_ranks_bm25(small_corpus):
     queries = [
         Query(qid="a", text="download vpn client", seed_doc_id="printer"),

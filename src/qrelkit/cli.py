@@ -106,10 +106,15 @@ def synth(
     cache: Cache = None,
     no_cache: NoCache = False,
     prompt: Annotated[str, typer.Option(help="prompt id or YAML file")] = "synth-queries",
+    batch_size: Annotated[
+        int, typer.Option(help="prompts per batched generation (hf: backend; on a GPU, try 256)")
+    ] = 16,
+    concurrency: Annotated[int, typer.Option(help="requests in flight (HTTP backends)")] = 4,
 ) -> None:
     """Write synthetic queries (keyword, question, short) from seed documents."""
     from .pipeline import synth_file
 
+    _at_least(1, batch_size=batch_size, concurrency=concurrency)
     _show(
         synth_file(
             docs,
@@ -121,6 +126,8 @@ def synth(
             cache=cache,
             prompt=prompt,
             no_cache=no_cache,
+            batch_size=batch_size,
+            concurrency=concurrency,
         )
     )
 

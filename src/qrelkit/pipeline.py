@@ -89,13 +89,25 @@ def synth_file(
     prompt: str = "synth-queries",
     no_cache: bool = False,
     exclude: str | Path | None = None,
+    batch_size: int = 16,
+    concurrency: int = 4,
 ) -> dict[str, Any]:
     """Write synthetic queries; LLM answers are cached beside ``out`` (``<stem>.cache.sqlite``) unless ``cache``
     names another file or ``no_cache``, so an interrupted run resumes where it stopped. ``exclude``: a queries
-    file (JSONL with ``text``) whose queries are never written, e.g. an evaluation set's (case and spacing aside)."""
+    file (JSONL with ``text``) whose queries are never written, e.g. an evaluation set's (case and spacing aside).
+    ``batch_size``: prompts per batched generation (transformers backend); ``concurrency``: requests in flight
+    (HTTP backends)."""
     cache = default_cache(out, cache, no_cache)
     queries, stats = synthesize(
-        read_documents(docs), llm, n_seeds=n_seeds, per_doc=per_doc, seed=seed, cache=cache, prompt=prompt
+        read_documents(docs),
+        llm,
+        n_seeds=n_seeds,
+        per_doc=per_doc,
+        seed=seed,
+        cache=cache,
+        prompt=prompt,
+        batch_size=batch_size,
+        concurrency=concurrency,
     )
     if exclude:
         banned = {normalize_query(r["text"]) for r in read_queries(exclude)}

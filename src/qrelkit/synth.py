@@ -76,13 +76,20 @@ def synthesize(
     seed: int = 0,
     max_chars: int = 1500,
     show_progress: bool = True,
+    batch_size: int = 16,
+    concurrency: int = 4,
 ) -> tuple[list[Query], dict[str, Any]]:
     """Write up to ``per_doc`` queries for each of ``n_seeds`` randomly chosen documents.
 
     Returns the deduplicated, filtered queries (each keeps its seed document id, style and prompt id)
     and counts of what was dropped: too short, too long or copied from the document (``filtered``), a worked
     example of the prompt repeated for a document that does not back it (``example_copies``), duplicates.
+    Seeds go to the LLM ``batch_size`` at a time (transformers: one batched generation, on a GPU the way to
+    tens of thousands of queries) or, for HTTP backends, ``concurrency`` requests in flight; the queries are
+    the same either way, in seed order.
     """
+    if batch_size < 1 or concurrency < 1:
+        raise QrelkitError(f"batch_size and concurrency must be at least 1, got {batch_size} and {concurrency}")
     model = get_llm(llm) if isinstance(llm, str) else llm
     tmpl = load_prompt(prompt) if isinstance(prompt, str) else prompt
     store = ResultCache(cache) if isinstance(cache, str | Path) else cache
@@ -94,41 +101,76 @@ def synthesize(
     seen: set[str] = set()
     counts = ["calls", "cached", "unparseable", "filtered", "example_copies", "duplicates"]
     stats = {"seeds": len(seeds)} | dict.fromkeys(counts, 0)
+    chunk = concurrency if model.parallel_requests else batch_size
     with progress_bar(f"synth ({model.spec})", total=len(seeds), enabled=show_progress) as advance:
-        for doc in seeds:
-            messages = tmpl.messages(passage=truncate(doc.text, max_chars))
-            key = cache_key(kind="synth", llm=model.spec, prompt=tmpl.ref, messages=messages, seed=seed)
-            hit = store.get(key) if store is not None else None
-            if hit is not None:
-                reply = hit["text"]
-                stats["cached"] += 1
-            else:
-                reply = model.complete(messages, max_tokens=80, temperature=0.0, seed=seed).text
-                stats["calls"] += 1
-                if store is not None:
-                    store.put(key, {"text": reply})
-            parsed = parse_styled_queries(reply, styles)
-            if not parsed:
-                stats["unparseable"] += 1
-            for style, text in parsed[:per_doc]:
-                norm = normalize_query(text)
-                if not keep_query(text, doc.text, style):
-                    stats["filtered"] += 1
-                elif copies_example(text, doc.text, echoes):
-                    stats["example_copies"] += 1
-                elif norm in seen:
-                    stats["duplicates"] += 1
-                else:
-                    seen.add(norm)
-                    queries.append(
-                        Query(
-                            qid=f"s{len(queries)}", text=text, style=style, seed_doc_id=doc.doc_id, prompt_id=tmpl.ref
-                        )
-                    )
-            advance(1)
+        for start in range(0, len(seeds), chunk):
+            part = seeds[start : start + chunk]
+            replies = _replies(model, tmpl, part, store, stats, seed=seed, max_chars=max_chars, concurrency=chunk)
+            for doc, reply in zip(part, replies, strict=True):
+                _keep_queries(doc, reply, tmpl, styles, per_doc, echoes, seen, queries, stats)
+            advance(len(part))
     if stats["unparseable"]:
         log.warning("synth: %d of %d replies had no parseable query", stats["unparseable"], len(seeds))
     return queries, stats
+
+
+def _replies(
+    model: LLM,
+    tmpl: Prompt,
+    docs: Sequence[Document],
+    store: ResultCache | None,
+    stats: dict[str, int],
+    *,
+    seed: int,
+    max_chars: int,
+    concurrency: int,
+) -> list[str]:
+    """The LLM's reply for each document: from the cache, or asked for all at once (then cached one by one)."""
+    conversations = [tmpl.messages(passage=truncate(doc.text, max_chars)) for doc in docs]
+    keys = [cache_key(kind="synth", llm=model.spec, prompt=tmpl.ref, messages=m, seed=seed) for m in conversations]
+    hits = [store.get(k) if store is not None else None for k in keys]
+    replies = [str(hit["text"]) if hit is not None else "" for hit in hits]
+    missing = [i for i, hit in enumerate(hits) if hit is None]
+    stats["cached"] += len(docs) - len(missing)
+    asked = model.complete_many(
+        [conversations[i] for i in missing], max_tokens=80, temperature=0.0, seed=seed, concurrency=concurrency
+    )
+    for i, completion in zip(missing, asked, strict=True):
+        replies[i] = completion.text
+        stats["calls"] += 1
+        if store is not None:
+            store.put(keys[i], {"text": completion.text})
+    return replies
+
+
+def _keep_queries(
+    doc: Document,
+    reply: str,
+    tmpl: Prompt,
+    styles: list[str],
+    per_doc: int,
+    echoes: set[str],
+    seen: set[str],
+    queries: list[Query],
+    stats: dict[str, int],
+) -> None:
+    """Parse one reply and append the queries that pass the filters to ``queries`` (counting the others)."""
+    parsed = parse_styled_queries(reply, styles)
+    if not parsed:
+        stats["unparseable"] += 1
+    for style, text in parsed[:per_doc]:
+        norm = normalize_query(text)
+        if not keep_query(text, doc.text, style):
+            stats["filtered"] += 1
+        elif copies_example(text, doc.text, echoes):
+            stats["example_copies"] += 1
+        elif norm in seen:
+            stats["duplicates"] += 1
+        else:
+            seen.add(norm)
+            queries.append(
+                Query(qid=f"s{len(queries)}", text=text, style=style, seed_doc_id=doc.doc_id, prompt_id=tmpl.ref)
+            )
 
 
 def require_queries(queries: Sequence[Query], stats: dict[str, Any]) -> None:

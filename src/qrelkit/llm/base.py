@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +70,27 @@ class LLM(ABC):
         self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0, seed: int = 0
     ) -> Completion:
         """Generate a reply to ``messages``."""
+
+    def complete_many(
+        self,
+        conversations: Sequence[list[Message]],
+        *,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+        concurrency: int = 1,
+    ) -> list[Completion]:
+        """Replies to several conversations, in their order: with up to ``concurrency`` requests in flight where
+        the backend allows it (HTTP servers), else one after another. The transformers backend overrides this
+        with one batched generation (many prompts per forward pass)."""
+
+        def reply(messages: list[Message]) -> Completion:
+            return self.complete(messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
+
+        if self.parallel_requests and concurrency > 1 and len(conversations) > 1:
+            with ThreadPoolExecutor(min(concurrency, len(conversations))) as pool:
+                return list(pool.map(reply, conversations))
+        return [reply(m) for m in conversations]
 
     @abstractmethod
     def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
