@@ -29,6 +29,22 @@ def test_custom_price_table(tmp_path):
         load_prices(tmp_path / "bad.yaml")
 
 
+def test_an_unpriced_hosted_model_says_how_to_price_it(tmp_path):
+    from qrelkit.judge import estimate
+    from qrelkit.records import Pair
+
+    pairs = [Pair(qid="q", query="vpn", doc_id="d", text="the vpn client")]
+    est = estimate(pairs, "openai:gpt-5.4-mini")
+    assert est["est_cost_usd"] is None and "add it with --prices" in est["price_note"]
+    assert "gpt-5.4-mini: {input" in est["price_note"]
+    (tmp_path / "p.yaml").write_text("gpt-5.4-mini: {input: 0.75, output: 4.5}\n")
+    priced = estimate(pairs, "openai:gpt-5.4-mini", prices=load_prices(tmp_path / "p.yaml"))
+    assert priced["est_cost_usd"] > 0 and "price_note" not in priced
+    assert "price_note" not in estimate(pairs, "gguf:smollm2-135m") and "price_note" not in estimate(
+        pairs, "openai:gpt-4o"
+    )
+
+
 def _pairs_file(tmp_path, n=5):
     p = tmp_path / "pairs.jsonl"
     p.write_text(

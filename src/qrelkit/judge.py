@@ -21,7 +21,7 @@ from .errors import QrelkitError
 from .io import atomic_write_text, judgments_file, sidecar, write_jsonl, write_qrels
 from .llm import LLM, ResultCache, cache_key, get_llm, parse_spec
 from .llm.base import LogprobsUnavailable, redact
-from .pricing import cost_usd, is_local, price_of
+from .pricing import cost_usd, is_local, missing_price, price_of
 from .progress import progress_bar
 from .prompts import Prompt, load_prompt
 from .records import GRADES, Judgment, Pair
@@ -259,6 +259,8 @@ def estimate(
         "price_per_1m_tokens": price_of(llm, prices),
         "est_cost_usd": cost_usd(llm, est_in, est_out, prices),
     }
+    if hint := missing_price(llm, prices):
+        out["price_note"] = hint
     rate = measured_rate(llm) if is_local(llm) else None
     if rate is not None:
         seconds = (est_in + est_out) / rate[0]

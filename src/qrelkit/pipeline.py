@@ -40,7 +40,7 @@ from .label import label_file_stream
 from .llm import DEFAULT_LLM, LLM
 from .mine import mine_pairs
 from .models import MINILM_ALIAS
-from .pricing import cost_usd, load_prices
+from .pricing import cost_usd, load_prices, missing_price
 from .records import Query
 from .students import STUDENT_KINDS
 from .students.encoder import Student
@@ -181,6 +181,8 @@ def judge_file(
             "cost_usd": cost_usd(judge.llm.spec, stats["tokens_in"], stats["tokens_out"], table),
         }
     )
+    if hint := missing_price(judge.llm.spec, table):
+        stats["price_note"] = hint
     sidecar(out, "run.json").write_text(json.dumps(stats, indent=1, default=str))
     return stats
 

@@ -68,3 +68,13 @@ def cost_usd(
     if price is None:
         return None
     return round(tokens_in / 1e6 * price[0] + tokens_out / 1e6 * price[1], 6)
+
+
+def missing_price(spec: str, prices: dict[str, tuple[float, float]] | None = None) -> str | None:
+    """What to do when a hosted model has no price (None when it has one, or runs locally)."""
+    if price_of(spec, prices) is not None:
+        return None
+    name = model_name(spec)
+    return (
+        f"no price for {name!r}: add it with --prices FILE (YAML, USD per 1M tokens: '{name}: {{input: …, output: …}}')"
+    )
