@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from test_student import TOPICS, topic_pairs
 
 from qrelkit.distill import distill
@@ -167,12 +168,15 @@ def test_cli_label_stdout_is_json_and_plain_mistakes_are_one_line_errors(tmp_pat
 
     r = run("label", "pairs.jsonl", "-m", str(model_dir), "-o", "labels.qrels")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["pairs"] == 30  # stdout is the JSON summary and nothing else
+    summary = json.loads(r.stdout)  # stdout is the JSON summary and nothing else
+    assert summary["pairs"] == 30 and summary["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     (tmp_path / "empty.jsonl").write_text("")
     for args, message in (
         (("empty.jsonl", "-o", "e.qrels"), "empty input: no pairs"),
         (("pairs.jsonl", "-o", "out.csv"), "unknown output format '.csv'"),
         (("pairs.jsonl", "-o", "b.qrels", "--batch-size", "0"), "--batch-size must be at least 1, got 0"),
+        (("pairs.jsonl", "-o", "d.qrels", "--device", "cuda", "--runtime", "onnx"), "needs --runtime torch"),
+        (("pairs.jsonl", "-o", "d.qrels", "--device", "cuda", "--engine", "ray"), "--engine ray labels on CPU"),
     ):
         r = run("label", *args, "-m", str(model_dir))
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
@@ -180,3 +184,19 @@ def test_cli_label_stdout_is_json_and_plain_mistakes_are_one_line_errors(tmp_pat
     assert not (tmp_path / "out.csv").exists()
     r = run("mine", "q.jsonl", "d.parquet", "--k", "-5")
     assert r.returncode == 2 and "error: --k must be at least 0, got -5" in r.stderr
+
+
+def test_the_labeling_device_is_checked_against_the_runtime_and_the_machine(monkeypatch):
+    from qrelkit.students import labeling_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert labeling_device("auto", "torch") == "cpu" and labeling_device("cpu", "onnx-int8-checked") == "cpu"
+    with pytest.raises(QrelkitError, match="torch sees no CUDA device"):
+        labeling_device("cuda", "torch")
+    with pytest.raises(QrelkitError, match="unknown device 'tpu'"):
+        labeling_device("tpu", "torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert labeling_device("auto", "torch") == "cuda" and labeling_device("cuda:1", "torch") == "cuda:1"
+    assert labeling_device("auto", "onnx-int8") == "cpu"  # ONNX Runtime's CPU provider
+    with pytest.raises(QrelkitError, match="needs --runtime torch"):
+        labeling_device("cuda", "onnx")

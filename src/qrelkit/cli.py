@@ -313,6 +313,9 @@ def label(
     engine: Annotated[str, typer.Option(help="local (streaming, resumable) or ray")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (engine ray); default: local")] = None,
     actors: Annotated[int, typer.Option(help="student actors (engine ray)")] = 2,
+    device: Annotated[
+        str, typer.Option(help="auto (the GPU when torch sees one, for --runtime torch), cpu, cuda or cuda:N")
+    ] = "auto",
 ) -> None:
     """Grade any query–document pairs with a student: streamed, checkpointed, resumable after a kill."""
     from .pipeline import label_file
@@ -330,6 +333,7 @@ def label(
             engine=engine,
             ray_address=ray_address,
             actors=actors,
+            device=device,
         )
     )
 

@@ -128,8 +128,10 @@ def label_file_stream(
     batch_size: int = 64,
     show_progress: bool = True,
     student: Labeler | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Label a pairs file (Parquet or JSONL, any size) into ``out`` (.qrels/.txt, .jsonl or .parquet).
+    """Label a pairs file (Parquet or JSONL, any size) into ``out`` (.qrels/.txt, .jsonl or .parquet), with the
+    student on ``device`` (torch runtime; see :func:`qrelkit.students.labeling_device`).
 
     Resumes from ``<out>.checkpoint.json`` when it belongs to the same input and student; a finished run
     is not repeated. Parquet output is written as one part file per chunk, merged at the end.
@@ -152,7 +154,7 @@ def label_file_stream(
         raise EmptyInput(src, "pairs")
     resumed_from = ckpt["done"]
     _rollback(out, ckpt)
-    student = student or load_student(model, runtime=runtime)
+    student = student or load_student(model, runtime=runtime, device=device)
     rescored_before = _rescored(student)
     t0 = time.perf_counter()
     labelled = 0
@@ -175,6 +177,7 @@ def label_file_stream(
         "seconds": round(secs, 3),
         "pairs_per_s": labelled / secs if secs > 0 else None,
         "runtime": runtime,
+        "device": device,
     }
     _add_rescored(stats, student, rescored_before)
     ckpt.update({"complete": True, "stats": stats})

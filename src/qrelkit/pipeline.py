@@ -333,17 +333,25 @@ def label_file(
     engine: str = "local",
     ray_address: str | None = None,
     actors: int = 2,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """Label pairs with a student, streamed and resumable (``engine="local"``) or with Ray Data (``"ray"``)."""
+    """Label pairs with a student, streamed and resumable (``engine="local"``) or with Ray Data (``"ray"``).
+    ``device``: ``auto`` labels on the GPU when torch sees one and the runtime is torch, else on CPU; Ray's
+    actors label on CPU."""
+    from .students import labeling_device
+
     if engine == "ray":
         from .label_ray import label_file_ray
 
+        if device not in ("auto", "cpu"):
+            raise QrelkitError(f"--engine ray labels on CPU (its actors ask for CPUs), not --device {device}")
         return label_file_ray(
             pairs, model, out, runtime=runtime, batch_size=batch_size, address=ray_address, actors=actors
         )
     if engine != "local":
         raise QrelkitError(f"unknown engine {engine!r}; choose local or ray")
-    return label_file_stream(pairs, model, out, runtime=runtime, chunk=chunk, batch_size=batch_size)
+    where = labeling_device(device, runtime)
+    return label_file_stream(pairs, model, out, runtime=runtime, chunk=chunk, batch_size=batch_size, device=where)
 
 
 def evaluate_file(

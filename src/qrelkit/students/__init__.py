@@ -120,6 +120,25 @@ def load_student(path: str | Path, *, runtime: str = "torch", device: str | None
     return CausalStudent.load(path, device=device)
 
 
+def labeling_device(device: str, runtime: str) -> str:
+    """Where a student labels: ``auto`` is the GPU when torch sees one and the runtime is torch (the ONNX
+    runtimes run on CPU), else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` are checked against the runtime and the
+    machine."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if runtime == "torch" and torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if not device.startswith("cuda"):
+        raise QrelkitError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
+    if runtime != "torch":
+        raise QrelkitError(f"--device {device} needs --runtime torch: the ONNX runtimes ({runtime}) run on CPU")
+    if not torch.cuda.is_available():
+        raise QrelkitError(f"--device {device}: torch sees no CUDA device on this machine")
+    return device
+
+
 def _checked_pair(path: str | Path, device: str | None = None) -> tuple[Labeler, Labeler]:
     """The student's int8 and fp32 ONNX models: what the checked runtime runs."""
     return load_student(path, runtime="onnx-int8", device=device), load_student(path, runtime="onnx", device=device)
