@@ -71,10 +71,15 @@ def test_synthesis_in_batches_resumes_from_a_partial_cache_and_writes_the_same_q
     # prompts at a time, and writes what the uncached one-by-one run wrote
     synthesize(small_corpus[:3], scripted(reply=reply), n_seeds=3, cache=tmp_path / "c.sqlite", show_progress=False)
     rest = scripted(reply=reply)
+    rest.batched_generation = True  # as the transformers backend: groups of batch_size prompts
+    groups: list[int] = []
+    one_group = rest.complete_many
+    rest.complete_many = lambda conversations, **kw: groups.append(len(conversations)) or one_group(conversations, **kw)
     resumed, resumed_stats = synthesize(
         small_corpus, rest, n_seeds=6, batch_size=4, cache=tmp_path / "c.sqlite", show_progress=False
     )
     assert rest.calls == 3 and resumed_stats["cached"] == 3 and resumed_stats["calls"] == 3
+    assert len(groups) == 2 and sum(groups) == 3  # seeds 1-4 and 5-6, each group's uncached ones asked at once
     assert [q.model_dump() for q in resumed] == [q.model_dump() for q in one_by_one] and len(resumed) > 12
     batched, batched_stats = synthesize(
         small_corpus, scripted(reply=reply), n_seeds=6, batch_size=4, show_progress=False

@@ -84,9 +84,9 @@ def synthesize(
     Returns the deduplicated, filtered queries (each keeps its seed document id, style and prompt id)
     and counts of what was dropped: too short, too long or copied from the document (``filtered``), a worked
     example of the prompt repeated for a document that does not back it (``example_copies``), duplicates.
-    Seeds go to the LLM ``batch_size`` at a time (transformers: one batched generation, on a GPU the way to
-    tens of thousands of queries) or, for HTTP backends, ``concurrency`` requests in flight; the queries are
-    the same either way, in seed order.
+    Seeds go to the LLM ``batch_size`` at a time where it generates in batches (transformers: on a GPU the
+    way to tens of thousands of queries) or, for HTTP backends, ``concurrency`` requests in flight; the
+    queries are the same either way, in seed order.
     """
     if batch_size < 1 or concurrency < 1:
         raise QrelkitError(f"batch_size and concurrency must be at least 1, got {batch_size} and {concurrency}")
@@ -101,7 +101,8 @@ def synthesize(
     seen: set[str] = set()
     counts = ["calls", "cached", "unparseable", "filtered", "example_copies", "duplicates"]
     stats = {"seeds": len(seeds)} | dict.fromkeys(counts, 0)
-    chunk = concurrency if model.parallel_requests else batch_size
+    # one at a time for a model that gains nothing from groups (llama.cpp): each answer cached as it comes
+    chunk = concurrency if model.parallel_requests else batch_size if model.batched_generation else 1
     with progress_bar(f"synth ({model.spec})", total=len(seeds), enabled=show_progress) as advance:
         for start in range(0, len(seeds), chunk):
             part = seeds[start : start + chunk]

@@ -57,10 +57,12 @@ class LogprobsUnavailable(QrelkitError):
 
 class LLM(ABC):
     """A chat model. ``spec`` is the model string it was built from (used in cache keys and manifests).
-    ``parallel_requests``: whether several calls may be in flight (HTTP servers; local models run one)."""
+    ``parallel_requests``: whether several calls may be in flight (HTTP servers; local models run one);
+    ``batched_generation``: whether :meth:`complete_many` generates for many prompts at once (transformers)."""
 
     spec: str = ""
     parallel_requests: bool = False
+    batched_generation: bool = False
 
     def limit_rate(self, rpm: float | None, tpm: float | None) -> None:  # noqa: B027 - optional hook
         """Cap requests and tokens per minute (remote backends; a local model has nothing to cap)."""

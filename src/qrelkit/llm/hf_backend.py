@@ -68,6 +68,8 @@ class HFBackend(LLM):
     else on CPU in fp32. :meth:`complete_many` generates for many prompts in one batch (the way to write tens of
     thousands of synthetic queries on a GPU)."""
 
+    batched_generation = True
+
     def __init__(self, name: str, *, threads: int | None = None, device: str | None = None):
         import torch
 
