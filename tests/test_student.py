@@ -7,7 +7,7 @@ from topics import TOPICS, topic_pairs
 from qrelkit.distill import distill, recalibrate
 from qrelkit.errors import QrelkitError
 from qrelkit.students.encoder import FEATURES, LATE_FEATURES, Student, fit_head, head_scores, late_interaction
-from qrelkit.students.grading import clip_words, distribution_thresholds, is_content_piece
+from qrelkit.students.grading import clip_for_tokens, clip_words, distribution_thresholds, is_content_piece
 from qrelkit.students.targets import ensemble
 
 
@@ -332,7 +332,7 @@ def test_a_long_passage_is_clipped_to_words_that_give_the_tokenizer_the_same_tok
     assert text.startswith(clipped) and len(clipped.split()) == 300 and len(clipped) < len(text) / 20
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(MINILM_ALIAS))
     for max_length in (16, 256):
-        short = clip_words(text, 2 * max_length)
+        short = clip_for_tokens(text, max_length)  # what every student's encoder reads
         pair = {"truncation": "longest_first", "max_length": max_length}
         assert tokenizer("what is deja vu", short, **pair) == tokenizer("what is deja vu", text, **pair)
         assert tokenizer(short, truncation=True, max_length=max_length) == tokenizer(

@@ -34,7 +34,7 @@ from ..records import GRADES, Pair
 from ..tables import markdown_table
 from .cross_encoder_onnx import COMPANION
 from .encoder import Student
-from .grading import ThresholdGrader, clip_words, distribution_thresholds, strip_query_echoes
+from .grading import ThresholdGrader, clip_for_tokens, distribution_thresholds, strip_query_echoes
 from .stacking import fit_stack_head, stack_scores
 from .training import default_device, run_trainer
 
@@ -200,8 +200,8 @@ class CrossEncoderStudent(ThresholdGrader):
         clipped to twice max_length words, which hold every token it reads, whatever the passage's length."""
         if self.card.get("strip_query_echoes"):
             docs = [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
-        clip = 2 * int(self.card.get("max_length", 256))
-        return [clip_words(d, clip) for d in docs]
+        max_length = int(self.card.get("max_length", 256))
+        return [clip_for_tokens(d, max_length) for d in docs]
 
     def calibrate(self, pairs: Sequence[Pair], grades: Sequence[int]) -> None:
         """Fit the grade thresholds so that the student's grade shares on ``pairs`` equal ``grades``' shares."""

@@ -26,7 +26,7 @@ from ..progress import progress_enabled
 from ..records import Pair
 from ..tables import markdown_table
 from .grading import (
-    clip_words,
+    clip_for_tokens,
     content_terms,
     distribution_thresholds,
     grades_from_thresholds,
@@ -165,9 +165,8 @@ class Student:
         if self.card.get("strip_query_echoes"):
             docs = [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
         late = LATE_FEATURES[0] in self.feature_names
-        # the encoder reads a passage's first max_length tokens, which twice as many words always hold
-        clip = 2 * int(getattr(self.encoder, "max_seq_length", None) or self.card.get("max_length", 256))
-        read = [clip_words(d, clip) for d in docs]
+        max_length = int(getattr(self.encoder, "max_seq_length", None) or self.card.get("max_length", 256))
+        read = [clip_for_tokens(d, max_length) for d in docs]  # the encoder reads a passage's first tokens
         if late:
             q_emb, q_tokens = self._embed_tokens(queries, batch_size, query=True)
             d_emb, d_tokens = self._embed_tokens(read, batch_size, query=False)

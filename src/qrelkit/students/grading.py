@@ -117,6 +117,12 @@ def clip_words(text: str, words: int) -> str:
     return text
 
 
+def clip_for_tokens(text: str, max_length: int) -> str:
+    """``text`` as an encoder that reads at most ``max_length`` tokens of it sees it: clipped after twice as many
+    words (one word is one token or more, so the margin only spares the tokenizer a long tail)."""
+    return clip_words(text, 2 * max_length)
+
+
 def grades_from_thresholds(thresholds: Sequence[float], scores: np.ndarray) -> np.ndarray:
     """Grades 0–3 from scores and the ordinal cut points t1 ≤ t2 ≤ t3 (a score equal to a cut goes above it)."""
     return np.searchsorted(np.asarray(thresholds), scores, side="right").astype(int)
