@@ -100,19 +100,10 @@ class OpenAIBackend(LLM):
         )
 
     def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
-        import openai
-
         if self.logprobs_refused:
             raise LogprobsUnavailable(f"{self.spec}: the model refuses logprobs")
         estimate = self._acquire(messages, 1)
-        try:
-            r = self._create(messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
-        except (openai.BadRequestError, openai.PermissionDeniedError) as e:
-            if "logprob" not in f"{e.param} {e.message}".lower():
-                raise
-            # reasoning models: 400 or 403 ("You are not allowed to request logprobs from this model")
-            self.logprobs_refused = True
-            raise LogprobsUnavailable(f"{self.spec}: the model refuses logprobs ({e.message})") from None
+        r = self._create(messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
         self._settle(estimate, r.usage)
         lp = r.choices[0].logprobs
         if lp is None or not lp.content:
@@ -135,7 +126,8 @@ class OpenAIBackend(LLM):
 
     def _create(self, **params: Any) -> Any:
         """One chat completion. A parameter the model refuses (:data:`ADAPTABLE`) is dropped or renamed, and the
-        request sent again; so is every later request of this backend (one warning a parameter)."""
+        request sent again; so is every later request of this backend (one warning a parameter). Refused logprobs
+        are :class:`LogprobsUnavailable` (never asked for again); a refused key, model or access a setup error."""
         import openai
 
         while True:
@@ -144,9 +136,21 @@ class OpenAIBackend(LLM):
                 response = self.client.chat.completions.create(model=self.model, **sent)
                 self.reached = True
                 return response
-            except (openai.AuthenticationError, openai.NotFoundError, openai.PermissionDeniedError) as e:
-                if isinstance(e, openai.PermissionDeniedError) and "logprob" in str(e.message).lower():
-                    raise  # a model that refuses logprobs: see choice_probs
+            except (openai.BadRequestError, openai.PermissionDeniedError) as e:
+                if isinstance(e, openai.BadRequestError) and e.param in ADAPTABLE and e.param in sent:
+                    if e.param not in self.refused:  # (another thread may have learnt it meanwhile)
+                        self.refused.add(e.param)
+                        instead = ADAPTABLE[e.param]
+                        log.warning("%s refuses %s: sending %s instead", self.spec, e.param, instead or "its default")
+                    continue
+                if "logprobs" in sent and "logprob" in f"{e.param} {e.message}".lower():
+                    # reasoning models: 400, or 403 ("You are not allowed to request logprobs from this model")
+                    self.logprobs_refused = True
+                    raise LogprobsUnavailable(f"{self.spec}: the model refuses logprobs ({e.message})") from None
+                if isinstance(e, openai.PermissionDeniedError):
+                    raise self._setup_error(e) from None
+                raise
+            except (openai.AuthenticationError, openai.NotFoundError) as e:
                 raise self._setup_error(e) from None
             except openai.APIConnectionError as e:
                 if isinstance(e, openai.APITimeoutError) or self.reached:
@@ -155,13 +159,6 @@ class OpenAIBackend(LLM):
                     f"{self.spec}: cannot reach the server ({redact(str(e.__cause__ or e))}); check the URL "
                     "and that the server runs"
                 ) from None
-            except openai.BadRequestError as e:
-                if e.param not in ADAPTABLE or e.param not in sent:
-                    raise
-                if e.param not in self.refused:  # (another thread may have learnt it meanwhile)
-                    self.refused.add(e.param)
-                    instead = ADAPTABLE[e.param]
-                    log.warning("%s refuses %s: sending %s instead", self.spec, e.param, instead or "its default")
 
     def _setup_error(self, e: Any) -> QrelkitError:
         """A refusal that every request of this run would get (key, model name, access): one clear error."""
