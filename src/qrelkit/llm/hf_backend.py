@@ -83,6 +83,8 @@ class HFBackend(LLM):
         self.tokenizer.padding_side = "left"  # batched generation continues every prompt from its last token
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        ends = self.model.generation_config.eos_token_id
+        self.end_tokens = set(ends if isinstance(ends, list) else [ends]) | {self.tokenizer.eos_token_id}
 
     def _prompt_ids(self, messages: list[Message]) -> Any:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -136,9 +138,7 @@ class HFBackend(LLM):
 
     def _generated(self, tokens: list[int]) -> int:
         """Tokens generated up to and including the first end token (a finished row is padded after it)."""
-        ends = self.model.generation_config.eos_token_id
-        ends = set(ends if isinstance(ends, list) else [ends]) | {self.tokenizer.eos_token_id}
-        return next((i + 1 for i, t in enumerate(tokens) if t in ends), len(tokens))
+        return next((i + 1 for i, t in enumerate(tokens) if t in self.end_tokens), len(tokens))
 
     def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
         import torch
