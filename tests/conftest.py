@@ -9,6 +9,15 @@ os.environ.setdefault("QRELKIT_PROGRESS", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import contextlib
+import io
+import logging
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from qrelkit.llm.base import LLM, ChoiceProbs, Completion, Message
@@ -54,3 +63,42 @@ def small_corpus() -> list[Document]:
         "security": "Report phishing emails to the security team using the report button in your mail client.",
     }
     return [Document(doc_id=k, text=v) for k, v in texts.items()]
+
+
+def run_qrelkit_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """``qrelkit ARGS`` through the CLI's own entry point (:func:`qrelkit.cli.main`) inside this process, as
+    ``python -m qrelkit`` would run it: exit status, stdout and stderr (a traceback there if it raised). A fresh
+    process would pay again for importing torch and sentence-transformers (~12 s each time on 2 cores); the
+    subprocess tests in test_end_to_end.py and test_pipeline_cli.py keep the real ``python -m qrelkit`` covered."""
+    from qrelkit.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers.clear()  # main() sets up its own log handler, as in a fresh process (pytest's would swallow it)
+    code: int | str | None = 1
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            argv, sys.argv = sys.argv, ["qrelkit", *args]
+            try:
+                main()
+                code = 0
+            except SystemExit as e:
+                code = e.code
+            except Exception:
+                traceback.print_exc()
+            finally:
+                sys.argv = argv
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess(["qrelkit", *args], returncode, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture
+def qrelkit_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """:func:`run_qrelkit_here` in ``tmp_path``, with progress bars off unless a test turns them on."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QRELKIT_PROGRESS", "0")
+    return run_qrelkit_here

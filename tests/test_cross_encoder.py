@@ -426,22 +426,14 @@ def test_stage1_continues_a_smaller_recipe_on_the_next_queries(tmp_path: Path, m
         crossfold._stage1(backwards, datas, tmp_path / "w", None, root, None)
 
 
-def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
+def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path, qrelkit_here) -> None:
     from qrelkit.io import write_documents, write_jsonl, write_pairs, write_qrels
     from qrelkit.records import Document
 
     pairs, teacher = topic_pairs(list(TOPICS))
     write_pairs(tmp_path / "pairs.parquet", pairs)
     write_qrels(tmp_path / "teacher.qrels", ((q, d, g) for (q, d), g in teacher.items()))
-    env = {**os.environ, "QRELKIT_PROGRESS": "0"}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "qrelkit", *args]
-        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    run = qrelkit_here
 
     r = run(
         "distill",

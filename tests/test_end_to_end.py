@@ -1,10 +1,10 @@
-"""The whole CLI chain on real local models: SmolLM2 writes queries and judges, MiniLM is the student."""
+"""The whole CLI chain on real local models: SmolLM2 writes queries and judges, MiniLM is the student (the
+CLI runs in this process: see conftest.run_qrelkit_here)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -16,25 +16,21 @@ pytestmark = pytest.mark.slow
 LLM = "gguf:smollm2-135m" if importlib.util.find_spec("llama_cpp") else "hf:smollm2-135m"
 
 
-def run(*args, cwd):
-    r = subprocess.run(
-        [sys.executable, "-m", "qrelkit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "QRELKIT_PROGRESS": "0"},
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r
+def test_cli_chain_from_folder_to_evaluation(tmp_path, small_corpus, qrelkit_here):
+    def run(*args):
+        r = qrelkit_here(*args)  # in tmp_path
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
 
-
-def test_cli_chain_from_folder_to_evaluation(tmp_path, small_corpus):
+    # the entry point in a fresh process, as a user runs it (the stages below run through it in this process)
+    fresh = subprocess.run([sys.executable, "-m", "qrelkit", "ingest", "--help"], capture_output=True, text=True)
+    assert fresh.returncode == 0 and "Usage" in fresh.stdout
     docs = tmp_path / "docs"
     docs.mkdir()
     for d in small_corpus:
         (docs / f"{d.doc_id}.txt").write_text(d.text)
     cache = str(tmp_path / "cache.sqlite")
-    run("ingest", str(docs), "-o", "documents.parquet", cwd=tmp_path)
+    run("ingest", str(docs), "-o", "documents.parquet")
     run(
         "synth",
         "documents.parquet",
@@ -46,36 +42,35 @@ def test_cli_chain_from_folder_to_evaluation(tmp_path, small_corpus):
         "6",
         "--cache",
         cache,
-        cwd=tmp_path,
     )
     queries = [json.loads(x) for x in (tmp_path / "queries.jsonl").read_text().splitlines()]
     assert queries and all(q["seed_doc_id"].endswith(".txt") and q["prompt_id"] for q in queries)
-    run("mine", "queries.jsonl", "documents.parquet", "-o", "pairs.parquet", "--k", "3", cwd=tmp_path)
+    run("mine", "queries.jsonl", "documents.parquet", "-o", "pairs.parquet", "--k", "3")
     pairs = read_pairs(tmp_path / "pairs.parquet")
     assert {p.source for p in pairs} >= {"seed"}
-    run("judge", "pairs.parquet", "-o", "teacher.qrels", "--llm", LLM, "--cache", cache, cwd=tmp_path)
+    run("judge", "pairs.parquet", "-o", "teacher.qrels", "--llm", LLM, "--cache", cache)
     teacher = read_qrels(tmp_path / "teacher.qrels")
     assert set(teacher) == {(p.qid, p.doc_id) for p in pairs}
     judgments = [json.loads(x) for x in (tmp_path / "teacher.judgments.jsonl").read_text().splitlines()]
     assert all(len(j["probs"]) == 4 and 0 <= j["expected"] <= 3 for j in judgments)
     if len(set(teacher.values())) < 2:
         pytest.skip("SmolLM2 gave one grade to every pair: nothing to distil")
-    run("distill", "pairs.parquet", "teacher.qrels", "-o", "model", cwd=tmp_path)
-    run("label", "pairs.parquet", "-m", "model", "-o", "labels.qrels", cwd=tmp_path)
-    run("label", "pairs.parquet", "-m", "model", "-o", "labels.jsonl", cwd=tmp_path)
+    run("distill", "pairs.parquet", "teacher.qrels", "-o", "model")
+    run("label", "pairs.parquet", "-m", "model", "-o", "labels.qrels")
+    run("label", "pairs.parquet", "-m", "model", "-o", "labels.jsonl")
     labels = read_qrels(tmp_path / "labels.qrels")
     assert set(labels) == set(teacher)
     rows = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert all(0 <= r["score"] <= 3 for r in rows)
-    r = run("evaluate", "labels.qrels", "--human", "teacher.qrels", "-o", "metrics.json", cwd=tmp_path)
+    r = run("evaluate", "labels.qrels", "--human", "teacher.qrels", "-o", "metrics.json")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == len(teacher) and "κ" in r.stdout
     # the teacher's grade distribution as soft labels of a classification head; two judges as an ensemble
-    run("distill", "pairs.parquet", "teacher.qrels", "-o", "soft", "--head", "logistic", cwd=tmp_path)
+    run("distill", "pairs.parquet", "teacher.qrels", "-o", "soft", "--head", "logistic")
     card = json.loads((tmp_path / "soft" / "card.json").read_text())
     assert card["head"] == "logistic" and card["target"] == "teacher grade distribution (soft labels)"
     (tmp_path / "second.qrels").write_text("".join(f"{q} 0 {d} {min(g + 1, 3)}\n" for (q, d), g in teacher.items()))
-    run("distill", "pairs.parquet", "teacher.qrels", "second.qrels", "-o", "duo", cwd=tmp_path)
+    run("distill", "pairs.parquet", "teacher.qrels", "second.qrels", "-o", "duo")
     assert json.loads((tmp_path / "duo" / "card.json").read_text())["teacher"] == "ensemble of 2 judges"
     run(
         "report",
@@ -89,11 +84,10 @@ def test_cli_chain_from_folder_to_evaluation(tmp_path, small_corpus):
         "20",
         "-o",
         "rep",
-        cwd=tmp_path,
     )
     assert "data:image/png;base64," in (tmp_path / "rep" / "report.html").read_text()
     # A rerun of judge is served from the cache.
-    run("judge", "pairs.parquet", "-o", "again.qrels", "--llm", LLM, "--cache", cache, cwd=tmp_path)
+    run("judge", "pairs.parquet", "-o", "again.qrels", "--llm", LLM, "--cache", cache)
     again = [json.loads(x) for x in (tmp_path / "again.judgments.jsonl").read_text().splitlines()]
     assert all(j["cached"] for j in again)
 

@@ -119,7 +119,8 @@ def test_changed_input_starts_again(tmp_path, model_dir):
 
 
 def test_sigkill_midway_then_resume(tmp_path, model_dir):
-    write_pairs_jsonl(tmp_path / "pairs.jsonl", 4000)
+    n = 1500  # 15 chunks: it is killed after 3 or more, long before the last
+    write_pairs_jsonl(tmp_path / "pairs.jsonl", n)
     env = {**os.environ, "QRELKIT_PROGRESS": "0"}
 
     def label(out: str) -> subprocess.Popen:
@@ -139,14 +140,14 @@ def test_sigkill_midway_then_resume(tmp_path, model_dir):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_at_kill = json.loads(ckpt.read_text())["done"]
-    assert 300 <= done_at_kill < 4000
+    assert 300 <= done_at_kill < n
     for out in ("killed.jsonl", "clean.jsonl"):
         finished = label(out)
         _, stderr = finished.communicate(timeout=300)
         assert finished.returncode == 0, stderr.decode()[-2000:]
     killed = (tmp_path / "killed.jsonl").read_text().splitlines()
     keys = [(r["qid"], r["doc_id"]) for r in map(json.loads, killed)]
-    assert len(keys) == len(set(keys)) == 4000, "every pair exactly once"
+    assert len(keys) == len(set(keys)) == n, "every pair exactly once"
     assert [(p.qid, p.doc_id) for p in read_pairs(tmp_path / "pairs.jsonl")] == keys
     assert killed == (tmp_path / "clean.jsonl").read_text().splitlines()
     assert json.loads(ckpt.read_text())["stats"]["resumed_from"] == done_at_kill
@@ -158,13 +159,12 @@ def test_a_folder_that_is_not_a_student_is_a_clear_error(tmp_path):
         label_file_stream(tmp_path / "pairs.jsonl", tmp_path, tmp_path / "labels.qrels")
 
 
-def test_cli_label_stdout_is_json_and_plain_mistakes_are_one_line_errors(tmp_path, model_dir):
+def test_cli_label_stdout_is_json_and_plain_mistakes_are_one_line_errors(
+    tmp_path, model_dir, qrelkit_here, monkeypatch
+):
     write_pairs_jsonl(tmp_path / "pairs.jsonl", 30)
-    env = {**os.environ, "QRELKIT_PROGRESS": "1"}  # progress bars on: they must go to stderr
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "qrelkit", *args]
-        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    monkeypatch.setenv("QRELKIT_PROGRESS", "1")  # progress bars on: they must go to stderr
+    run = qrelkit_here
 
     r = run("label", "pairs.jsonl", "-m", str(model_dir), "-o", "labels.qrels")
     assert r.returncode == 0, r.stderr

@@ -245,11 +245,8 @@ def test_old_module_paths_still_import_with_a_deprecation_warning() -> None:
 
 
 @pytest.mark.slow
-def test_cli_distills_labels_with_and_exports_a_causal_student(tmp_path):
+def test_cli_distills_labels_with_and_exports_a_causal_student(tmp_path, qrelkit_here):
     import json
-    import os
-    import subprocess
-    import sys
 
     from qrelkit.io import read_qrels, write_pairs, write_qrels
     from qrelkit.students import student_kind
@@ -257,11 +254,7 @@ def test_cli_distills_labels_with_and_exports_a_causal_student(tmp_path):
     pairs, teacher = topic_pairs(list(TOPICS)[:2])
     write_pairs(tmp_path / "pairs.parquet", pairs)
     write_qrels(tmp_path / "teacher.qrels", ((q, d, g) for (q, d), g in teacher.items()))
-    env = {**os.environ, "QRELKIT_PROGRESS": "0"}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "qrelkit", *args]
-        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    run = qrelkit_here
 
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "lm", "--student", "causal", "--batch-size", "8")
     assert r.returncode == 0, r.stderr
