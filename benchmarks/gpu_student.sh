@@ -11,7 +11,8 @@
 #                                                  each (default: ce-minilm-smoke causal-smollm2-smoke); mechanics
 #                                                  in minutes, not quality
 # With SmolLM2 staged (gpu_prepare.py stage --base smollm2-135m), run first times `qrelkit synth` at volume on the
-# GPU (hf: backend, batches of 256, $SYNTH_SEEDS seeds of DL 2019's passages, default 4096): $OUT/synth-volume.*
+# GPU (hf: backend, batches of 256, $SYNTH_SEEDS seeds of DL 2019's passages, default 4096): $OUT/synth-volume.*;
+# then `qrelkit judge` on 400 of those queries x 4 BM25 passages, one pair and 32 pairs a pass: $OUT/judge-volume-*
 # Recipes: CROSS_STUDENTS in src/qrelkit/crossfold.py (e.g. ce-mpnet-syn3k-bce-all-stack25, causal-qwen0.5b).
 # Stacked rows and -stack recipes need all-MiniLM-L6-v2 staged (the frozen companion); without it: --no-stack.
 # Results: $OUT/results.tar.gz (benchmarks/results/<benchmark>/cross/, cross-collection.*, bench-device.*),
@@ -54,6 +55,23 @@ synth_volume() {  # PYTHON DATA SEEDS BATCH DEVICE: synthetic queries in batches
     --n-seeds "$seeds" --batch-size "$batch" --no-cache > "$OUT/synth-volume.json"
   echo "synth-volume $device: $seeds seeds, batch $batch, $((SECONDS - t0)) s: $(tr -d ' \n' < "$OUT/synth-volume.json")" \
     | tee -a "$OUT/steps.txt"
+}
+
+judge_volume() {  # PYTHON QUERIES K BATCH DEVICE: the synth step's first QUERIES queries, K BM25 passages each, judged
+  # by SmolLM2 (hf: backend) one pair per forward pass and then BATCH pairs per pass; same grades expected
+  local py=$1 queries=$2 k=$3 batch=$4 device=$5
+  head -n "$queries" "$OUT/synth-volume.jsonl" > /tmp/qrelkit-judge-queries.jsonl
+  "$py" -m qrelkit mine /tmp/qrelkit-judge-queries.jsonl /tmp/qrelkit-synth-docs.parquet \
+    -o /tmp/qrelkit-judge-pairs.parquet --k "$k" > /dev/null
+  for b in 1 "$batch"; do
+    local t0=$SECONDS
+    "$py" -m qrelkit judge /tmp/qrelkit-judge-pairs.parquet -o "/tmp/qrelkit-judge-b$b.qrels" --llm hf:smollm2-135m \
+      --batch-size "$b" --no-cache > "$OUT/judge-volume-b$b.json"
+    echo "judge-volume $device: batch $b, $((SECONDS - t0)) s: $(tr -d ' \n' < "$OUT/judge-volume-b$b.json")" \
+      | tee -a "$OUT/steps.txt"
+  done
+  cmp -s /tmp/qrelkit-judge-b1.qrels "/tmp/qrelkit-judge-b$batch.qrels" && echo "judge-volume: same grades" \
+    | tee -a "$OUT/steps.txt" || echo "judge-volume: grades differ (bf16)" | tee -a "$OUT/steps.txt"
 }
 
 pack() {  # RESULTS: qrels, reports and fold scores (not the students or checkpoints: too big to bring back)
@@ -102,7 +120,7 @@ case "${1:-}" in
     [ -f "$QRELKIT_CACHE/models/all-MiniLM-L6-v2/config.json" ] && stack=--stack
     # with SmolLM2 staged (stage --base smollm2-135m: 2 more calls), time synth at volume on the GPU first
     [ -f "$QRELKIT_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf" ] && { synth_volume python3 "$STASH/.gpu/data" \
-      "${SYNTH_SEEDS:-4096}" 256 cuda || true; }
+      "${SYNTH_SEEDS:-4096}" 256 cuda && judge_volume python3 400 4 32 cuda || true; }
     all_recipes python3 "$STASH/.gpu/data" /tmp/qrelkit-results "$stack" cuda 4000 -- "$@"
     ;;
   twin)
@@ -112,9 +130,10 @@ case "${1:-}" in
     results=${RESULTS:-/tmp/qrelkit-twin}
     rm -rf "$results"
     synth_volume "$py" "${DATA:-../shared/benchmarks}" 8 4 cpu
+    judge_volume "$py" 4 2 4 cpu
     all_recipes "$py" "${DATA:-../shared/benchmarks}" "$results" --stack cpu 32 --max-queries 2 \
       --max-pairs-per-query 12 -- "$@"
     ;;
   *)
-    sed -n "2,19p" "$0"; exit 2 ;;
+    sed -n "2,20p" "$0"; exit 2 ;;
 esac

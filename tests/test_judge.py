@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from qrelkit.errors import QrelkitError
 from qrelkit.io import read_qrels
 from qrelkit.judge import Judge, parse_grade, write_judgments
 from qrelkit.records import Pair
@@ -60,6 +61,42 @@ def test_cache_makes_rerun_free(scripted, tmp_path):
     assert llm.calls == 4, "a cached judgment must not call the model"
     assert all(j.cached for j in again)
     assert [j.grade for j in again] == [j.grade for j in first]
+
+
+def test_a_batched_backend_gets_batches_of_what_the_cache_lacks_and_gives_the_same_judgments(scripted, tmp_path):
+    def probs(text: str) -> list[float]:
+        return [0.1, 0.2, 0.6, 0.1] if "document 3" in text or "document 8" in text else [0.5, 0.3, 0.1, 0.1]
+
+    class Batched(scripted):
+        batched_generation = True
+
+        def __init__(self, fail: type[Exception] | None = None):
+            super().__init__(probs=probs)
+            self.batches: list[int] = []
+            self.fail = fail
+
+        def choice_probs_many(self, conversations, choices):
+            self.batches.append(len(conversations))
+            if self.fail:
+                raise self.fail("CUDA out of memory")
+            return super().choice_probs_many(conversations, choices)
+
+    alone = Judge(scripted(probs=probs)).judge(pairs(10), show_progress=False)
+    cache = tmp_path / "c.sqlite"
+    Judge(scripted(probs=probs), cache=cache).judge(pairs(10)[2:5], show_progress=False)  # d2, d3, d4 cached
+    llm = Batched()
+    batched = Judge(llm, cache=cache, batch_size=4).judge(pairs(10), show_progress=False)
+    # sorted by (qid, doc_id), in fours: q0 d0 d2 d4 d6 | q0 d8, q1 d1 d3 d5 | q1 d7 d9; less the cached d2 d3 d4
+    assert llm.batches == [2, 3, 2] and llm.calls == 7
+    assert [j.cached for j in batched].count(True) == 3
+    keep = ("qid", "doc_id", "grade", "probs", "expected", "mass", "tokens_in")
+    assert [j.model_dump(include=set(keep)) for j in batched] == [j.model_dump(include=set(keep)) for j in alone]
+    assert Judge(Batched()).batch_size == 1  # its scoring_batch: batches only when asked, or on a GPU backend
+    failing = Batched(fail=RuntimeError)  # a batch that fails is judged one pair at a time
+    again = Judge(failing, batch_size=4).judge(pairs(10), show_progress=False)
+    assert failing.batches == [4, 4, 2] and failing.calls == 10 and [j.grade for j in again] == [j.grade for j in alone]
+    with pytest.raises(QrelkitError, match="out of memory"):  # a setup error still stops the run
+        Judge(Batched(fail=QrelkitError), batch_size=4).judge(pairs(10), show_progress=False)
 
 
 def test_unparseable_answer_gets_one_repair_then_fails(scripted, tmp_path):

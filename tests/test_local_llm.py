@@ -57,6 +57,27 @@ def test_transformers_backend_generates_a_batch_as_it_generates_each_prompt():
     assert len({c.prompt_tokens for c in batched}) == 3  # prompts of three lengths, so the batch was padded
 
 
+def test_transformers_backend_scores_a_batch_as_it_scores_each_prompt():
+    import torch
+
+    llm = get_llm("hf:smollm2-135m")
+    judge = Judge(llm)
+    texts = [
+        "Get the VPN client from the IT portal.",
+        "The canteen opens at noon and closes at three on weekdays.",
+        "Payroll runs on the 25th. Claims after the 20th are paid next month; ask HR about late claims.",
+    ]
+    conversations = [judge.messages(Pair(qid="q", query="vpn", doc_id=str(i), text=t)) for i, t in enumerate(texts)]
+    batched = llm.choice_probs_many(conversations, GRADE_TOKENS)
+    alone = [llm.choice_probs(m, GRADE_TOKENS) for m in conversations]  # left-padded rows score as alone
+    for b, a in zip(batched, alone, strict=True):
+        assert b.probs == pytest.approx(a.probs, abs=1e-5) and b.mass == pytest.approx(a.mass, rel=1e-4)
+    assert [b.prompt_tokens for b in batched] == [a.prompt_tokens for a in alone]
+    assert len({a.prompt_tokens for a in alone}) == 3  # three lengths: the batch was padded
+    # the judge batches by default only where it pays: on a GPU (on 2 CPU cores batches were slower)
+    assert judge.batch_size == llm.scoring_batch == (32 if torch.cuda.is_available() else 1)
+
+
 @needs_llama
 def test_backends_agree_on_the_grade_distribution():
     pair = Pair(qid="q", query="vpn download", doc_id="d", text="Download the VPN client from the IT portal.")

@@ -161,6 +161,9 @@ def judge(
     prompt: Annotated[str, typer.Option(help="prompt id or YAML file")] = "judge-rubric",
     max_chars: Annotated[int, typer.Option(help="truncate documents to this many characters")] = 1200,
     concurrency: Annotated[int, typer.Option(help="requests in flight (HTTP backends)")] = 4,
+    batch_size: Annotated[
+        int | None, typer.Option(help="pairs per forward pass (hf: backend; default 32 on a GPU, 1 on CPU)")
+    ] = None,
     prices: Annotated[Path | None, typer.Option(help="YAML price table: {model: {input: $/1M, output: $/1M}}")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="estimate tokens and cost; call nothing")] = False,
     rpm: Annotated[float | None, typer.Option(help="max requests per minute (HTTP backends)")] = None,
@@ -170,7 +173,7 @@ def judge(
     from .judge import failures_file
     from .pipeline import judge_file
 
-    _at_least(1, max_chars=max_chars, concurrency=concurrency)
+    _at_least(1, max_chars=max_chars, concurrency=concurrency, batch_size=batch_size)
     _at_least(0.001, rpm=rpm, tpm=tpm)
 
     stats = judge_file(
@@ -182,6 +185,7 @@ def judge(
         prompt=prompt,
         max_chars=max_chars,
         concurrency=concurrency,
+        batch_size=batch_size,
         prices=prices,
         dry_run=dry_run,
         rpm=rpm,

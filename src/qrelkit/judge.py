@@ -20,7 +20,7 @@ from typing import Any
 from .errors import QrelkitError
 from .io import atomic_write_text, judgments_file, sidecar, write_jsonl, write_qrels
 from .llm import LLM, ResultCache, cache_key, get_llm, parse_spec
-from .llm.base import LogprobsUnavailable, redact
+from .llm.base import ChoiceProbs, LogprobsUnavailable, redact
 from .pricing import cost_usd, is_local, missing_price, price_of
 from .progress import progress_bar
 from .prompts import Prompt, load_prompt
@@ -64,6 +64,28 @@ def neutralise_delimiters(text: str) -> str:
     return _PASSAGE_TAG.sub("[passage]", text)
 
 
+def _from_probs(cp: ChoiceProbs) -> dict[str, Any]:
+    """A judgment's fields from the model's probabilities of the grade tokens: the likeliest grade, the
+    distribution and the expected grade."""
+    best = max(GRADES, key=lambda g: cp.probs[g])
+    return {
+        "grade": best,
+        "probs": [round(p, 6) for p in cp.probs],
+        "expected": round(sum(g * p for g, p in zip(GRADES, cp.probs, strict=True)), 6),
+        "mass": round(cp.mass, 6),
+        "raw": GRADE_TOKENS[best],
+        "tokens_in": cp.prompt_tokens,
+        "tokens_out": cp.completion_tokens,
+    }
+
+
+def _failed(error: Exception) -> dict[str, Any]:
+    """A failed pair's fields; a setup error (bad prompt, context overflow, refused key) fails the whole run."""
+    if isinstance(error, QrelkitError) and not isinstance(error, LogprobsUnavailable):
+        raise error
+    return {"grade": None, "error": f"{type(error).__name__}: {redact(str(error))}"[:500]}
+
+
 class Judge:
     """Grades pairs with one LLM and one prompt; results are cached so reruns make no model calls.
 
@@ -79,19 +101,24 @@ class Judge:
         cache: str | Path | ResultCache | None = None,
         max_chars: int = 1200,
         concurrency: int = 1,
+        batch_size: int | None = None,
         use_logprobs: bool = True,
         rpm: float | None = None,
         tpm: float | None = None,
         prices: dict[str, tuple[float, float]] | None = None,
     ):
-        """``rpm`` / ``tpm`` cap requests and tokens per minute on HTTP backends; ``prices`` (USD per 1M
-        input/output tokens by model name, see :mod:`qrelkit.pricing`) prices the progress bar's running cost."""
+        """``concurrency``: requests in flight (HTTP backends); ``batch_size``: pairs per forward pass (the
+        transformers backend, which scores many prompts at once; default: its ``scoring_batch``, 32 on a GPU and 1
+        on CPU); ``rpm`` / ``tpm`` cap requests and tokens per
+        minute on HTTP backends; ``prices`` (USD per 1M input/output tokens by model name, see
+        :mod:`qrelkit.pricing`) prices the progress bar's running cost."""
         self.llm = get_llm(llm) if isinstance(llm, str) else llm
         self.prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
         self.cache = ResultCache(cache) if isinstance(cache, str | Path) else cache
         self.max_chars = max_chars
         # Local models run one call at a time; HTTP servers take several in flight.
         self.concurrency = concurrency if self.llm.parallel_requests else 1
+        self.batch_size = batch_size or self.llm.scoring_batch
         self.use_logprobs = use_logprobs
         self._no_logprobs = 0
         self._lock = threading.Lock()  # requests run in threads (--concurrency)
@@ -104,25 +131,34 @@ class Judge:
         return self.prompt.messages(query=pair.query, passage=passage)
 
     def judge_one(self, pair: Pair) -> Judgment:
+        messages, key, hit = self._lookup(pair)
+        if hit is not None:
+            return hit
+        t0 = time.perf_counter()
+        try:
+            result = self._call(messages)
+        except Exception as e:  # after the backend's own retries: record the pair as failed, never drop it
+            result = _failed(e)
+        return self._record(pair, key, result, time.perf_counter() - t0)
+
+    def _lookup(self, pair: Pair) -> tuple[list[dict[str, str]], str, Judgment | None]:
+        """The pair's prompt, its cache key, and its cached judgment if there is one."""
         messages = self.messages(pair)
         key = cache_key(
             kind="judge", llm=self.llm.spec, prompt=self.prompt.ref, messages=messages, logprobs=self.use_logprobs
         )
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            return Judgment(**{**hit, "qid": pair.qid, "doc_id": pair.doc_id, "cached": True})
-        t0 = time.perf_counter()
-        try:
-            result = self._call(messages)
-        except Exception as e:  # after the backend's own retries: record the pair as failed, never drop it
-            if isinstance(e, QrelkitError) and not isinstance(e, LogprobsUnavailable):
-                raise  # a setup error (bad prompt, context overflow) fails the whole run, clearly
-            result = {"grade": None, "error": f"{type(e).__name__}: {redact(str(e))}"[:500]}
+            return messages, key, Judgment(**{**hit, "qid": pair.qid, "doc_id": pair.doc_id, "cached": True})
+        return messages, key, None
+
+    def _record(self, pair: Pair, key: str, result: dict[str, Any], seconds: float) -> Judgment:
+        """The pair's judgment from the model's result, cached unless it failed."""
         judgment = Judgment(
             qid=pair.qid,
             doc_id=pair.doc_id,
             model=self.llm.spec,
             prompt_id=self.prompt.ref,
-            latency_s=round(time.perf_counter() - t0, 4),
+            latency_s=round(seconds, 4),
             **result,
         )
         if self.cache is not None and judgment.error is None:
@@ -143,16 +179,7 @@ class Judge:
                         log.warning("%s returns no logprobs: grading from generated text instead", self.llm.spec)
             else:
                 self._no_logprobs = 0
-                best = max(GRADES, key=lambda g: cp.probs[g])
-                return {
-                    "grade": best,
-                    "probs": [round(p, 6) for p in cp.probs],
-                    "expected": round(sum(g * p for g, p in zip(GRADES, cp.probs, strict=True)), 6),
-                    "mass": round(cp.mass, 6),
-                    "raw": GRADE_TOKENS[best],
-                    "tokens_in": cp.prompt_tokens,
-                    "tokens_out": cp.completion_tokens,
-                }
+                return _from_probs(cp)
         out = self.llm.complete(messages, max_tokens=16)
         tokens_in, tokens_out, raw = out.prompt_tokens, out.completion_tokens, out.text
         grade: int | None = parse_grade(out.text)
@@ -172,9 +199,34 @@ class Judge:
             "error": error,
         }
 
+    def _judge_batch(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        """The pairs' judgments, the ones not cached read from one batched forward pass (transformers backend);
+        a batch that fails (out of memory, say) is judged pair by pair, so only a pair that fails alone is lost."""
+        looked = [self._lookup(p) for p in pairs]
+        todo = [(p, messages, key) for p, (messages, key, hit) in zip(pairs, looked, strict=True) if hit is None]
+        fresh: Iterator[Judgment] = iter(())
+        if todo:
+            t0 = time.perf_counter()
+            try:
+                probs = self.llm.choice_probs_many([messages for _, messages, _ in todo], GRADE_TOKENS)
+            except Exception as e:
+                if isinstance(e, QrelkitError):
+                    raise
+                log.warning("a batch of %d pairs failed (%s): judging them one at a time", len(todo), type(e).__name__)
+                return [self.judge_one(p) for p in pairs]
+            each = (time.perf_counter() - t0) / len(todo)  # the batch's time, shared
+            fresh = iter(
+                [self._record(p, key, _from_probs(cp), each) for (p, _, key), cp in zip(todo, probs, strict=True)]
+            )
+        return [hit if hit is not None else next(fresh) for _, _, hit in looked]
+
     def iter_judge(self, pairs: Sequence[Pair]) -> Iterator[Judgment]:
         # Sorting by query lets a local model reuse the rubric+query prefix of its KV cache.
         ordered = sorted(pairs, key=lambda p: (p.qid, p.doc_id))
+        if self.llm.batched_generation and self.use_logprobs and self.batch_size > 1:
+            for start in range(0, len(ordered), self.batch_size):
+                yield from self._judge_batch(ordered[start : start + self.batch_size])
+            return
         if self.concurrency <= 1:
             yield from map(self.judge_one, ordered)
             return

@@ -140,6 +140,7 @@ def judge_file(
     prompt: str = "judge-rubric",
     max_chars: int = 1200,
     concurrency: int = 4,
+    batch_size: int | None = None,
     prices: str | Path | None = None,
     dry_run: bool = False,
     rpm: float | None = None,
@@ -150,6 +151,9 @@ def judge_file(
 
     Every answer is cached beside ``out`` (``<stem>.cache.sqlite``) unless ``cache`` names another file or
     ``no_cache``: a run killed at any point and started again with the same command repeats no finished call.
+
+    ``concurrency``: requests in flight (HTTP backends); ``batch_size``: pairs per forward pass (transformers
+    backend; default 32 on a GPU, 1 on CPU).
 
     ``dry_run`` estimates tokens and cost (about 4 characters a token) without loading or calling the model.
     """
@@ -166,6 +170,7 @@ def judge_file(
         cache=default_cache(out, cache, no_cache),
         max_chars=max_chars,
         concurrency=concurrency,
+        batch_size=batch_size,
         rpm=rpm,
         tpm=tpm,
         prices=table,

@@ -58,11 +58,13 @@ class LogprobsUnavailable(QrelkitError):
 class LLM(ABC):
     """A chat model. ``spec`` is the model string it was built from (used in cache keys and manifests).
     ``parallel_requests``: whether several calls may be in flight (HTTP servers; local models run one);
-    ``batched_generation``: whether :meth:`complete_many` generates for many prompts at once (transformers)."""
+    ``batched_generation``: whether :meth:`complete_many` and :meth:`choice_probs_many` run many prompts at once
+    (transformers)."""
 
     spec: str = ""
     parallel_requests: bool = False
     batched_generation: bool = False
+    scoring_batch: int = 1  # prompts per choice_probs_many call that score faster together than alone
 
     def limit_rate(self, rpm: float | None, tpm: float | None) -> None:  # noqa: B027 - optional hook
         """Cap requests and tokens per minute (remote backends; a local model has nothing to cap)."""
@@ -97,6 +99,11 @@ class LLM(ABC):
     @abstractmethod
     def choice_probs(self, messages: list[Message], choices: list[str]) -> ChoiceProbs:
         """Probability that the reply starts with each of ``choices``."""
+
+    def choice_probs_many(self, conversations: Sequence[list[Message]], choices: list[str]) -> list[ChoiceProbs]:
+        """:meth:`choice_probs` of several conversations, in their order: one after another here; the transformers
+        backend (``batched_generation``) scores them in one forward pass."""
+        return [self.choice_probs(m, choices) for m in conversations]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (threads, handles)."""
