@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -18,6 +20,7 @@ from qrelkit.students.encoder import FEATURES, LATE_FEATURES, Student
 from qrelkit.students.onnx import (
     INT8_MIN_CORRELATION,
     OnnxEncoder,
+    TokenizerFile,
     _correlation,
     _quantize,
     dropped_runtimes,
@@ -70,6 +73,39 @@ def test_onnx_fp32_and_int8_students_match_torch(tmp_path):
     assert (checked_grades == grades).sum() >= (int8_grades == grades).sum()
     with pytest.raises(QrelkitError, match="runs two models: load it with"):
         Student.load(tmp_path / "model", runtime="onnx-int8-checked")
+    # an ONNX labeler imports neither torch nor transformers (4 s and 220 MB it would not use)
+    code = (
+        "import sys; from qrelkit.students import load_student; "
+        "s = load_student(sys.argv[1], runtime='onnx-int8-checked'); s.predict(['vpn'], ['get the vpn client']); "
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model")], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_the_onnx_runtimes_tokenize_as_transformers_does():
+    from transformers import AutoTokenizer
+
+    from qrelkit.models import minilm_path
+
+    folder = minilm_path()
+    ours, theirs = TokenizerFile(folder), AutoTokenizer.from_pretrained(str(folder))
+    queries, docs = (list(x) for x in zip(*probe_pairs(), strict=True))  # 150 judged demo pairs
+    for n in (256, 16):  # whole passages, and passages cut short
+        assert ours(docs, truncation=True, max_length=n) == {
+            k: theirs(docs, truncation=True, max_length=n)[k] for k in ("input_ids", "token_type_ids")
+        }
+    pairs = ours(queries, docs, truncation="longest_first", max_length=64)
+    reference = theirs(queries, docs, truncation="longest_first", max_length=64)
+    assert pairs == {k: reference[k] for k in ("input_ids", "token_type_ids")} and max(
+        map(max, pairs["token_type_ids"])
+    )
+    assert (ours.pad_token_id, len(ours), ours.all_special_ids) == (
+        theirs.pad_token_id,
+        len(theirs),
+        sorted(theirs.all_special_ids),
+    )
+    assert ours.convert_ids_to_tokens(range(len(ours))) == theirs.convert_ids_to_tokens(list(range(len(theirs))))
 
 
 def _tiny_matmul_model(path):

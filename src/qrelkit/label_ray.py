@@ -28,13 +28,14 @@ class StudentScorer:
     """A Ray Data actor: loads the student once, then grades batches of pairs."""
 
     def __init__(self, model: str, runtime: str, batch_size: int, threads: int):
-        import torch
-
         from .students import load_student
 
         # Ray gives fractional CPUs; each actor uses its share of whole cores, in torch and in ONNX Runtime (whose
         # sessions read QRELKIT_THREADS; left to themselves, every actor's session would take all the node's cores)
-        torch.set_num_threads(threads)
+        if runtime == "torch":  # an ONNX actor never imports torch (~220 MB an actor)
+            import torch
+
+            torch.set_num_threads(threads)
         os.environ["QRELKIT_THREADS"] = str(threads)
         self.student = load_student(model, runtime=runtime)
         self.batch_size = batch_size

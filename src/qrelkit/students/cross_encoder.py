@@ -107,10 +107,9 @@ class CrossEncoderStudent(ThresholdGrader):
 
             model = CrossEncoder(str(p / "model"), max_length=max_length, device=device or "cpu")
         else:
-            from transformers import AutoTokenizer
+            from .onnx import onnx_tokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(str(p / "model"))
-            model = OnnxPairScorer(p / CE_ONNX_FILES[runtime], tokenizer, max_length=max_length)
+            model = OnnxPairScorer(p / CE_ONNX_FILES[runtime], onnx_tokenizer(p / "model"), max_length=max_length)
         head = meta.get("stack")
         companion = Student.load(p / COMPANION, device=device or "cpu", runtime=runtime) if head else None
         return cls(model, {**card, "runtime": runtime}, meta.get("thresholds"), companion=companion, stack_head=head)

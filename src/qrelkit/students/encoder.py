@@ -122,7 +122,14 @@ class Student:
         ``runtime``: ``torch`` (sentence-transformers), ``onnx`` (ONNX Runtime fp32) or ``onnx-int8`` (dynamic
         int8 quantisation); the ONNX files come from :func:`qrelkit.students.onnx.export_onnx` (``qrelkit export``).
         """
-        from .onnx import ONNX_FILES, TOKENS_OUTPUT, OnnxEncoder, tokenless_export_error, unknown_runtime_error
+        from .onnx import (
+            ONNX_FILES,
+            TOKENS_OUTPUT,
+            OnnxEncoder,
+            onnx_tokenizer,
+            tokenless_export_error,
+            unknown_runtime_error,
+        )
 
         p = student_dir(path)
         if runtime != "torch" and runtime not in ONNX_FILES:
@@ -137,10 +144,7 @@ class Student:
             encoder = SentenceTransformer(str(p / "encoder"), device=device)
             encoder.max_seq_length = max_length
         else:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(str(p / "encoder"))
-            encoder = OnnxEncoder(p / ONNX_FILES[runtime], tokenizer, max_length=max_length)
+            encoder = OnnxEncoder(p / ONNX_FILES[runtime], onnx_tokenizer(p / "encoder"), max_length=max_length)
         student = cls(encoder, head, {**card, "runtime": runtime})
         if (
             runtime != "torch"
