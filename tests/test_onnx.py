@@ -14,6 +14,7 @@ from test_student import TOPICS, topic_pairs
 
 from qrelkit.distill import distill
 from qrelkit.errors import QrelkitError
+from qrelkit.io import read_qrels, write_pairs
 from qrelkit.students import load_student
 from qrelkit.students.checked import CheckedLabeler
 from qrelkit.students.encoder import FEATURES, LATE_FEATURES, Student
@@ -73,14 +74,22 @@ def test_onnx_fp32_and_int8_students_match_torch(tmp_path):
     assert (checked_grades == grades).sum() >= (int8_grades == grades).sum()
     with pytest.raises(QrelkitError, match="runs two models: load it with"):
         Student.load(tmp_path / "model", runtime="onnx-int8-checked")
-    # an ONNX labeler imports neither torch nor transformers (4 s and 220 MB it would not use)
-    code = (
-        "import sys; from qrelkit.students import load_student; "
-        "s = load_student(sys.argv[1], runtime='onnx-int8-checked'); s.predict(['vpn'], ['get the vpn client']); "
-        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))"
-    )
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model")], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+    # `qrelkit label` on an ONNX runtime imports neither torch nor transformers (4 s and 220 MB it would not use)
+    write_pairs(tmp_path / "pairs.parquet", test)
+    code = """import sys
+from qrelkit.cli import main
+sys.argv = ["qrelkit", "label", "pairs.parquet", "-m", "model", "-o", "labels.qrels", "--runtime", "onnx-int8-checked"]
+try:
+    main()
+except SystemExit as e:
+    assert e.code == 0, e.code
+print(sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules), file=sys.stderr)
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr.strip().endswith("[]"), r.stderr
+    assert read_qrels(tmp_path / "labels.qrels") == {
+        (p.qid, p.doc_id): int(g) for p, g in zip(test, checked_grades, strict=True)
+    }
 
 
 def test_the_onnx_runtimes_tokenize_as_transformers_does():

@@ -124,16 +124,18 @@ def labeling_device(device: str, runtime: str) -> str:
     """Where a student labels: ``auto`` is the GPU when torch sees one and the runtime is torch (the ONNX
     runtimes run on CPU), else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` are checked against the runtime and the
     machine."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if runtime == "torch" and torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
-    if not device.startswith("cuda"):
+    if device != "auto" and not device.startswith("cuda"):
         raise QrelkitError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
     if runtime != "torch":
+        if device == "auto":
+            return "cpu"
         raise QrelkitError(f"--device {device} needs --runtime torch: the ONNX runtimes ({runtime}) run on CPU")
+    import torch  # only here: an ONNX labeler never imports it
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if not torch.cuda.is_available():
         raise QrelkitError(f"--device {device}: torch sees no CUDA device on this machine")
     return device
