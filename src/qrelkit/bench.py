@@ -193,12 +193,11 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     """:func:`_student_run` for a cross-encoder: every pair is one encoder pass over query and passage together
     (nothing to cache), so its FLOPs are those of each pair's joint tokens; a stacked one adds its frozen
     companion's."""
-    from transformers import AutoTokenizer
-
     from .students import load_student
     from .students.checked import CheckedLabeler
     from .students.cross_encoder import CrossEncoderStudent
     from .students.cross_encoder_onnx import COMPANION
+    from .students.onnx import onnx_tokenizer
 
     labeler: Any = load_student(model, runtime=runtime)
     student = labeler.fast if isinstance(labeler, CheckedLabeler) else labeler
@@ -208,7 +207,7 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     labeler.clear_cache()  # a stacked one's companion: every timed text is encoded for real
     checked = _checked_counts(labeler)
     timed = _timed(labeler.predict, queries, docs, batch_pairs)
-    tokenizer = AutoTokenizer.from_pretrained(str(Path(model) / "model"))
+    tokenizer = onnx_tokenizer(Path(model) / "model")  # not transformers': its torch would count in peak RSS
     max_length = int(student.card.get("max_length", 256))
     lengths = [len(x) for x in tokenizer(queries, docs, truncation="longest_first", max_length=max_length)["input_ids"]]
     config = json.loads((Path(model) / "model" / "config.json").read_text())
