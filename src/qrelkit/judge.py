@@ -109,9 +109,8 @@ class Judge:
     ):
         """``concurrency``: requests in flight (HTTP backends); ``batch_size``: pairs per forward pass (the
         transformers backend, which scores many prompts at once; default: its ``scoring_batch``, 32 on a GPU and 1
-        on CPU); ``rpm`` / ``tpm`` cap requests and tokens per
-        minute on HTTP backends; ``prices`` (USD per 1M input/output tokens by model name, see
-        :mod:`qrelkit.pricing`) prices the progress bar's running cost."""
+        on CPU); ``rpm`` / ``tpm`` cap requests and tokens per minute on HTTP backends; ``prices`` (USD per 1M
+        input/output tokens by model name, see :mod:`qrelkit.pricing`) prices the progress bar's running cost."""
         self.llm = get_llm(llm) if isinstance(llm, str) else llm
         self.prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
         self.cache = ResultCache(cache) if isinstance(cache, str | Path) else cache
