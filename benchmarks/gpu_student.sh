@@ -70,8 +70,9 @@ judge_volume() {  # PYTHON QUERIES K BATCH DEVICE: the synth step's first QUERIE
     echo "judge-volume $device: batch $b, $((SECONDS - t0)) s: $(tr -d ' \n' < "$OUT/judge-volume-b$b.json")" \
       | tee -a "$OUT/steps.txt"
   done
-  cmp -s /tmp/qrelkit-judge-b1.qrels "/tmp/qrelkit-judge-b$batch.qrels" && echo "judge-volume: same grades" \
-    | tee -a "$OUT/steps.txt" || echo "judge-volume: grades differ (bf16)" | tee -a "$OUT/steps.txt"
+  local verdict="grades differ (bf16)"
+  cmp -s /tmp/qrelkit-judge-b1.qrels "/tmp/qrelkit-judge-b$batch.qrels" && verdict="same grades"
+  echo "judge-volume: $verdict" | tee -a "$OUT/steps.txt"
 }
 
 pack() {  # RESULTS: qrels, reports and fold scores (not the students or checkpoints: too big to bring back)

@@ -77,10 +77,11 @@ class HFBackend(LLM):
         if threads:
             torch.set_num_threads(threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        on_gpu = self.device.startswith("cuda")
         # On CPU a batch of judge prompts scored slower than the same prompts one at a time (89 pairs,
         # SmolLM2-135M, 2 cores: 70 s alone, 74 s in batches of 4, 92 s in 16): batches are for a GPU.
-        self.scoring_batch = 32 if self.device.startswith("cuda") else 1
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.scoring_batch = 32 if on_gpu else 1
+        dtype = torch.bfloat16 if on_gpu else torch.float32
         self.tokenizer, self.model = load_causal_lm(name, dtype)
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"  # batched generation continues every prompt from its last token
