@@ -26,6 +26,8 @@ from qrelkit.students.onnx import (
     _quantize,
     dropped_runtimes,
     export_onnx,
+    length_batches,
+    padded_inputs,
     probe_pairs,
 )
 
@@ -167,6 +169,24 @@ def test_a_constant_model_agrees_only_with_another_constant_one():
     flat, ramp = np.full(5, 0.5), np.linspace(0, 1, 5)
     assert _correlation(flat, flat) == 1.0 and _correlation(flat, ramp) == 0.0 and _correlation(ramp, flat) == 0.0
     assert _correlation(ramp, 2 * ramp + 1) == pytest.approx(1.0)
+
+
+def test_batches_go_longest_first_within_the_token_budget_and_pad_to_their_longest():
+    lengths = [3, 10, 5, 10, 2, 40]
+    batches = list(length_batches(lengths, batch_size=3, token_budget=30))
+    # 40 tokens exceed the budget: alone; two of 10 fit 30 tokens thrice, capped at 3 texts; then the short ones
+    assert batches == [[5], [1, 3, 2], [0, 4]]
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    feed = padded_inputs(
+        [[7, 8, 9], [7]],
+        pad_id=0,
+        input_names={"input_ids", "attention_mask", "token_type_ids"},
+        token_types=[[0, 1, 1], [0]],
+    )
+    assert feed["input_ids"].tolist() == [[7, 8, 9], [7, 0, 0]]
+    assert feed["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert feed["token_type_ids"].tolist() == [[0, 1, 1], [0, 0, 0]]
+    assert set(padded_inputs([[1]], 0, {"input_ids", "attention_mask"})) == {"input_ids", "attention_mask"}
 
 
 def test_probe_pairs_are_the_embedded_demo_judgments():

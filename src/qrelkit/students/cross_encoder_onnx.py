@@ -15,10 +15,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import QrelkitError
-from .onnx import COMPANION, _quantize, cpu_session, export_graph, export_onnx, missing_model_error, probe_pairs
+from .onnx import (
+    COMPANION,
+    MODEL_INPUTS,
+    _quantize,
+    cpu_session,
+    export_graph,
+    export_onnx,
+    length_batches,
+    missing_model_error,
+    padded_inputs,
+    probe_pairs,
+)
 
 CE_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-int8-mixed": "model.int8-mixed.onnx"}
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def export_cross_encoder(student_dir: str | Path, *, quantize: bool = True) -> dict[str, Path]:
@@ -37,7 +47,7 @@ def export_cross_encoder(student_dir: str | Path, *, quantize: bool = True) -> d
         padding=True,
         return_tensors="pt",
     )
-    names = [k for k in _INPUTS if k in sample]
+    names = [k for k in MODEL_INPUTS if k in sample]
     fp32 = folder / CE_ONNX_FILES["onnx"]
     export_graph(model, tuple(sample[k] for k in names), names, ("logits",), fp32)
     out = {"onnx": fp32}
@@ -73,26 +83,10 @@ class OnnxPairScorer:
             [q for q, _ in pairs], [d for _, d in pairs], truncation="longest_first", max_length=self.max_length
         )
         ids, types = enc["input_ids"], enc.get("token_type_ids")
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        pad_id = int(self.tokenizer.pad_token_id or 0)
         logits = np.zeros(len(ids), dtype=np.float64)
-        start = 0
-        while start < len(order):
-            width = len(ids[order[start]])
-            idx = order[start : start + max(1, min(batch_size, self.token_budget // width))]
-            feed = self._feed([ids[i] for i in idx], [types[i] for i in idx] if types else None, width)
+        for idx in length_batches([len(seq) for seq in ids], batch_size, self.token_budget):
+            batch_types = [types[i] for i in idx] if types else None
+            feed = padded_inputs([ids[i] for i in idx], pad_id, self.input_names, batch_types)
             logits[idx] = np.asarray(self.session.run(None, feed)[0]).reshape(-1)
-            start += len(idx)
         return 1.0 / (1.0 + np.exp(-logits))
-
-    def _feed(self, ids: list[list[int]], types: list[list[int]] | None, width: int) -> dict[str, np.ndarray]:
-        pad = int(self.tokenizer.pad_token_id or 0)
-        input_ids = np.full((len(ids), width), pad, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        token_types = np.zeros((len(ids), width), dtype=np.int64)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-            if types:
-                token_types[row, : len(seq)] = types[row]
-        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": token_types}
-        return {k: v for k, v in feed.items() if k in self.input_names}

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ log = logging.getLogger("qrelkit")
 CHECKED_RUNTIME = "onnx-int8-checked"  # int8, with pairs near a cut point graded again in fp32 (students/checked.py)
 RUNTIMES = ("torch", "onnx", "onnx-int8", "onnx-int8-mixed", CHECKED_RUNTIME)
 ONNX_FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder.int8.onnx", "onnx-int8-mixed": "encoder.int8-mixed.onnx"}
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # those a graph takes, in this order
 # an int8 model is kept only if its scores of the probe pairs correlate with fp32's at least this much: MiniLM's
 # int8 models reach 0.994-0.999, while per-channel int8 of all-mpnet-base-v2 scored at r 0.03 (unrelated to fp32)
 INT8_MIN_CORRELATION = 0.98
@@ -99,8 +99,8 @@ def export_onnx(student_dir: str | Path, *, quantize: bool = True) -> dict[str, 
     encoder = SentenceTransformer(str(folder / "encoder"), device="cpu")
     pooled = _Pooled(encoder[0].auto_model).eval()
     sample = encoder.tokenizer(["a short text", "a longer text for the exporter"], padding=True, return_tensors="pt")
-    args = tuple(sample[k] for k in _INPUTS if k in sample)
-    names = [k for k in _INPUTS if k in sample]
+    args = tuple(sample[k] for k in MODEL_INPUTS if k in sample)
+    names = [k for k in MODEL_INPUTS if k in sample]
     fp32 = folder / ONNX_FILES["onnx"]
     export_graph(pooled, args, names, ("embedding", TOKENS_OUTPUT), fp32)
     out = {"onnx": fp32}
@@ -298,6 +298,38 @@ def onnx_tokenizer(folder: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(folder))
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, token_budget: int) -> Iterator[list[int]]:
+    """Indices of the texts in batches, longest first: each batch holds at most ``batch_size`` texts and, padded
+    to its longest, ``token_budget`` tokens (a text longer than the budget comes alone)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    start = 0
+    while start < len(order):
+        size = max(1, min(batch_size, token_budget // max(1, lengths[order[start]])))
+        yield order[start : start + size]
+        start += size
+
+
+def padded_inputs(
+    ids: Sequence[Sequence[int]],
+    pad_id: int,
+    input_names: set[str],
+    token_types: Sequence[Sequence[int]] | None = None,
+) -> dict[str, np.ndarray]:
+    """An ONNX feed for one batch: token ids right-padded to the longest, their attention mask and token types
+    (zeros where the tokenizer gives none), each kept only where the graph takes it."""
+    width = max(len(seq) for seq in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    types = np.zeros((len(ids), width), dtype=np.int64)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+        if token_types is not None:
+            types[row, : len(seq)] = token_types[row]
+    feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
+    return {k: v for k, v in feed.items() if k in input_names}
+
+
 class OnnxEncoder:
     """The subset of ``SentenceTransformer.encode`` the student uses, run by ONNX Runtime on CPU."""
 
@@ -338,28 +370,12 @@ class OnnxEncoder:
 
     def _batches(self, texts: Sequence[str], batch_size: int, *, tokens: bool) -> list[tuple[np.ndarray, ...]]:
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        wanted = self.output_names[:2] if tokens else self.output_names[:1]
         out: list[tuple[np.ndarray, ...]] = [()] * len(texts)
-        start = 0
-        while start < len(order):
-            longest = len(ids[order[start]])
-            size = max(1, min(batch_size, self.token_budget // longest))
-            idx = order[start : start + size]
-            pooled, *hidden = self._run([ids[i] for i in idx], longest, tokens)
+        for idx in length_batches([len(seq) for seq in ids], batch_size, self.token_budget):
+            feed = padded_inputs([ids[i] for i in idx], self.pad_id, self.input_names)
+            pooled, *hidden = (np.asarray(o) for o in self.session.run(wanted, feed))
             for row, i in enumerate(idx):
                 n = len(ids[i])
                 out[i] = (pooled[row], hidden[0][row, :n], np.asarray(ids[i])) if tokens else (pooled[row],)
-            start += size
         return out
-
-    def _run(self, batch: list[list[int]], width: int, tokens: bool = False) -> list[np.ndarray]:
-        input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for row, seq in enumerate(batch):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)}
-        wanted = self.output_names[:2] if tokens else self.output_names[:1]
-        return [
-            np.asarray(o) for o in self.session.run(wanted, {k: v for k, v in feed.items() if k in self.input_names})
-        ]
