@@ -19,6 +19,18 @@ def test_price_lookup_and_cost():
     assert cost_usd("openai:gpt-4o", 1_000_000, 500_000) == pytest.approx(7.5)
 
 
+def test_a_dated_snapshot_costs_what_its_model_does_unless_the_table_names_it(tmp_path):
+    assert price_of("openai:gpt-4o-2024-08-06") == price_of("openai:gpt-4o") == (2.5, 10.0)
+    assert price_of("openai:gpt-5-mini-2025-08-07") == (0.25, 2.0)
+    assert price_of("openai:gpt-4o-2024-05-13") == (5.0, 15.0), "an exact entry wins over the model's"
+    assert price_of("openai:my-model-2025-01-01") is None and price_of("openai:gpt-4o-v2") is None
+    (tmp_path / "p.yaml").write_text("gpt-4o-2024-11-20: {input: 1, output: 1}\n")
+    table = load_prices(tmp_path / "p.yaml")
+    assert price_of("openai:gpt-4o-2024-11-20", table) == (1.0, 1.0) and price_of(
+        "openai:gpt-4o-2024-08-06", table
+    ) == (2.5, 10.0)
+
+
 def test_custom_price_table(tmp_path):
     (tmp_path / "p.yaml").write_text("my-vllm-model: {input: 0.2, output: 0.4}\n")
     table = load_prices(tmp_path / "p.yaml")

@@ -1,11 +1,13 @@
 """Token prices (USD per 1M input / output tokens) and cost accounting for LLM calls.
 
-Defaults are list prices of common hosted models; local backends (gguf:, hf:) cost nothing per token.
-Override or extend with a YAML file: ``{model-name: {input: 2.5, output: 10.0}}``.
+Defaults are OpenAI's list prices of the models most used as relevance judges (as published through 2026-03);
+a dated snapshot (``gpt-4o-2024-08-06``) costs what its model does unless the table names it. Local backends
+(gguf:, hf:) cost nothing per token. Override or extend with a YAML file: ``{model-name: {input: 2.5, output: 10}}``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -19,7 +21,12 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o-2024-05-13": (5.00, 15.00),  # the first gpt-4o snapshot kept its launch price
+    "gpt-5": (1.25, 10.00),  # reasoning models: their hidden reasoning tokens are billed as output
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
 }
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # gpt-4o-2024-08-06 → gpt-4o
 
 
 def model_name(spec: str) -> str:
@@ -57,7 +64,8 @@ def price_of(spec: str, prices: dict[str, tuple[float, float]] | None = None) ->
     """(input, output) USD per 1M tokens; (0, 0) for local models; None when the table has no price."""
     if is_local(spec):
         return (0.0, 0.0)
-    return (prices or DEFAULT_PRICES).get(model_name(spec))
+    table, name = prices or DEFAULT_PRICES, model_name(spec)
+    return table.get(name, table.get(_SNAPSHOT.sub("", name)))
 
 
 def cost_usd(
