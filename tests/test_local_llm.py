@@ -77,6 +77,18 @@ def test_transformers_backend_scores_a_batch_as_it_scores_each_prompt():
     # the judge batches by default only where it pays: on a GPU (on 2 CPU cores batches were slower)
     assert judge.batch_size == llm.scoring_batch == (32 if torch.cuda.is_available() else 1)
 
+    class NoLogitsToKeep(torch.nn.Module):  # a remote-code model whose forward lacks the argument
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, position_ids):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+
+    llm.model = NoLogitsToKeep(llm.model)
+    for b, a in zip(llm.choice_probs_many(conversations, GRADE_TOKENS), alone, strict=True):
+        assert b.probs == pytest.approx(a.probs, abs=1e-5)
+
 
 @needs_llama
 def test_backends_agree_on_the_grade_distribution():

@@ -6,6 +6,7 @@ Needs no compiler. GGUF files are converted once (tens of seconds) and cached as
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,13 @@ class HFBackend(LLM):
         enc = self._encode(conversations)
         positions = (enc["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
         token_ids = [self.tokenizer.encode(c, add_special_tokens=False)[0] for c in choices]
-        with torch.inference_mode():  # the last position's logits only: a batch of full-vocabulary rows is GBs
-            logits = self.model(**enc, position_ids=positions, logits_to_keep=1).logits[:, -1]
+        # the last position's logits only: a batch of full-vocabulary rows is GBs (where the model can; every
+        # causal LM built into transformers takes logits_to_keep, a remote-code one may not)
+        last_only = (
+            {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
+        )
+        with torch.inference_mode():
+            logits = self.model(**enc, position_ids=positions, **last_only).logits[:, -1]
         lengths = enc["attention_mask"].sum(dim=1).tolist()
         return [
             ChoiceProbs(*softmax_pick(row, token_ids), prompt_tokens=int(n))
