@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from qrelkit.errors import InputError
-from qrelkit.io import read_corpus, read_pairs, read_qrels, write_qrels
+from qrelkit.io import read_corpus, read_pairs, read_qrels, read_queries, write_qrels
 
 
 def test_reads_jsonl_with_custom_columns(tmp_path):
@@ -72,6 +72,28 @@ def test_non_utf8_is_an_error_unless_skipped(tmp_path, caplog):
         read_corpus(p)
     assert [d.doc_id for d in read_corpus(p, skip_bad=True)] == ["a"]
     assert "skipped 1 malformed" in caplog.text
+
+
+def test_files_with_a_byte_order_mark_read_as_without_it(tmp_path):
+    bom = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8", Notepad
+    (tmp_path / "c.csv").write_bytes(bom + b"id,text\n1,Reset the VPN token\n")
+    (tmp_path / "c.jsonl").write_bytes(bom + b'{"id": "1", "text": "Reset the VPN token"}\n')
+    for name in ("c.csv", "c.jsonl"):
+        assert [(d.doc_id, d.text) for d in read_corpus(tmp_path / name)] == [("1", "Reset the VPN token")], name
+    (tmp_path / "q.qrels").write_bytes(bom + b"q1 0 d1 2\n")
+    assert read_qrels(tmp_path / "q.qrels") == {("q1", "d1"): 2}
+    (tmp_path / "q.jsonl").write_bytes(bom + b'{"qid": "q1", "text": "vpn"}\n')
+    assert read_queries(tmp_path / "q.jsonl")[0]["qid"] == "q1"
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(bom + "Caf\u00e9 hours".encode())
+    (folder / "b.txt").write_bytes("Caf\u00e9 menu".encode("utf-16"))  # PowerShell's default: UTF-16 with a mark
+    assert [d.text for d in read_corpus(folder)] == ["Caf\u00e9 hours", "Caf\u00e9 menu"]
+    (tmp_path / "u16.tsv").write_bytes("id\ttext\n2\tCaf\u00e9 menu\n".encode("utf-16"))
+    assert [d.text for d in read_corpus(tmp_path / "u16.tsv")] == ["Caf\u00e9 menu"]
+    (tmp_path / "u16.jsonl").write_bytes('{"id": "1", "text": "x"}\n'.encode("utf-16"))
+    with pytest.raises(InputError, match=r"u16\.jsonl:1: UTF-16 text \(byte-order mark\): save it as UTF-8"):
+        read_corpus(tmp_path / "u16.jsonl")
 
 
 def test_empty_documents_are_skipped_with_a_count(tmp_path, caplog):

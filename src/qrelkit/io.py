@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import html
@@ -41,12 +42,40 @@ def require_file(path: str | Path) -> Path:
 # ---------------------------------------------------------------- JSONL
 
 
+# byte-order marks, UTF-32 before UTF-16 (whose mark begins UTF-32 LE's): Excel's "CSV UTF-8" and Notepad write
+# UTF-8 with a mark, PowerShell and Excel's "Unicode Text" UTF-16
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def text_encoding(path: Path) -> str:
+    """The encoding a text file's byte-order mark names (the mark is dropped on reading), else UTF-8."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    return next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
+
+
+def _first_line(p: Path, raw: bytes) -> bytes:
+    """A line-based file's first line without a UTF-8 byte-order mark; a UTF-16/32 file is refused plainly (its
+    lines cannot be split as bytes)."""
+    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8")
+    if encoding not in ("utf-8", "utf-8-sig"):
+        raise InputError(p, f"{encoding.upper()} text (byte-order mark): save it as UTF-8", line=1)
+    return raw.removeprefix(codecs.BOM_UTF8)
+
+
 def iter_jsonl(path: str | Path, *, skip_bad: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; bad lines raise (or are skipped and counted)."""
     p = require_file(path)
     bad = 0
     with p.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
+            raw = _first_line(p, raw) if n == 1 else raw
             if not raw.strip():
                 continue
             try:
@@ -178,12 +207,12 @@ def _table_rows(path: Path, skip_bad: bool) -> Iterator[tuple[int, dict[str, Any
         yield from iter_jsonl(path, skip_bad=skip_bad)
     elif suffix in (".csv", ".tsv"):
         try:
-            with path.open(encoding="utf-8", newline="") as fh:
+            with path.open(encoding=text_encoding(path), newline="") as fh:
                 reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
                 for n, row in enumerate(reader, start=2):
                     yield n, dict(row)
         except UnicodeDecodeError as e:
-            raise InputError(path, f"not UTF-8 (byte {e.start})") from None
+            raise InputError(path, f"not UTF-8 (byte {e.start}); convert it to UTF-8") from None
         except csv.Error as e:
             raise InputError(path, f"malformed {suffix[1:].upper()}: {e}") from None
     elif suffix == ".parquet":
@@ -199,12 +228,14 @@ def _folder_docs(path: Path, skip_bad: bool) -> Iterator[tuple[int, dict[str, An
         raise InputError(path, f"folder holds no {', '.join(sorted(FOLDER_SUFFIXES))} files")
     for n, f in enumerate(files, start=1):
         try:
-            content = f.read_text(encoding="utf-8")
+            content = f.read_text(encoding=text_encoding(f))
         except UnicodeDecodeError as e:
             if skip_bad:
                 log.warning("%s: not UTF-8 (byte %d), skipped", f, e.start)
                 continue
-            raise InputError(f, f"not UTF-8 (byte {e.start})") from None
+            raise InputError(
+                f, f"not UTF-8 (byte {e.start}); convert it, or pass --skip-bad to skip such files"
+            ) from None
         title = ""
         if f.suffix.lower() in (".html", ".htm"):
             title, content = html_to_text(content)
@@ -390,6 +421,7 @@ def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str =
     repeated = 0
     with gzip.open(p, "rb") if _gzipped(p) else p.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
+            raw = _first_line(p, raw) if n == 1 else raw
             try:
                 line = raw.decode("utf-8").strip()
             except UnicodeDecodeError as e:
