@@ -60,7 +60,7 @@ def test_ndcg_at_10_is_one_for_the_human_order_and_lower_reversed():
 def test_bootstrap_from_per_query_sums_equals_recomputing_every_resample():
     """The bootstrap sums per-query statistics (confusion matrices, ordered pairs, nDCG@10) over each draw; that
     must be what recomputing every metric on the resampled pairs gives (a query drawn twice counts twice)."""
-    from qrelkit.evaluate import _query_draws, bootstrap_intervals, ndcg_at_10, pairwise_accuracy
+    from qrelkit.evaluate import bootstrap_intervals, ndcg_at_10, pairwise_accuracy, query_draws
 
     rng = np.random.default_rng(1)
     keys = [(f"q{rng.integers(0, 12)}", f"d{i}") for i in range(240)]  # uneven queries, not in id order
@@ -69,7 +69,7 @@ def test_bootstrap_from_per_query_sums_equals_recomputing_every_resample():
     n, queries = 40, sorted({q for q, _ in keys})
     fast = bootstrap_intervals(keys, {"g": grades}, human, n=n, seed=3)["g"]
     slow: dict[str, list[float]] = {"kappa": [], "kappa_quadratic": [], "pairwise_accuracy": [], "ndcg@10": []}
-    for weights in _query_draws(len(queries), n, 3):
+    for weights in query_draws(len(queries), n, 3):
         idx, ks = [], []
         for qi, times in enumerate(weights):
             mine = [i for i, k in enumerate(keys) if k[0] == queries[qi]]

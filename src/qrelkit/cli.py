@@ -370,13 +370,24 @@ def evaluate(
         Path | None, typer.Option(help="a second labeler's qrels (e.g. the teacher): paired difference labels − it")
     ] = None,
     allow_duplicates: Duplicates = False,
+    runs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="TREC run files, or folders of them (repeatable): do the labels rank these systems as "
+            "the human grades do?"
+        ),
+    ] = None,
+    measure: Annotated[str, typer.Option(help="what ranks the systems (ir_measures notation)")] = "nDCG@10",
 ) -> None:
     """Agreement of labels with human grades, with bootstrap intervals over queries."""
     from .evaluate import format_confusion, format_intervals, format_table, write_metrics
     from .pipeline import evaluate_file
+    from .system_ranking import format_system_ranking
 
     dup = "last" if allow_duplicates else "error"
-    metrics = evaluate_file(labels, human, None, bootstrap=bootstrap, versus=versus, duplicates=dup)
+    metrics = evaluate_file(
+        labels, human, None, bootstrap=bootstrap, versus=versus, duplicates=dup, runs=runs, measure=measure
+    )
     out.print(format_table({str(labels): metrics}))
     if "ci" in metrics:
         out.print(format_intervals({str(labels): metrics["ci"]}))
@@ -390,6 +401,8 @@ def evaluate(
                 {names[k]: v for k, v in cmp["ci"].items()}, {names[k]: v for k, v in cmp["point"].items()}
             )
         )
+    if "system_ranking" in metrics:
+        out.print(format_system_ranking(metrics["system_ranking"], {"labels": str(labels), "reference": str(versus)}))
     if output is not None:
         write_metrics(output, metrics)
 
@@ -408,11 +421,20 @@ def report(
     bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals (0: none)")] = 1000,
     title: Annotated[str, typer.Option(help="report title")] = "qrelkit evaluation report",
     allow_duplicates: Duplicates = False,
+    runs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="TREC run files, or folders of them (repeatable): a section on how each labeler ranks "
+            "these systems against the human grades"
+        ),
+    ] = None,
+    measure: Annotated[str, typer.Option(help="what ranks the systems (ir_measures notation)")] = "nDCG@10",
 ) -> None:
     """Several labelers vs human grades: report.html (tables + plots), report.md, PNGs and per-query agreement."""
     from .evaluate import format_table
-    from .io import read_qrels, read_queries
+    from .io import read_qrels, read_queries, read_runs
     from .report import build_report, write_report
+    from .system_ranking import compare_system_rankings
 
     dup = "last" if allow_duplicates else "error"
     named: dict[str, Any] = {}
@@ -423,7 +445,12 @@ def report(
         named[name] = read_qrels(path, duplicates=dup)
     texts = {str(q["qid"]): str(q["text"]) for q in read_queries(queries)} if queries else None
     truth = read_qrels(human, duplicates=dup)
-    rep = build_report(named, truth, reference=reference, queries=texts, bootstrap=bootstrap, title=title)
+    ranking = (
+        compare_system_rankings(read_runs(runs), truth, named, measure=measure, bootstrap=bootstrap) if runs else None
+    )
+    rep = build_report(
+        named, truth, reference=reference, queries=texts, bootstrap=bootstrap, title=title, system_ranking=ranking
+    )
     paths = write_report(rep, output)
     out.print(format_table(rep["metrics"]))
     out.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name}, plots, per_query.csv)")

@@ -178,7 +178,7 @@ DEFAULT_INTERVAL_METRICS = ("accuracy", "kappa", "kappa_quadratic", "binary_kapp
 REPORT_METRICS = ("kappa", "kappa_linear", "kappa_quadratic", "binary_kappa", "pairwise_accuracy", "ndcg@10")
 
 
-def _query_draws(n_queries: int, n: int, seed: int) -> np.ndarray:
+def query_draws(n_queries: int, n: int, seed: int) -> np.ndarray:
     """``n`` bootstrap draws of whole queries, as how often each query (sorted by id) is drawn: (n, n_queries)."""
     rng = np.random.default_rng(seed)
     return np.array([np.bincount(rng.choice(n_queries, size=n_queries), minlength=n_queries) for _ in range(n)])
@@ -190,7 +190,7 @@ def _per_query_statistics(
     """What every interval metric of one labeler sums over queries, per query: its confusion matrix, its ordered
     document pairs, its nDCG@10. A bootstrap draw then costs a weighted sum, not a pass over every pair."""
     by_query = group_by_query(keys)
-    groups = [by_query[q] for q in sorted(by_query)]  # the order of :func:`_query_draws`' columns
+    groups = [by_query[q] for q in sorted(by_query)]  # the order of :func:`query_draws`' columns
     y_label, y_human = np.asarray(y_label), np.asarray(y_human)
     stats = {"confusion": np.array([_confusion(y_label[idx], y_human[idx]) for idx in groups])}
     if "pairwise_accuracy" in metrics:
@@ -229,7 +229,7 @@ def bootstrap_intervals(
     are not independent). The same resamples give paired differences: ``"A - ref"`` for every other labeler
     when ``reference`` is named, else ``"A - B"`` when there are exactly two labelers."""
     wanted = list(metrics or DEFAULT_INTERVAL_METRICS)
-    draws = _query_draws(len(group_by_query(keys)), n, seed)
+    draws = query_draws(len(group_by_query(keys)), n, seed)
     names = list(labelers)
     if reference is not None:
         diffs = [(a, reference) for a in names if a != reference]

@@ -430,7 +430,8 @@ def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str =
                 continue
             parts = line.split()
             if len(parts) != 4:
-                raise InputError(p, f"expected 4 columns 'qid 0 doc_id grade', got {len(parts)}", line=n)
+                run = " (a TREC run? runs go after --runs, one option a file, or a folder)" if len(parts) == 6 else ""
+                raise InputError(p, f"expected 4 columns 'qid 0 doc_id grade', got {len(parts)}{run}", line=n)
             qid, _, doc_id, grade_s = parts
             try:
                 grade_f = float(grade_s)
@@ -453,6 +454,68 @@ def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str =
     if repeated:
         log.warning("%s: %d pair(s) graded more than once; the last grade of each was kept", p, repeated)
     return qrels
+
+
+Run = dict[str, dict[str, float]]
+"""A retrieval system's ranking, as in a TREC run file: qid → {doc_id: score} (higher ranks first)."""
+
+
+def read_run(path: str | Path) -> Run:
+    """Read a TREC run file (``qid Q0 doc_id rank score tag``, optionally gzipped): each query's documents and
+    scores. A document listed twice for one query is an error naming both lines."""
+    p = require_file(path)
+    run: Run = {}
+    first_line: dict[tuple[str, str], int] = {}
+    with gzip.open(p, "rb") if _gzipped(p) else p.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            raw = _first_line(p, raw) if n == 1 else raw
+            try:
+                parts = raw.decode("utf-8").split()
+            except UnicodeDecodeError as e:
+                raise InputError(p, f"not UTF-8 (byte {e.start})", line=n) from None
+            if not parts:
+                continue
+            if len(parts) != 6:
+                raise InputError(p, f"expected 6 columns 'qid Q0 doc_id rank score tag', got {len(parts)}", line=n)
+            qid, _, doc_id, _, score_s, _ = parts
+            try:
+                score = float(score_s)
+            except ValueError:
+                raise InputError(p, f"score {score_s!r} is not a number", line=n, field="score") from None
+            if (qid, doc_id) in first_line:
+                where = f"first on line {first_line[qid, doc_id]}"
+                raise InputError(p, f"document {doc_id} is ranked twice for query {qid} ({where})", line=n)
+            first_line[qid, doc_id] = n
+            run.setdefault(qid, {})[doc_id] = score
+    if not run:
+        raise EmptyInput(p, "ranked documents")
+    return run
+
+
+def read_runs(paths: Iterable[str | Path]) -> dict[str, Run]:
+    """TREC run files by system name (the file name without ``.gz`` and its last suffix); a folder stands for
+    every file in it (hidden ones aside)."""
+    files: list[Path] = []
+    for path in paths:
+        p = require_file(path)
+        files += sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p]
+    runs: dict[str, Run] = {}
+    origin: dict[str, Path] = {}
+    for f in files:
+        name = Path(f.name.removesuffix(".gz")).stem
+        if name in runs:
+            raise InputError(f, f"a second run called {name!r} (the first: {origin[name]})")
+        runs[name], origin[name] = read_run(f), f
+    return runs
+
+
+def write_run(path: str | Path, run: Run, tag: str) -> None:
+    """Write a TREC run file: each query's documents by descending score, ranks from 1."""
+    lines = []
+    for qid in sorted(run):
+        ranked = sorted(run[qid].items(), key=lambda item: (-item[1], item[0]))
+        lines += [f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n" for rank, (doc, score) in enumerate(ranked, start=1)]
+    atomic_write_text(path, "".join(lines))
 
 
 def qrels_line(qid: str, doc_id: str, grade: int) -> str:

@@ -30,6 +30,7 @@ from .io import (
     read_pairs,
     read_qrels,
     read_queries,
+    read_runs,
     sidecar,
     write_documents,
     write_jsonl,
@@ -46,6 +47,7 @@ from .students import STUDENT_KINDS
 from .students.encoder import Student
 from .students.targets import load_teacher, teacher_targets
 from .synth import normalize_query, require_queries, synthesize
+from .system_ranking import DEFAULT_MEASURE, compare_system_rankings
 
 log = logging.getLogger("qrelkit")
 
@@ -367,15 +369,25 @@ def evaluate_file(
     bootstrap: int = 0,
     versus: str | Path | None = None,
     duplicates: str = "error",
+    runs: Sequence[str | Path] | None = None,
+    measure: str = DEFAULT_MEASURE,
 ) -> dict[str, Any]:
     """Agreement of a labels qrels file with human qrels; ``bootstrap`` query resamples give 95% intervals;
     ``versus`` (a second labeler's qrels, say the teacher's) adds the paired difference labels − versus with
-    its interval, under ``"versus"``. ``duplicates="last"``: a pair graded twice keeps its last grade (warned)."""
+    its interval, under ``"versus"``. ``duplicates="last"``: a pair graded twice keeps its last grade (warned).
+    ``runs`` (TREC run files or folders of them) adds, under ``"system_ranking"``, how the labels (and
+    ``versus``) order those systems by ``measure`` against the human qrels (:mod:`qrelkit.system_ranking`)."""
     got, truth = read_qrels(labels, duplicates=duplicates), read_qrels(human, duplicates=duplicates)
     metrics = evaluate_qrels(got, truth, bootstrap=bootstrap)
-    if versus is not None:
-        cmp = compare_qrels(got, read_qrels(versus, duplicates=duplicates), truth, bootstrap=bootstrap or 1000)
+    reference = read_qrels(versus, duplicates=duplicates) if versus is not None else None
+    if reference is not None:
+        cmp = compare_qrels(got, reference, truth, bootstrap=bootstrap or 1000)
         metrics["versus"] = {"reference": str(versus), **cmp}
+    if runs:
+        labelers = {"labels": got, **({"reference": reference} if reference is not None else {})}
+        metrics["system_ranking"] = compare_system_rankings(
+            read_runs(runs), truth, labelers, measure=measure, bootstrap=bootstrap
+        )
     if out:
         write_metrics(out, metrics)
     return metrics
@@ -393,7 +405,7 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "evaluate": evaluate_file,
 }
 # Arguments that name files: their content is hashed; "out" is what the stage writes.
-FILE_ARGS = {"corpus", "docs", "queries", "pairs", "teacher", "model", "labels", "human", "judgments", "versus"}
+FILE_ARGS = {"corpus", "docs", "queries", "pairs", "teacher", "model", "labels", "human", "judgments", "versus", "runs"}
 
 
 def _hash_path(path: Path) -> str:

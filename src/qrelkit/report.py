@@ -39,7 +39,8 @@ from .evaluate import (
 )
 from .io import Qrels
 from .records import GRADES
-from .tables import markdown_table
+from .system_ranking import format_system_ranking, ranking_tables
+from .tables import html_table, markdown_table
 
 INTERVAL_METRICS = REPORT_METRICS  # the report's columns (one list, in evaluate.py)
 
@@ -55,11 +56,13 @@ def build_report(
     title: str = "qrelkit evaluation report",
     notes: Sequence[str] = (),
     point_only: Mapping[str, Qrels] | None = None,
+    system_ranking: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of every labeler on the pairs that all of them and the humans graded (so rows are comparable),
     95% intervals resampling queries, the paired difference of each labeler minus ``reference``, and
     per-query agreement. ``queries`` (qid → text) only labels the per-query table. ``point_only`` labelers
-    (say, 30 other LLM judges) get a row in the metrics table but no interval, plot or per-query column."""
+    (say, 30 other LLM judges) get a row in the metrics table but no interval, plot or per-query column.
+    ``system_ranking`` (:func:`qrelkit.system_ranking.compare_system_rankings`) adds its section."""
     if not labelers:
         raise QrelkitError("no labelers to report on")
     if reference is not None and reference not in labelers:
@@ -106,6 +109,7 @@ def build_report(
         "intervals": intervals,
         "differences": differences,
         "per_query": per_query(keys, ys, y_hum, queries or {}),
+        "system_ranking": system_ranking,
     }
 
 
@@ -258,6 +262,9 @@ def format_markdown(report: Mapping[str, Any], plots: Mapping[str, Path] | None 
             format_intervals(report["intervals"], {**report["metrics"], **report["differences"]}),
             "",
         ]
+    if report.get("system_ranking"):
+        lines += ["## Do the labels rank systems as the human grades do?", ""]
+        lines += [format_system_ranking(report["system_ranking"]), ""]
     focus, worst = _worst_queries(report)
     names = list(report["labelers"])
     lines += [f"## Queries where {focus} agrees least (pairwise accuracy)", ""]
@@ -311,6 +318,10 @@ def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
         )
         metric_head = "".join(f"<th>{e(k)}</th>" for k in INTERVAL_METRICS)
         parts.append(f"<table><tr><th>labeler</th>{metric_head}</tr>{rows}</table>")
+    if report.get("system_ranking"):
+        about, tables = ranking_tables(report["system_ranking"])
+        parts += ["<h2>Do the labels rank systems as the human grades do?</h2>", f"<p>{e(about)}</p>"]
+        parts += [html_table(header, rows) for header, rows in tables]
     parts.append("<h2>Confusion matrices (rows: human grade; colour: share of the row)</h2><div class='plots'>")
     parts += [_img(p, k) for k, p in plots.items() if k.startswith("confusion:")]
     parts.append("</div><h2>Calibration</h2><div class='plots'>")

@@ -1,0 +1,178 @@
+"""Do the students' labels rank retrieval systems as NIST's do? System-ranking correlation on the four benchmarks.
+
+The benchmarks ship no TREC runs, so this builds thirteen systems that rerank each open query's judged passages:
+BM25 in six settings (bm25s), the frozen MiniLM cosine and its late-interaction score, query-term overlap, two
+hybrids (reciprocal rank fusion), a length prior and a random order. Every system is scored by nDCG@10 with the
+NIST grades and with each labeler's (``qrelkit.system_ranking``), on the open pairs all of them graded, and the
+orderings are compared (Kendall's τ, Spearman's ρ, τ_AP, the same best system; 95% intervals from query resamples).
+Labelers: GPT-4o (the teacher), the other LLM label sets of DL 2019–2021, and the committed students' qrels
+(cross-fitted: no student grades a query whose labels it trained on).
+
+    python benchmarks/system_ranking.py [--work DIR] [--out benchmarks/results] [--results benchmarks/results]
+        [--bootstrap 1000]
+
+The frozen features (cosine, late interaction, term overlap) come from ``qrelkit.crossfold.frozen_features``,
+cached in ``--work`` (about 25 minutes on 2 CPU cores the first time); the rest takes a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from qrelkit.bench import machine_name
+from qrelkit.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
+from qrelkit.crossfold import frozen_features
+from qrelkit.io import Run, atomic_write_text, read_qrels, write_run
+from qrelkit.records import Pair
+from qrelkit.students.encoder import FEATURES, LATE_FEATURES
+from qrelkit.system_ranking import compare_system_rankings, format_system_ranking
+
+STUDENTS = {  # committed cross-fitted qrels under benchmarks/results/<benchmark>/
+    "student ce-minilm-syn3k-bce-all-stacked (best fixed)": "ce-minilm-syn3k-bce-all-stacked",
+    "student ce-minilm-syn3k-bce-stack25 (product, stacked)": "ce-minilm-syn3k-bce-stack25",
+    "student minilm-late-cross (product, frozen)": "minilm-late-cross",
+    "student minilm-cosine-cross (frozen cosine)": "minilm-cosine-cross",
+}
+BM25_SETTINGS = {
+    "bm25-lucene": {"method": "lucene", "k1": 1.5, "b": 0.75},
+    "bm25-k0.9-b0.4": {"method": "lucene", "k1": 0.9, "b": 0.4},
+    "bm25-robertson": {"method": "robertson", "k1": 1.2, "b": 0.75},
+    "bm25l": {"method": "bm25l", "k1": 1.5, "b": 0.75},
+    "bm25plus": {"method": "bm25+", "k1": 1.5, "b": 0.75},
+    "bm25-no-length-norm": {"method": "lucene", "k1": 1.2, "b": 0.0},
+}
+COLUMNS = {name: i for i, name in enumerate(FEATURES + LATE_FEATURES)}
+
+
+def bm25_scores(pairs: list[Pair], settings: Mapping[str, object]) -> np.ndarray:
+    """Each pair's BM25 score over the collection's judged passages (English stopwords removed)."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    passages = sorted({p.doc_id: p.text for p in pairs}.items())
+    column = {pid: i for i, (pid, _) in enumerate(passages)}
+    retriever = bm25s.BM25(**settings)
+    retriever.index(bm25s.tokenize([t for _, t in passages], stopwords="en", show_progress=False), show_progress=False)
+    out = np.zeros(len(pairs))
+    by_query: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_query.setdefault(p.qid, []).append(i)
+    for idx in by_query.values():
+        tokens = bm25s.tokenize([pairs[idx[0]].query], stopwords="en", show_progress=False, return_ids=False)[0]
+        scores = retriever.get_scores(tokens)
+        out[idx] = scores[[column[pairs[i].doc_id] for i in idx]]
+    return out
+
+
+def rrf(pairs: list[Pair], *scores: np.ndarray, k: int = 60) -> np.ndarray:
+    """Reciprocal rank fusion of several systems' scores, ranks taken within each query."""
+    fused = np.zeros(len(pairs))
+    by_query: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_query.setdefault(p.qid, []).append(i)
+    for idx in map(np.array, by_query.values()):
+        for s in scores:
+            ranks = np.empty(len(idx))
+            ranks[np.argsort(-s[idx], kind="stable")] = np.arange(1, len(idx) + 1)
+            fused[idx] += 1.0 / (k + ranks)
+    return fused
+
+
+def systems(data: BenchmarkData, features: Mapping[tuple[str, str, str], np.ndarray]) -> dict[str, Run]:
+    pairs = data.open_pairs
+    x = np.array([features[data.name, p.qid, p.doc_id] for p in pairs])
+    scores: dict[str, np.ndarray] = {name: bm25_scores(pairs, s) for name, s in BM25_SETTINGS.items()}
+    scores["minilm-cosine"] = x[:, COLUMNS["cosine"]]
+    scores["minilm-maxsim"] = x[:, COLUMNS["maxsim_mean"]]
+    scores["term-overlap"] = x[:, COLUMNS["term_overlap"]]
+    scores["rrf-bm25-cosine"] = rrf(pairs, scores["bm25-k0.9-b0.4"], scores["minilm-cosine"])
+    scores["rrf-bm25-maxsim"] = rrf(pairs, scores["bm25-lucene"], scores["minilm-maxsim"])
+    scores["longest-first"] = x[:, COLUMNS["log_doc_words"]]
+    scores["random"] = np.random.default_rng(0).random(len(pairs))
+    runs: dict[str, Run] = {}
+    for name, s in scores.items():
+        run: Run = {}
+        for p, v in zip(pairs, s, strict=True):
+            run.setdefault(p.qid, {})[p.doc_id] = float(v)
+        runs[name] = run
+    return runs
+
+
+def labelers(data: BenchmarkData, teacher: str, results: Path) -> dict[str, dict[tuple[str, str], int]]:
+    out = {f"GPT-4o ({teacher}, the teacher)": data.label_sets[teacher]}
+    if not data.name.startswith("llmjudge"):  # DL 2023's 33 submissions: see its own report
+        out.update({name: q for name, q in data.label_sets.items() if name != teacher})
+    for label, name in STUDENTS.items():
+        path = results / data.name / f"{name}.qrels"
+        if path.exists():
+            out[label] = read_qrels(path)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("benchmarks/results/.cross-work"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="the committed student qrels")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    t0 = time.perf_counter()
+    datas = {b: load_benchmark(spec) for b, spec in BENCHMARKS.items()}
+    features = frozen_features(datas, args.work)
+    report = ["# System-ranking correlation: do the labels rank systems as NIST's grades do?", ""]
+    summary: dict[str, dict[str, dict[str, object]]] = {}
+    for name, data in datas.items():
+        runs = systems(data, features)
+        for system, run in runs.items():  # the systems themselves, for anyone to score with other qrels
+            write_run(args.out / name / "systems" / f"{system}.run", run, tag=system)
+        judges = labelers(data, BENCHMARKS[name].teacher, args.results)
+        human = {k: v for k, v in data.human.items() if k[0] in {p.qid for p in data.open_pairs}}
+        result = compare_system_rankings(runs, human, judges, bootstrap=args.bootstrap)
+        summary[name] = {label: dict(r) for label, r in result["correlation"].items()}
+        report += [f"## {name}", "", format_system_ranking(result), ""]
+        logging.info("%s: %d systems, %d queries", name, len(runs), result["queries"])
+    report += [mean_table(summary), "", machine_line(time.perf_counter() - t0)]
+    atomic_write_text(args.out / "system-ranking.md", "\n".join(report) + "\n")
+    atomic_write_text(args.out / "system-ranking.json", json.dumps(summary, indent=1) + "\n")
+    print("\n".join(report))
+
+
+def mean_table(summary: Mapping[str, Mapping[str, Mapping[str, object]]]) -> str:
+    """Mean Kendall τ and τ_AP over the collections, for the labelers every collection has."""
+    from qrelkit.tables import markdown_table
+
+    def short(label: str) -> str:
+        return "GPT-4o (the teacher)" if label.startswith("GPT-4o") else label
+
+    per: dict[str, list[Mapping[str, object]]] = {}
+    for collection in summary.values():
+        for label, r in collection.items():
+            per.setdefault(short(label), []).append(r)
+
+    def mean(rs: list[Mapping[str, object]], c: str) -> str:
+        return f"{np.mean([float(str(r[c])) for r in rs]):.3f}"
+
+    table = [
+        [label, mean(rs, "kendall_tau"), mean(rs, "tau_ap"), f"{sum(bool(r['same_best']) for r in rs)} of {len(rs)}"]
+        for label, rs in per.items()
+        if len(rs) == len(summary)
+    ]
+    return "## Mean over the four collections\n\n" + markdown_table(
+        ["labeler", "Kendall τ", "τ_AP", "same best system"], table
+    )
+
+
+def machine_line(seconds: float) -> str:
+    return f"machine: {machine_name()}; wall {seconds:.0f} s"
+
+
+if __name__ == "__main__":
+    main()
