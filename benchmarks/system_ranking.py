@@ -1,8 +1,9 @@
 """Do the students' labels rank retrieval systems as NIST's do? System-ranking correlation on the four benchmarks.
 
-The benchmarks ship no TREC runs, so this builds thirteen systems that rerank each open query's judged passages:
-BM25 in six settings (bm25s), the frozen MiniLM cosine and its late-interaction score, query-term overlap, two
-hybrids (reciprocal rank fusion), a length prior and a random order. Every system is scored by nDCG@10 with the
+The benchmarks ship no TREC runs, so this builds fifteen systems that rerank each open query's judged passages:
+BM25 in six settings (bm25s), TF-IDF cosine and query likelihood with Dirichlet smoothing (scikit-learn counts),
+the frozen MiniLM cosine and its late-interaction score, query-term overlap, two hybrids (reciprocal rank fusion),
+a length prior and a random order. Every system is scored by nDCG@10 with the
 NIST grades and with each labeler's (``qrelkit.system_ranking``), on the open pairs all of them graded, and the
 orderings are compared (Kendall's τ, Spearman's ρ, τ_AP, the same best system; 95% intervals from query resamples).
 Labelers: GPT-4o (the teacher), the other LLM label sets of DL 2019–2021, and the committed students' qrels
@@ -12,7 +13,10 @@ Labelers: GPT-4o (the teacher), the other LLM label sets of DL 2019–2021, and 
         [--bootstrap 1000]
 
 The frozen features (cosine, late interaction, term overlap) come from ``qrelkit.crossfold.frozen_features``,
-cached in ``--work`` (about 25 minutes on 2 CPU cores the first time); the rest takes a minute or two.
+cached in ``--work`` (about 25 minutes on 2 CPU cores the first time); the rest takes a minute or two. The systems'
+TREC runs are written to ``--work/systems/<benchmark>/`` (not committed: tens of MB, rebuilt in a minute), for
+``qrelkit evaluate --runs`` or ``qrelkit report --runs`` with other qrels. Results: ``--out``/system-ranking.md
+and .json.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ STUDENTS = {  # committed cross-fitted qrels under benchmarks/results/<benchmark
     "student ce-minilm-syn3k-bce-stack25 (product, stacked)": "ce-minilm-syn3k-bce-stack25",
     "student minilm-late-cross (product, frozen)": "minilm-late-cross",
     "student minilm-cosine-cross (frozen cosine)": "minilm-cosine-cross",
+    "student ce-minilm-syn3k-bce-all (cross-encoder alone)": "ce-minilm-syn3k-bce-all",
 }
 BM25_SETTINGS = {
     "bm25-lucene": {"method": "lucene", "k1": 1.5, "b": 0.75},
@@ -61,23 +66,52 @@ def bm25_scores(pairs: list[Pair], settings: Mapping[str, object]) -> np.ndarray
     retriever = bm25s.BM25(**settings)
     retriever.index(bm25s.tokenize([t for _, t in passages], stopwords="en", show_progress=False), show_progress=False)
     out = np.zeros(len(pairs))
-    by_query: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        by_query.setdefault(p.qid, []).append(i)
-    for idx in by_query.values():
+    for idx in by_query(pairs).values():
         tokens = bm25s.tokenize([pairs[idx[0]].query], stopwords="en", show_progress=False, return_ids=False)[0]
         scores = retriever.get_scores(tokens)
         out[idx] = scores[[column[pairs[i].doc_id] for i in idx]]
     return out
 
 
+def by_query(pairs: list[Pair]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        out.setdefault(p.qid, []).append(i)
+    return out
+
+
+def lexical_scores(pairs: list[Pair]) -> dict[str, np.ndarray]:
+    """TF-IDF cosine and Dirichlet-smoothed query likelihood (mu 1000) of each pair, over the judged passages."""
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+    passages = sorted({p.doc_id: p.text for p in pairs}.items())
+    row = {pid: i for i, (pid, _) in enumerate(passages)}
+    texts = [t for _, t in passages]
+    docs_idx = np.array([row[p.doc_id] for p in pairs])
+    tfidf = TfidfVectorizer(stop_words="english", sublinear_tf=True).fit(texts)
+    d, q = tfidf.transform(texts), tfidf.transform([p.query for p in pairs])
+    cosine = np.asarray(q.multiply(d[docs_idx]).sum(axis=1)).ravel()
+    counts = CountVectorizer(stop_words="english").fit(texts)
+    tf = counts.transform(texts).tocsr()
+    lengths = np.asarray(tf.sum(axis=1)).ravel()
+    collection = np.asarray(tf.sum(axis=0)).ravel() / tf.sum()
+    mu, ql = 1000.0, np.zeros(len(pairs))
+    query_terms = counts.transform([p.query for p in pairs]).tocsr()
+    for i, j in enumerate(docs_idx):
+        terms = query_terms[i].indices
+        if len(terms):
+            tf_td = tf[j, terms].toarray().ravel()
+            ql[i] = np.sum(np.log((tf_td + mu * collection[terms]) / (lengths[j] + mu)))
+        else:
+            ql[i] = -np.inf
+    ql[np.isinf(ql)] = ql[~np.isinf(ql)].min() - 1 if np.isfinite(ql).any() else 0.0
+    return {"tfidf-cosine": cosine, "ql-dirichlet": ql}
+
+
 def rrf(pairs: list[Pair], *scores: np.ndarray, k: int = 60) -> np.ndarray:
     """Reciprocal rank fusion of several systems' scores, ranks taken within each query."""
     fused = np.zeros(len(pairs))
-    by_query: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        by_query.setdefault(p.qid, []).append(i)
-    for idx in map(np.array, by_query.values()):
+    for idx in map(np.array, by_query(pairs).values()):
         for s in scores:
             ranks = np.empty(len(idx))
             ranks[np.argsort(-s[idx], kind="stable")] = np.arange(1, len(idx) + 1)
@@ -89,6 +123,7 @@ def systems(data: BenchmarkData, features: Mapping[tuple[str, str, str], np.ndar
     pairs = data.open_pairs
     x = np.array([features[data.name, p.qid, p.doc_id] for p in pairs])
     scores: dict[str, np.ndarray] = {name: bm25_scores(pairs, s) for name, s in BM25_SETTINGS.items()}
+    scores.update(lexical_scores(pairs))
     scores["minilm-cosine"] = x[:, COLUMNS["cosine"]]
     scores["minilm-maxsim"] = x[:, COLUMNS["maxsim_mean"]]
     scores["term-overlap"] = x[:, COLUMNS["term_overlap"]]
@@ -132,7 +167,7 @@ def main() -> None:
     for name, data in datas.items():
         runs = systems(data, features)
         for system, run in runs.items():  # the systems themselves, for anyone to score with other qrels
-            write_run(args.out / name / "systems" / f"{system}.run", run, tag=system)
+            write_run(args.work / "systems" / name / f"{system}.run", run, tag=system)
         judges = labelers(data, BENCHMARKS[name].teacher, args.results)
         human = {k: v for k, v in data.human.items() if k[0] in {p.qid for p in data.open_pairs}}
         result = compare_system_rankings(runs, human, judges, bootstrap=args.bootstrap)
