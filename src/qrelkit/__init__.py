@@ -7,7 +7,7 @@ from ._version import __version__
 from .distill import distill
 from .errors import InputError, QrelkitError
 from .evaluate import agreement, evaluate_qrels
-from .io import read_corpus, read_pairs, read_qrels, write_qrels
+from .io import read_corpus, read_pairs, read_qrels, read_runs, write_qrels
 from .judge import Judge, parse_grade
 from .label import label_pairs
 from .llm import get_llm
@@ -18,6 +18,7 @@ from .students import Labeler, load_student
 from .students.encoder import Student
 from .students.targets import load_teacher
 from .synth import synthesize
+from .system_ranking import compare_system_rankings
 
 __all__ = [
     "BM25Index",
@@ -32,6 +33,7 @@ __all__ = [
     "Student",
     "__version__",
     "agreement",
+    "compare_system_rankings",
     "distill",
     "evaluate_qrels",
     "get_llm",
@@ -43,6 +45,7 @@ __all__ = [
     "read_corpus",
     "read_pairs",
     "read_qrels",
+    "read_runs",
     "run_pipeline",
     "synthesize",
     "write_qrels",
