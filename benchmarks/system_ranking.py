@@ -10,7 +10,7 @@ Labelers: GPT-4o (the teacher), the other LLM label sets of DL 2019–2021, and 
 (cross-fitted: no student grades a query whose labels it trained on).
 
     python benchmarks/system_ranking.py [--work DIR] [--out benchmarks/results] [--results benchmarks/results]
-        [--bootstrap 1000]
+        [--bootstrap 1000] [--pool-depth 10]
 
 The frozen features (cosine, late interaction, term overlap) come from ``qrelkit.crossfold.frozen_features``,
 cached in ``--work`` (about 25 minutes on 2 CPU cores the first time); the rest takes a minute or two. The systems'
@@ -34,7 +34,8 @@ from qrelkit.bench import machine_name
 from qrelkit.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
 from qrelkit.crossfold import frozen_features
 from qrelkit.io import Run, atomic_write_text, read_qrels, write_run
-from qrelkit.records import Pair
+from qrelkit.pool import pool_pairs
+from qrelkit.records import Document, Pair
 from qrelkit.students.encoder import FEATURES, LATE_FEATURES
 from qrelkit.system_ranking import compare_system_rankings, format_system_ranking
 
@@ -157,12 +158,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="the committed student qrels")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument(
+        "--pool-depth",
+        type=int,
+        default=None,
+        help="grade only the union of the systems' top N per query, as a user who pools runs to label them would "
+        "(default: every judged pair)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
     datas = {b: load_benchmark(spec) for b, spec in BENCHMARKS.items()}
     features = frozen_features(datas, args.work)
-    report = ["# System-ranking correlation: do the labels rank systems as NIST's grades do?", ""]
+    depth = f", pooled to depth {args.pool_depth}" if args.pool_depth else ""
+    report = [f"# System-ranking correlation: do the labels rank systems as NIST's grades do?{depth}", ""]
     summary: dict[str, dict[str, dict[str, object]]] = {}
     for name, data in datas.items():
         runs = systems(data, features)
@@ -170,13 +179,19 @@ def main() -> None:
             write_run(args.work / "systems" / name / f"{system}.run", run, tag=system)
         judges = labelers(data, BENCHMARKS[name].teacher, args.results)
         human = {k: v for k, v in data.human.items() if k[0] in {p.qid for p in data.open_pairs}}
+        if args.pool_depth:  # the pooled pairs, as `qrelkit pool --depth N` makes them
+            texts = {p.qid: p.query for p in data.open_pairs}
+            docs = {p.doc_id: Document(doc_id=p.doc_id, text=p.text) for p in data.open_pairs}
+            pooled = {(p.qid, p.doc_id) for p in pool_pairs(runs, texts, docs, depth=args.pool_depth)[0]}
+            human = {k: v for k, v in human.items() if k in pooled}
         result = compare_system_rankings(runs, human, judges, bootstrap=args.bootstrap)
         summary[name] = {label: dict(r) for label, r in result["correlation"].items()}
         report += [f"## {name}", "", format_system_ranking(result), ""]
         logging.info("%s: %d systems, %d queries", name, len(runs), result["queries"])
     report += [mean_table(summary), "", machine_line(time.perf_counter() - t0)]
-    atomic_write_text(args.out / "system-ranking.md", "\n".join(report) + "\n")
-    atomic_write_text(args.out / "system-ranking.json", json.dumps(summary, indent=1) + "\n")
+    stem = f"system-ranking-depth{args.pool_depth}" if args.pool_depth else "system-ranking"
+    atomic_write_text(args.out / f"{stem}.md", "\n".join(report) + "\n")
+    atomic_write_text(args.out / f"{stem}.json", json.dumps(summary, indent=1) + "\n")
     print("\n".join(report))
 
 

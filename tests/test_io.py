@@ -161,3 +161,14 @@ def test_cli_evaluate_refuses_a_grade_of_seven(tmp_path):
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "QRELKIT_PROGRESS": "0"})
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "labels.qrels:1 [grade]: grade 7 is outside 0–3" in " ".join(r.stderr.split())
+
+
+def test_queries_read_from_a_trec_topics_tsv(tmp_path):
+    (tmp_path / "topics.tsv").write_text("1037798\twho is robert gray\n\n104861\tcost of interior concrete\n")
+    assert [(q["qid"], q["text"]) for q in read_queries(tmp_path / "topics.tsv")] == [
+        ("1037798", "who is robert gray"),
+        ("104861", "cost of interior concrete"),
+    ]
+    (tmp_path / "bad.tsv").write_text("1037798 who is robert gray\n")
+    with pytest.raises(InputError, match=r"bad\.tsv:1: expected 'qid<TAB>query text'"):
+        read_queries(tmp_path / "bad.tsv")

@@ -155,3 +155,128 @@ def test_cli_report_with_runs_has_a_system_ranking_section(tmp_path, qrelkit_her
     assert "<th>Kendall τ</th>" in page and "<tr><th>sys0</th>" in page
     saved = json.loads((tmp_path / "report" / "report.json").read_text())["system_ranking"]
     assert saved["correlation"]["flip"]["kendall_tau"] < 0
+
+
+def test_pooling_takes_each_runs_top_documents_once_and_says_what_it_left_out(tmp_path, caplog):
+    from qrelkit.pool import pool_pairs
+    from qrelkit.records import Document
+
+    runs = {
+        "a": {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}, "q2": {"d4": 1.0}},
+        "b": {"q1": {"d3": 9.0, "d1": 8.0, "d9": 7.0}, "q3": {"d1": 1.0}},
+    }
+    queries = {"q1": "vpn client", "q2": "payroll"}
+    docs = {d: Document(doc_id=d, text=f"text of {d}") for d in ("d1", "d2", "d3", "d4")}
+    pairs, stats = pool_pairs(runs, queries, docs, depth=2)
+    # q1: a's top 2 (d1, d2) and b's (d3, d1); by best rank, then id; q3 has no text, d9 is beyond depth
+    assert [(p.qid, p.doc_id) for p in pairs] == [("q1", "d1"), ("q1", "d3"), ("q1", "d2"), ("q2", "d4")]
+    assert pairs[0].query == "vpn client" and pairs[0].text == "text of d1" and pairs[0].source == "pool"
+    assert stats == {
+        "runs": 2,
+        "depth": 2,
+        "queries": 2,
+        "pairs": 4,
+        "queries_without_text": 1,
+        "documents_not_in_corpus": 0,
+    }
+    assert "1 queries of the runs have no text" in caplog.text
+    _, deeper = pool_pairs(runs, queries, docs, depth=3)
+    assert deeper["documents_not_in_corpus"] == 1 and deeper["pairs"] == 4  # d9 is not in the corpus
+    with pytest.raises(QrelkitError, match="the pool is empty"):
+        pool_pairs({"a": {"zz": {"d1": 1.0}}}, queries, docs)
+
+
+def test_cli_pools_runs_labels_nothing_new_and_scores_a_leaderboard(tmp_path, qrelkit_here):
+    """pool → (labels) → leaderboard, through the CLI: TSV topics, a corpus, two runs, the human grades as labels."""
+    human, runs = collection(seed=4, queries=4, docs=6)
+    (tmp_path / "topics.tsv").write_text("".join(f"q{i}\tquery {i}\n" for i in range(4)))
+    (tmp_path / "corpus.jsonl").write_text(
+        "".join(json.dumps({"id": f"d{d}", "text": f"doc {d}"}) + "\n" for d in range(6))
+    )
+    for name in ("sys0", "sys5"):
+        write_run(tmp_path / f"{name}.run", runs[name], tag=name)
+    assert qrelkit_here("ingest", str(tmp_path / "corpus.jsonl"), "-o", str(tmp_path / "docs.parquet")).returncode == 0
+    done = qrelkit_here(
+        "pool",
+        str(tmp_path / "sys0.run"),
+        str(tmp_path / "sys5.run"),
+        "--queries",
+        str(tmp_path / "topics.tsv"),
+        "--docs",
+        str(tmp_path / "docs.parquet"),
+        "--depth",
+        "2",
+        "-o",
+        str(tmp_path / "pool.parquet"),
+    )
+    assert done.returncode == 0, done.stderr
+    pooled = json.loads(done.stdout)
+    assert pooled["queries"] == 4 and 8 <= pooled["pairs"] <= 16
+    write_qrels(tmp_path / "labels.qrels", [(q, d, g) for (q, d), g in human.items()])
+    done = qrelkit_here(
+        "leaderboard",
+        str(tmp_path / "sys0.run"),
+        str(tmp_path / "sys5.run"),
+        "--qrels",
+        str(tmp_path / "labels.qrels"),
+        "--measure",
+        "nDCG@10",
+        "--measure",
+        "P(rel=2)@5",
+        "-o",
+        str(tmp_path / "board.json"),
+    )
+    assert done.returncode == 0, done.stderr
+    board = json.loads((tmp_path / "board.json").read_text())
+    assert list(board["sys0"]) == ["nDCG@10", "P(rel=2)@5", "Judged@10"] and board["sys0"]["Judged@10"] == 1.0
+    assert board["sys0"]["nDCG@10"] > board["sys5"]["nDCG@10"]  # grade-ordered beats noise
+    assert done.stdout.index("| sys0") < done.stdout.index("| sys5")
+    done = qrelkit_here(
+        "leaderboard", str(tmp_path / "sys0.run"), "--qrels", str(tmp_path / "labels.qrels"), "--measure", "nDGC@10"
+    )
+    assert done.returncode == 2 and "measure 'nDGC@10'" in done.stderr
+
+
+def test_a_pipeline_pools_runs_and_evaluates_with_them_and_reruns_when_a_run_changes(tmp_path):
+    from qrelkit.io import read_pairs
+    from qrelkit.pipeline import run_pipeline
+
+    human, runs = collection(seed=5, queries=3, docs=5)
+    (tmp_path / "runs").mkdir()
+    for name in ("sys0", "sys3", "sys5"):
+        write_run(tmp_path / "runs" / f"{name}.run", runs[name], tag=name)
+    (tmp_path / "topics.jsonl").write_text(
+        "".join(json.dumps({"qid": f"q{i}", "text": f"query {i}"}) + "\n" for i in range(3))
+    )
+    (tmp_path / "corpus.jsonl").write_text(
+        "".join(json.dumps({"id": f"d{d}", "text": f"doc {d}"}) + "\n" for d in range(5))
+    )
+    write_qrels(tmp_path / "human.qrels", [(q, d, g) for (q, d), g in human.items()])
+    cfg = {
+        "run_dir": str(tmp_path),
+        "stages": [
+            {"ingest": {"corpus": "corpus.jsonl", "out": "docs.parquet"}},
+            {
+                "pool": {
+                    "runs": ["runs"],
+                    "queries": "topics.jsonl",
+                    "docs": "docs.parquet",
+                    "depth": 2,
+                    "out": "pool.parquet",
+                }
+            },
+            {"evaluate": {"labels": "human.qrels", "human": "human.qrels", "runs": ["runs"], "bootstrap": 0}},
+        ],
+    }
+    first = run_pipeline(cfg)["stages"]
+    assert first["pool"]["runs"] == 3 and len(read_pairs(tmp_path / "pool.parquet")) == first["pool"]["pairs"]
+    assert first["evaluate"]["system_ranking"]["correlation"]["labels"]["kendall_tau"] == pytest.approx(1.0)
+    runs["sys3"]["q0"] = {d: -s for d, s in runs["sys3"]["q0"].items()}  # a run changes: pool and evaluate again
+    write_run(tmp_path / "runs" / "sys3.run", runs["sys3"], tag="sys3")
+    again = run_pipeline(cfg)["stages"]
+    assert again["ingest"].get("skipped") and not again["pool"].get("skipped")
+    assert (
+        again["evaluate"]["system_ranking"]["systems"]["sys3"]["human"]
+        < first["evaluate"]["system_ranking"]["systems"]["sys3"]["human"]
+    )
+    assert all(r.get("skipped") for r in run_pipeline(cfg)["stages"].values())  # nothing changed: nothing runs

@@ -150,6 +150,21 @@ def mine(
 
 
 @app.command()
+def pool(
+    runs: Annotated[list[Path], typer.Argument(help="TREC run files, or folders of them")],
+    queries: Annotated[Path, typer.Option(help="query texts: JSONL (qid, text) or TSV (qid<TAB>text)")],
+    docs: Annotated[Path, typer.Option(help="documents.parquet from ingest")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="pairs.parquet to write")] = Path("pairs.parquet"),
+    depth: Annotated[int, typer.Option(help="each run's top documents per query that enter the pool")] = 10,
+) -> None:
+    """Pool retrieval runs (the union of each run's top documents per query) into pairs to label."""
+    from .pipeline import pool_file
+
+    _at_least(1, depth=depth)
+    _show(pool_file(runs, queries, docs, output, depth=depth))
+
+
+@app.command()
 def judge(
     pairs: Annotated[Path, typer.Argument(help="pairs.parquet from mine, or JSONL with qid, query, doc_id, text")],
     output: Annotated[Path, typer.Option("-o", "--output", help="teacher qrels to write (+ sidecars)")] = Path(
@@ -405,6 +420,32 @@ def evaluate(
         out.print(format_system_ranking(metrics["system_ranking"], {"labels": str(labels), "reference": str(versus)}))
     if output is not None:
         write_metrics(output, metrics)
+
+
+@app.command()
+def leaderboard(
+    runs: Annotated[list[Path], typer.Argument(help="TREC run files, or folders of them")],
+    qrels: Annotated[Path, typer.Option(help="the grades to score them with: a student's labels, or human qrels")],
+    measure: Annotated[
+        list[str] | None, typer.Option(help="ir_measures name (repeatable; default nDCG@10); the first sorts")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="also write the scores to this JSON")] = None,
+    allow_duplicates: Duplicates = False,
+) -> None:
+    """Score retrieval runs with a set of labels: each measure's mean over the graded queries, and Judged@10."""
+    from .io import atomic_write_text, read_qrels, read_runs
+    from .system_ranking import DEFAULT_MEASURE, score_runs
+    from .tables import markdown_table
+
+    measures = measure or [DEFAULT_MEASURE]
+    scores = score_runs(
+        read_runs(runs), read_qrels(qrels, duplicates="last" if allow_duplicates else "error"), measures
+    )
+    columns = list(next(iter(scores.values())))
+    ranked = sorted(scores, key=lambda run: -scores[run][columns[0]])
+    out.print(markdown_table(["run", *columns], [[r, *(f"{scores[r][c]:.4f}" for c in columns)] for r in ranked]))
+    if output is not None:
+        atomic_write_text(output, json.dumps(scores, indent=1) + "\n")
 
 
 @app.command()

@@ -551,12 +551,25 @@ def _gzipped(path: Path) -> bool:
     return path.name.endswith(".gz")
 
 
+def _tsv_queries(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with p.open(encoding=text_encoding(p)) as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            qid, tab, text = line.rstrip("\r\n").partition("\t")
+            if not tab:
+                raise InputError(p, "expected 'qid<TAB>query text'", line=n)
+            yield n, {"qid": qid.strip(), "text": text.strip()}
+
+
 def read_queries(path: str | Path) -> list[dict[str, Any]]:
-    """Read ``queries.jsonl``; each line needs ``qid`` and ``text``."""
+    """Read ``queries.jsonl`` (each line needs ``qid`` and ``text``), or a TREC/MS MARCO topics file, ``.tsv`` or
+    ``.txt``, of ``qid<TAB>text`` lines."""
     p = require_file(path)
     out = []
     seen: set[str] = set()
-    for n, row in iter_jsonl(p):
+    rows = _tsv_queries(p) if p.suffix.lower() in (".tsv", ".txt") else iter_jsonl(p)
+    for n, row in rows:
         for f in ("qid", "text"):
             if not row.get(f):
                 raise InputError(p, "missing field", line=n, field=f)

@@ -41,6 +41,7 @@ from .label import label_file_stream
 from .llm import DEFAULT_LLM, LLM
 from .mine import mine_pairs
 from .models import MINILM_ALIAS
+from .pool import pool_pairs
 from .pricing import cost_usd, load_prices, missing_price
 from .records import Query
 from .students import STUDENT_KINDS
@@ -129,6 +130,18 @@ def mine_file(
         for r in read_queries(queries)
     ]
     pairs, stats = mine_pairs(qs, read_documents(docs), k=k, n_random=n_random, seed=seed)
+    write_pairs(out, pairs)
+    return stats
+
+
+def pool_file(
+    runs: Sequence[str | Path], queries: str | Path, docs: str | Path, out: str | Path, *, depth: int = 10
+) -> dict[str, Any]:
+    """Pool TREC runs (files or folders) to ``depth`` into ``out`` (pairs.parquet) for ``label``; query texts
+    from ``queries`` (JSONL or ``qid<TAB>text``), document texts from ``docs`` (documents.parquet)."""
+    texts = {str(r["qid"]): str(r["text"]) for r in read_queries(queries)}
+    documents = {d.doc_id: d for d in read_documents(docs)}
+    pairs, stats = pool_pairs(read_runs(runs), texts, documents, depth=depth)
     write_pairs(out, pairs)
     return stats
 
@@ -399,6 +412,7 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest": ingest_file,
     "synth": synth_file,
     "mine": mine_file,
+    "pool": pool_file,
     "judge": judge_file,
     "distill": distill_file,
     "label": label_file,

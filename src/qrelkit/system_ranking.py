@@ -34,7 +34,12 @@ def per_query_scores(
     (systems × queries, in the given orders), judged by ``qrels``; a query a run did not answer scores 0."""
     import ir_measures
 
-    parsed = ir_measures.parse_measure(measure)
+    try:
+        parsed = ir_measures.parse_measure(measure)
+    except (NameError, ValueError) as e:
+        raise QrelkitError(
+            f"measure {measure!r}: {e} (ir_measures names: nDCG@10, AP(rel=2), P(rel=2)@10, ...)"
+        ) from None
     column = {q: j for j, q in enumerate(queries)}
     nested: dict[str, dict[str, int]] = {}
     for (q, d), grade in qrels.items():
@@ -46,6 +51,18 @@ def per_query_scores(
         for metric in ir_measures.iter_calc([parsed], nested, answered):
             values[i, column[metric.query_id]] = metric.value
     return values
+
+
+def score_runs(
+    runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str] = (DEFAULT_MEASURE,), *, judged_at: int = 10
+) -> dict[str, dict[str, float]]:
+    """A leaderboard: each run's mean of each measure over the queries ``qrels`` grades (a query a run did not
+    answer scores 0), and ``Judged@{judged_at}``, the share of its top documents that ``qrels`` grades (below 1,
+    the run is partly scored on documents nobody graded, which count as not relevant)."""
+    queries = sorted({q for q, _ in qrels})
+    wanted = list(dict.fromkeys([*measures, f"Judged@{judged_at}"]))
+    per = {m: per_query_scores(runs, qrels, queries, m).mean(axis=1) for m in wanted}
+    return {run: {m: float(per[m][i]) for m in wanted} for i, run in enumerate(runs)}
 
 
 def tau_ap(truth: Sequence[float] | np.ndarray, estimate: Sequence[float] | np.ndarray) -> float:
