@@ -45,6 +45,14 @@ Duplicates = Annotated[
         "--allow-duplicates", help="a pair graded twice in a qrels file: keep its last grade and warn (not an error)"
     ),
 ]
+Runs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="TREC run files, or folders of them (repeatable): how the labels rank these systems against the human "
+        "grades (Kendall τ, Spearman ρ, τ_AP, same best)"
+    ),
+]
+Measure = Annotated[str, typer.Option(help="what ranks the systems (ir_measures notation)")]
 Llm = Annotated[
     str,
     typer.Option(
@@ -385,14 +393,8 @@ def evaluate(
         Path | None, typer.Option(help="a second labeler's qrels (e.g. the teacher): paired difference labels − it")
     ] = None,
     allow_duplicates: Duplicates = False,
-    runs: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="TREC run files, or folders of them (repeatable): do the labels rank these systems as "
-            "the human grades do?"
-        ),
-    ] = None,
-    measure: Annotated[str, typer.Option(help="what ranks the systems (ir_measures notation)")] = "nDCG@10",
+    runs: Runs = None,
+    measure: Measure = "nDCG@10",
 ) -> None:
     """Agreement of labels with human grades, with bootstrap intervals over queries."""
     from .evaluate import format_confusion, format_intervals, format_table, write_metrics
@@ -462,14 +464,8 @@ def report(
     bootstrap: Annotated[int, typer.Option(help="query resamples for 95% intervals (0: none)")] = 1000,
     title: Annotated[str, typer.Option(help="report title")] = "qrelkit evaluation report",
     allow_duplicates: Duplicates = False,
-    runs: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="TREC run files, or folders of them (repeatable): a section on how each labeler ranks "
-            "these systems against the human grades"
-        ),
-    ] = None,
-    measure: Annotated[str, typer.Option(help="what ranks the systems (ir_measures notation)")] = "nDCG@10",
+    runs: Runs = None,
+    measure: Measure = "nDCG@10",
 ) -> None:
     """Several labelers vs human grades: report.html (tables + plots), report.md, PNGs and per-query agreement."""
     from .evaluate import format_table

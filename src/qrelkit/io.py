@@ -409,6 +409,20 @@ def write_pairs(path: str | Path, pairs: Sequence[Pair]) -> None:
 # ---------------------------------------------------------------- TREC qrels
 
 
+def _columns(p: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, whitespace-separated columns) of each non-blank line of a TREC file (qrels, run), gzipped
+    or not, UTF-8 with or without a byte-order mark."""
+    with gzip.open(p, "rb") if _gzipped(p) else p.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            raw = _first_line(p, raw) if n == 1 else raw
+            try:
+                parts = raw.decode("utf-8").split()
+            except UnicodeDecodeError as e:
+                raise InputError(p, f"not UTF-8 (byte {e.start})", line=n) from None
+            if parts:
+                yield n, parts
+
+
 def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str = "error") -> Qrels:
     """Read TREC qrels (``qid iteration doc_id grade``). Grades must be integers from 0 to ``max_grade``
     (``1.`` is accepted; ``max_grade=None``: any non-negative grade, for published label sets that use 4 or 10).
@@ -419,36 +433,27 @@ def read_qrels(path: str | Path, *, max_grade: int | None = 3, duplicates: str =
     qrels: Qrels = {}
     first_line: dict[tuple[str, str], int] = {}
     repeated = 0
-    with gzip.open(p, "rb") if _gzipped(p) else p.open("rb") as fh:
-        for n, raw in enumerate(fh, start=1):
-            raw = _first_line(p, raw) if n == 1 else raw
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as e:
-                raise InputError(p, f"not UTF-8 (byte {e.start})", line=n) from None
-            if not line:
-                continue
-            parts = line.split()
-            if len(parts) != 4:
-                run = " (a TREC run? runs go after --runs, one option a file, or a folder)" if len(parts) == 6 else ""
-                raise InputError(p, f"expected 4 columns 'qid 0 doc_id grade', got {len(parts)}{run}", line=n)
-            qid, _, doc_id, grade_s = parts
-            try:
-                grade_f = float(grade_s)
-            except ValueError:
-                raise InputError(p, f"grade {grade_s!r} is not a number", line=n, field="grade") from None
-            if grade_f != int(grade_f) or grade_f < 0:
-                raise InputError(p, f"grade {grade_s!r} is not a non-negative integer", line=n, field="grade")
-            if max_grade is not None and grade_f > max_grade:
-                raise InputError(p, f"grade {grade_s} is outside 0–{max_grade}", line=n, field="grade")
-            key = (qid, doc_id)
-            if key in first_line:
-                if duplicates == "error":
-                    where = f"first on line {first_line[key]}"
-                    raise InputError(p, f"pair ({qid}, {doc_id}) is graded twice ({where})", line=n)
-                repeated += 1
-            first_line.setdefault(key, n)
-            qrels[key] = int(grade_f)
+    for n, parts in _columns(p):
+        if len(parts) != 4:
+            run = " (a TREC run? runs go after --runs, one option a file, or a folder)" if len(parts) == 6 else ""
+            raise InputError(p, f"expected 4 columns 'qid 0 doc_id grade', got {len(parts)}{run}", line=n)
+        qid, _, doc_id, grade_s = parts
+        try:
+            grade_f = float(grade_s)
+        except ValueError:
+            raise InputError(p, f"grade {grade_s!r} is not a number", line=n, field="grade") from None
+        if grade_f != int(grade_f) or grade_f < 0:
+            raise InputError(p, f"grade {grade_s!r} is not a non-negative integer", line=n, field="grade")
+        if max_grade is not None and grade_f > max_grade:
+            raise InputError(p, f"grade {grade_s} is outside 0–{max_grade}", line=n, field="grade")
+        key = (qid, doc_id)
+        if key in first_line:
+            if duplicates == "error":
+                where = f"first on line {first_line[key]}"
+                raise InputError(p, f"pair ({qid}, {doc_id}) is graded twice ({where})", line=n)
+            repeated += 1
+        first_line.setdefault(key, n)
+        qrels[key] = int(grade_f)
     if not qrels:
         raise EmptyInput(p, "judgments")
     if repeated:
@@ -466,27 +471,19 @@ def read_run(path: str | Path) -> Run:
     p = require_file(path)
     run: Run = {}
     first_line: dict[tuple[str, str], int] = {}
-    with gzip.open(p, "rb") if _gzipped(p) else p.open("rb") as fh:
-        for n, raw in enumerate(fh, start=1):
-            raw = _first_line(p, raw) if n == 1 else raw
-            try:
-                parts = raw.decode("utf-8").split()
-            except UnicodeDecodeError as e:
-                raise InputError(p, f"not UTF-8 (byte {e.start})", line=n) from None
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise InputError(p, f"expected 6 columns 'qid Q0 doc_id rank score tag', got {len(parts)}", line=n)
-            qid, _, doc_id, _, score_s, _ = parts
-            try:
-                score = float(score_s)
-            except ValueError:
-                raise InputError(p, f"score {score_s!r} is not a number", line=n, field="score") from None
-            if (qid, doc_id) in first_line:
-                where = f"first on line {first_line[qid, doc_id]}"
-                raise InputError(p, f"document {doc_id} is ranked twice for query {qid} ({where})", line=n)
-            first_line[qid, doc_id] = n
-            run.setdefault(qid, {})[doc_id] = score
+    for n, parts in _columns(p):
+        if len(parts) != 6:
+            raise InputError(p, f"expected 6 columns 'qid Q0 doc_id rank score tag', got {len(parts)}", line=n)
+        qid, _, doc_id, _, score_s, _ = parts
+        try:
+            score = float(score_s)
+        except ValueError:
+            raise InputError(p, f"score {score_s!r} is not a number", line=n, field="score") from None
+        if (qid, doc_id) in first_line:
+            where = f"first on line {first_line[qid, doc_id]}"
+            raise InputError(p, f"document {doc_id} is ranked twice for query {qid} ({where})", line=n)
+        first_line[qid, doc_id] = n
+        run.setdefault(qid, {})[doc_id] = score
     if not run:
         raise EmptyInput(p, "ranked documents")
     return run
