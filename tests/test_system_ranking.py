@@ -9,7 +9,13 @@ import pytest
 
 from qrelkit.errors import InputError, QrelkitError
 from qrelkit.io import read_run, read_runs, write_qrels, write_run
-from qrelkit.system_ranking import compare_system_rankings, per_query_scores, ranking_correlation, tau_ap
+from qrelkit.system_ranking import (
+    compare_system_rankings,
+    per_query_scores,
+    ranking_correlation,
+    score_runs,
+    tau_ap,
+)
 
 
 def test_tau_ap_punishes_a_swap_at_the_top_more_than_one_at_the_bottom():
@@ -75,6 +81,8 @@ def test_bad_inputs_are_refused_plainly():
         compare_system_rankings({"a": {"zz": {"d0": 1.0}}, "b": {"zz": {"d1": 1.0}}}, human, {"x": human})
     with pytest.raises(QrelkitError, match="share no"):
         compare_system_rankings(runs, human, {"x": {("other", "d"): 1}})
+    with pytest.raises(QrelkitError, match="no run answers any query of the qrels"):
+        score_runs(runs, {("other", "d"): 1})
 
 
 def test_runs_round_trip_and_bad_lines_name_file_and_line(tmp_path):

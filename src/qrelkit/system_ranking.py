@@ -60,6 +60,8 @@ def score_runs(
     answer scores 0), and ``Judged@{judged_at}``, the share of its top documents that ``qrels`` grades (below 1,
     the run is partly scored on documents nobody graded, which count as not relevant)."""
     queries = sorted({q for q, _ in qrels})
+    if not any(q in run for run in runs.values() for q in queries):
+        raise QrelkitError("no run answers any query of the qrels (do the runs' query ids match the qrels'?)")
     wanted = list(dict.fromkeys([*measures, f"Judged@{judged_at}"]))
     per = {m: per_query_scores(runs, qrels, queries, m).mean(axis=1) for m in wanted}
     return {run: {m: float(per[m][i]) for m in wanted} for i, run in enumerate(runs)}
