@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from qrelkit.io import read_pairs, read_qrels
+from qrelkit.io import read_pairs, read_qrels, write_run
 
 pytestmark = pytest.mark.slow
 LLM = "gguf:smollm2-135m" if importlib.util.find_spec("llama_cpp") else "hf:smollm2-135m"
@@ -65,6 +65,32 @@ def test_cli_chain_from_folder_to_evaluation(tmp_path, small_corpus, qrelkit_her
     r = run("evaluate", "labels.qrels", "--human", "teacher.qrels", "-o", "metrics.json")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == len(teacher) and "κ" in r.stdout
+    # evaluate systems with the student: pool two runs over the mined pairs, label the pool, score the runs
+    bm25 = {p.qid: {} for p in pairs}
+    for p in pairs:
+        bm25[p.qid][p.doc_id] = p.bm25_score if p.bm25_score is not None else 100.0  # the seed document first
+    write_run(tmp_path / "runs" / "bm25.run", bm25, tag="bm25")
+    write_run(tmp_path / "runs" / "reversed.run", {q: {d: -s for d, s in ds.items()} for q, ds in bm25.items()}, "rev")
+    run(
+        "pool",
+        "runs",
+        "--queries",
+        "queries.jsonl",
+        "--docs",
+        "documents.parquet",
+        "--depth",
+        "2",
+        "-o",
+        "pool.parquet",
+    )
+    run("label", "pool.parquet", "-m", "model", "-o", "pool.qrels")
+    pooled = read_qrels(tmp_path / "pool.qrels")
+    assert set(pooled) <= set(labels) and {q for q, _ in pooled} == {p.qid for p in pairs}
+    r = run("leaderboard", "runs", "--qrels", "pool.qrels", "-o", "board.json")
+    board = json.loads((tmp_path / "board.json").read_text())
+    assert set(board) == {"bm25", "reversed"} and board["bm25"]["Judged@10"] > 0 and "| bm25" in r.stdout
+    r = run("evaluate", "labels.qrels", "--human", "teacher.qrels", "--runs", "runs", "--bootstrap", "0")
+    assert "2 systems ranked by nDCG@10" in r.stdout
     # the teacher's grade distribution as soft labels of a classification head; two judges as an ensemble
     run("distill", "pairs.parquet", "teacher.qrels", "-o", "soft", "--head", "logistic")
     card = json.loads((tmp_path / "soft" / "card.json").read_text())
