@@ -10,7 +10,7 @@ Labelers: GPT-4o (the teacher), the other LLM label sets of DL 2019–2021, and 
 (cross-fitted: no student grades a query whose labels it trained on).
 
     python benchmarks/system_ranking.py [--work DIR] [--out benchmarks/results] [--results benchmarks/results]
-        [--bootstrap 1000] [--pool-depth 10]
+        [--bootstrap 1000] [--pool-depth 10] [--lexical-only]
 
 The frozen features (cosine, late interaction, term overlap) come from ``qrelkit.crossfold.frozen_features``,
 cached in ``--work`` (about 25 minutes on 2 CPU cores the first time); the rest takes a minute or two. The systems'
@@ -55,6 +55,9 @@ BM25_SETTINGS = {
     "bm25-no-length-norm": {"method": "lucene", "k1": 1.2, "b": 0.0},
 }
 COLUMNS = {name: i for i, name in enumerate(FEATURES + LATE_FEATURES)}
+# the systems that read none of the frozen or stacked students' features (MiniLM cosine and token vectors, term
+# overlap, length): closer to one another, as submitted runs are, and free of a student's self-preference
+LEXICAL = (*BM25_SETTINGS, "tfidf-cosine", "ql-dirichlet", "random")
 
 
 def bm25_scores(pairs: list[Pair], settings: Mapping[str, object]) -> np.ndarray:
@@ -165,18 +168,22 @@ def main() -> None:
         help="grade only the union of the systems' top N per query, as a user who pools runs to label them would "
         "(default: every judged pair)",
     )
+    parser.add_argument("--lexical-only", action="store_true", help=f"rank only {', '.join(LEXICAL)}")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
     datas = {b: load_benchmark(spec) for b, spec in BENCHMARKS.items()}
     features = frozen_features(datas, args.work)
     depth = f", pooled to depth {args.pool_depth}" if args.pool_depth else ""
+    depth += ", lexical systems only" if args.lexical_only else ""
     report = [f"# System-ranking correlation: do the labels rank systems as NIST's grades do?{depth}", ""]
     summary: dict[str, dict[str, dict[str, object]]] = {}
     for name, data in datas.items():
         runs = systems(data, features)
         for system, run in runs.items():  # the systems themselves, for anyone to score with other qrels
             write_run(args.work / "systems" / name / f"{system}.run", run, tag=system)
+        if args.lexical_only:
+            runs = {system: run for system, run in runs.items() if system in LEXICAL}
         judges = labelers(data, BENCHMARKS[name].teacher, args.results)
         human = {k: v for k, v in data.human.items() if k[0] in {p.qid for p in data.open_pairs}}
         if args.pool_depth:  # the pooled pairs, as `qrelkit pool --depth N` makes them
@@ -189,7 +196,8 @@ def main() -> None:
         report += [f"## {name}", "", format_system_ranking(result), ""]
         logging.info("%s: %d systems, %d queries", name, len(runs), result["queries"])
     report += [mean_table(summary), "", machine_line(time.perf_counter() - t0)]
-    stem = f"system-ranking-depth{args.pool_depth}" if args.pool_depth else "system-ranking"
+    stem = "system-ranking" + (f"-depth{args.pool_depth}" if args.pool_depth else "")
+    stem += "-lexical" if args.lexical_only else ""
     atomic_write_text(args.out / f"{stem}.md", "\n".join(report) + "\n")
     atomic_write_text(args.out / f"{stem}.json", json.dumps(summary, indent=1) + "\n")
     print("\n".join(report))
