@@ -102,9 +102,10 @@ def test_runs_round_trip_and_bad_lines_name_file_and_line(tmp_path):
     (tmp_path / "short.run").write_text("q1 a 2.5\n")
     with pytest.raises(InputError, match=r"short\.run:1: expected 6 columns"):
         read_run(tmp_path / "short.run")
-    (tmp_path / "nan.run").write_text("q1 Q0 a 1 high t\n")
-    with pytest.raises(InputError, match=r"nan\.run:1 \[score\]: score 'high' is not a number"):
-        read_run(tmp_path / "nan.run")
+    for bad in ("high", "nan", "inf"):
+        (tmp_path / "bad-score.run").write_text(f"q1 Q0 a 1 {bad} t\n")
+        with pytest.raises(InputError, match=rf"bad-score\.run:1 \[score\]: score '{bad}' is not a finite number"):
+            read_run(tmp_path / "bad-score.run")
 
 
 def test_cli_evaluate_with_runs_prints_and_writes_the_system_ranking(tmp_path, qrelkit_here):

@@ -9,6 +9,7 @@ import html
 import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -478,7 +479,9 @@ def read_run(path: str | Path) -> Run:
         try:
             score = float(score_s)
         except ValueError:
-            raise InputError(p, f"score {score_s!r} is not a number", line=n, field="score") from None
+            score = math.nan
+        if not math.isfinite(score):  # NaN would sort arbitrarily
+            raise InputError(p, f"score {score_s!r} is not a finite number", line=n, field="score")
         if (qid, doc_id) in first_line:
             where = f"first on line {first_line[qid, doc_id]}"
             raise InputError(p, f"document {doc_id} is ranked twice for query {qid} ({where})", line=n)
