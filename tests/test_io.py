@@ -172,3 +172,45 @@ def test_queries_read_from_a_trec_topics_tsv(tmp_path):
     (tmp_path / "bad.tsv").write_text("1037798 who is robert gray\n")
     with pytest.raises(InputError, match=r"bad\.tsv:1: expected 'qid<TAB>query text'"):
         read_queries(tmp_path / "bad.tsv")
+
+
+def test_long_documents_are_cut_into_overlapping_passages_that_keep_their_text(tmp_path, qrelkit_here):
+    from qrelkit.errors import QrelkitError
+    from qrelkit.io import read_documents, split_documents
+    from qrelkit.records import Document
+
+    long = Document(doc_id="handbook", title="HR", text="one two three\nfour five six\n\nseven eight nine ten")
+    short = Document(doc_id="memo", text="a short memo")
+    passages = split_documents([long, short], words=4, overlap=1)
+    assert [(p.doc_id, p.text) for p in passages] == [
+        ("handbook#0", "one two three\nfour"),  # line breaks inside a passage are kept
+        ("handbook#1", "four five six\n\nseven"),
+        ("handbook#2", "seven eight nine ten"),
+        ("memo", "a short memo"),
+    ]
+    assert all(p.title == "HR" for p in passages[:3])
+    with pytest.raises(QrelkitError, match="0 <= overlap < words"):
+        split_documents([long], words=4, overlap=4)
+    with pytest.raises(QrelkitError, match="two passages would be called 'handbook#0'"):
+        split_documents([long, Document(doc_id="handbook#0", text="x")], words=4)
+    (tmp_path / "c.jsonl").write_text(
+        json.dumps({"id": "handbook", "text": long.text}) + "\n" + json.dumps({"id": "memo", "text": short.text}) + "\n"
+    )
+    done = qrelkit_here(
+        "ingest",
+        str(tmp_path / "c.jsonl"),
+        "-o",
+        str(tmp_path / "d.parquet"),
+        "--passage-words",
+        "4",
+        "--passage-overlap",
+        "1",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"documents": 2, "split": 1, "passages": 4}
+    assert [d.doc_id for d in read_documents(tmp_path / "d.parquet")] == [
+        "handbook#0",
+        "handbook#1",
+        "handbook#2",
+        "memo",
+    ]

@@ -92,13 +92,25 @@ def ingest(
     text_field: Annotated[str | None, typer.Option(help="text column (default: text/contents/body/...)")] = None,
     title_field: Annotated[str | None, typer.Option(help="column holding a title, prepended to the text")] = None,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed lines and non-UTF-8 files instead of failing")] = False,
+    passage_words: Annotated[
+        int | None,
+        typer.Option(help="cut documents longer than this many words into passages <doc_id>#<k> (e.g. 200)"),
+    ] = None,
+    passage_overlap: Annotated[int, typer.Option(help="words each passage repeats from the one before")] = 0,
 ) -> None:
-    """Read a corpus into documents.parquet."""
+    """Read a corpus into documents.parquet (long documents cut into passages with --passage-words)."""
     from .pipeline import ingest_file
 
     _show(
         ingest_file(
-            corpus, output, id_field=id_field, text_field=text_field, title_field=title_field, skip_bad=skip_bad
+            corpus,
+            output,
+            id_field=id_field,
+            text_field=text_field,
+            title_field=title_field,
+            skip_bad=skip_bad,
+            passage_words=passage_words,
+            passage_overlap=passage_overlap,
         )
     )
 

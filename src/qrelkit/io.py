@@ -292,6 +292,37 @@ def read_corpus(
     return docs
 
 
+_WORDS = re.compile(r"\S+")
+
+
+def split_documents(docs: Sequence[Document], words: int, overlap: int = 0) -> list[Document]:
+    """Documents longer than ``words`` words cut into passages of ``words`` words, each starting ``words -
+    overlap`` words after the last, as a search engine indexes long pages for retrieval and RAG: a judge and a
+    student read a passage whole, not a long document's first few hundred tokens. A passage keeps its document's
+    title and its own stretch of the original text (line breaks and all); its id is ``<doc_id>#<k>``, k from 0.
+    Documents that fit in one passage keep their id."""
+    if words < 1 or not 0 <= overlap < words:
+        raise QrelkitError(f"passages need words >= 1 and 0 <= overlap < words, got {words} and {overlap}")
+    out: list[Document] = []
+    for doc in docs:
+        spans = [m.span() for m in _WORDS.finditer(doc.text)]
+        if len(spans) <= words:
+            out.append(doc)
+            continue
+        step = words - overlap
+        last = max(0, len(spans) - words + step - 1) // step  # the passage that reaches the last word
+        for k in range(last + 1):
+            window = spans[k * step : k * step + words]
+            text = doc.text[window[0][0] : window[-1][1]]
+            out.append(Document(doc_id=f"{doc.doc_id}#{k}", text=text, title=doc.title))
+    seen: set[str] = set()
+    for passage in out:
+        if passage.doc_id in seen:  # a document called "a#0" beside a long document "a"
+            raise QrelkitError(f"two passages would be called {passage.doc_id!r}: rename that document")
+        seen.add(passage.doc_id)
+    return out
+
+
 def write_documents(path: str | Path, docs: Sequence[Document]) -> None:
     write_parquet(path, [d.model_dump() for d in docs])
 

@@ -32,6 +32,7 @@ from .io import (
     read_queries,
     read_runs,
     sidecar,
+    split_documents,
     write_documents,
     write_jsonl,
     write_pairs,
@@ -64,10 +65,19 @@ def ingest_file(
     text_field: str | None = None,
     title_field: str | None = None,
     skip_bad: bool = False,
+    passage_words: int | None = None,
+    passage_overlap: int = 0,
 ) -> dict[str, Any]:
+    """Read a corpus into ``out`` (documents.parquet); with ``passage_words``, documents longer than that are cut
+    into overlapping passages (:func:`qrelkit.io.split_documents`), the units every later stage grades."""
     docs = read_corpus(corpus, id_field=id_field, text_field=text_field, title_field=title_field, skip_bad=skip_bad)
-    write_documents(out, docs)
-    return {"documents": len(docs)}
+    if passage_words is None:
+        write_documents(out, docs)
+        return {"documents": len(docs)}
+    passages = split_documents(docs, passage_words, passage_overlap)
+    write_documents(out, passages)
+    kept = {p.doc_id for p in passages}
+    return {"documents": len(docs), "split": sum(d.doc_id not in kept for d in docs), "passages": len(passages)}
 
 
 def default_cache(out: str | Path, cache: str | Path | None, no_cache: bool) -> Path | None:
