@@ -214,3 +214,47 @@ def test_long_documents_are_cut_into_overlapping_passages_that_keep_their_text(t
         "handbook#2",
         "memo",
     ]
+
+
+def tiny_pdf(pages: list[str], title: str = "") -> bytes:
+    """A minimal valid PDF: one Helvetica text line per page."""
+    objs = []
+    n_pages = len(pages)
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n_pages))
+    objs.append("<< /Type /Catalog /Pages 2 0 R >>")
+    objs.append(f"<< /Type /Pages /Kids [{kids}] /Count {n_pages} >>")
+    font = 3 + 2 * n_pages
+    for i, text in enumerate(pages):
+        page = f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R"
+        objs.append(page + f" /Resources << /Font << /F1 {font} 0 R >> >> >>")
+        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET"
+        objs.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
+    objs.append("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    info = len(objs) + 1
+    objs.append(f"<< /Title ({title}) >>")
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, body in enumerate(objs, start=1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R /Info {info} 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def test_a_folder_of_pdfs_reads_their_text_and_titles_and_a_damaged_one_is_named(tmp_path, caplog):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    pages = ["Reset your VPN token from the IT portal.", "Payroll claims after the 20th are paid next month."]
+    (folder / "handbook.pdf").write_bytes(tiny_pdf(pages, title="IT handbook"))
+    (folder / "scan.pdf").write_bytes(tiny_pdf([""]))  # no text layer, as a scanned page
+    (folder / "notes.txt").write_text("The canteen opens at noon.")
+    docs = read_corpus(folder)
+    assert [(d.doc_id, d.title) for d in docs] == [("handbook.pdf", "IT handbook"), ("notes.txt", "")]
+    assert docs[0].text == "\n\n".join(pages) and "skipped 1 empty" in caplog.text
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not a pdf")
+    with pytest.raises(InputError, match=r"broken\.pdf: unreadable PDF .*--skip-bad"):
+        read_corpus(folder)
+    assert [d.doc_id for d in read_corpus(folder, skip_bad=True)] == ["handbook.pdf", "notes.txt"]

@@ -84,7 +84,7 @@ def _at_least(minimum: float, **values: float | None) -> None:
 
 @app.command()
 def ingest(
-    corpus: Annotated[Path, typer.Argument(help="JSONL/CSV/TSV/Parquet file or a folder of .txt/.md/.html")],
+    corpus: Annotated[Path, typer.Argument(help="JSONL/CSV/TSV/Parquet file or a folder of .txt/.md/.html/.pdf")],
     output: Annotated[Path, typer.Option("-o", "--output", help="documents.parquet to write")] = Path(
         "documents.parquet"
     ),

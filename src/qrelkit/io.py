@@ -29,7 +29,7 @@ log = logging.getLogger("qrelkit")
 
 ID_FIELDS = ("doc_id", "docid", "id", "pid", "_id")
 TEXT_FIELDS = ("text", "contents", "content", "body", "passage")
-FOLDER_SUFFIXES = {".txt", ".md", ".html", ".htm"}
+FOLDER_SUFFIXES = {".txt", ".md", ".html", ".htm", ".pdf"}
 
 
 def require_file(path: str | Path) -> Path:
@@ -223,11 +223,39 @@ def _table_rows(path: Path, skip_bad: bool) -> Iterator[tuple[int, dict[str, Any
         raise InputError(path, f"unsupported corpus format {suffix!r} (use .jsonl, .csv, .tsv, .parquet or a folder)")
 
 
+def pdf_to_text(path: Path) -> tuple[str, str]:
+    """(title, text) of a PDF: the title from its metadata, the text of its pages (pypdf) with a blank line
+    between pages. A scanned PDF has no text layer: its text is empty (and ingest skips it as empty)."""
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            reader.decrypt("")  # many "protected" PDFs open with an empty password
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        title = str((reader.metadata.title if reader.metadata else None) or "")
+    except Exception as e:  # pypdf raises many kinds on damaged or locked files: all mean "cannot read it"
+        raise InputError(
+            path, f"unreadable PDF ({type(e).__name__}: {e}); pass --skip-bad to skip such files"
+        ) from None
+    return title, "\n\n".join(p for p in pages if p)
+
+
 def _folder_docs(path: Path, skip_bad: bool) -> Iterator[tuple[int, dict[str, Any]]]:
     files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES)
     if not files:
         raise InputError(path, f"folder holds no {', '.join(sorted(FOLDER_SUFFIXES))} files")
     for n, f in enumerate(files, start=1):
+        if f.suffix.lower() == ".pdf":
+            try:
+                title, content = pdf_to_text(f)
+            except InputError as e:
+                if not skip_bad:
+                    raise
+                log.warning("%s, skipped", e)
+                continue
+            yield n, {"doc_id": str(f.relative_to(path)), "text": content, "title": title}
+            continue
         try:
             content = f.read_text(encoding=text_encoding(f))
         except UnicodeDecodeError as e:
