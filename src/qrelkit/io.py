@@ -279,7 +279,7 @@ def read_corpus(
     title_field: str | None = None,
     skip_bad: bool = False,
 ) -> list[Document]:
-    """Read a corpus: JSONL/CSV/TSV/Parquet with id and text columns, or a folder of .txt/.md/.html files.
+    """Read a corpus: JSONL/CSV/TSV/Parquet with id and text columns, or a folder of .txt/.md/.html/.pdf files.
 
     Empty documents are skipped with a warning; duplicate ids are an error naming both lines.
 
