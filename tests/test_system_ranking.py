@@ -13,6 +13,7 @@ from qrelkit.system_ranking import (
     compare_system_rankings,
     per_query_scores,
     ranking_correlation,
+    run_intervals,
     score_runs,
     tau_ap,
 )
@@ -237,7 +238,10 @@ def test_cli_pools_runs_labels_nothing_new_and_scores_a_leaderboard(tmp_path, qr
     )
     assert done.returncode == 0, done.stderr
     board = json.loads((tmp_path / "board.json").read_text())
-    assert list(board["sys0"]) == ["nDCG@10", "P(rel=2)@5", "Judged@10"] and board["sys0"]["Judged@10"] == 1.0
+    assert list(board["sys0"]) == ["nDCG@10", "P(rel=2)@5", "Judged@10", "bootstrap"]
+    assert board["sys0"]["Judged@10"] == 1.0 and board["sys0"]["bootstrap"]["minus_best"] == 0.0
+    low, high = board["sys5"]["bootstrap"]["interval"]
+    assert low <= board["sys5"]["nDCG@10"] <= high and "− best run" in done.stdout
     assert board["sys0"]["nDCG@10"] > board["sys5"]["nDCG@10"]  # grade-ordered beats noise
     assert done.stdout.index("| sys0") < done.stdout.index("| sys5")
     done = qrelkit_here(
@@ -289,3 +293,15 @@ def test_a_pipeline_pools_runs_and_evaluates_with_them_and_reruns_when_a_run_cha
         < first["evaluate"]["system_ranking"]["systems"]["sys3"]["human"]
     )
     assert all(r.get("skipped") for r in run_pipeline(cfg)["stages"].values())  # nothing changed: nothing runs
+
+
+def test_a_leaderboard_gives_each_run_an_interval_and_its_paired_gap_to_the_best():
+    human, runs = collection(seed=6, queries=20, docs=10)
+    spread = run_intervals(runs, human, bootstrap=300)
+    scores = score_runs(runs, human)
+    best = max(scores, key=lambda r: scores[r]["nDCG@10"])
+    assert spread[best]["minus_best"] == 0.0 and spread[best]["minus_best_interval"] == (0.0, 0.0)
+    for run, s in spread.items():
+        assert s["interval"][0] <= scores[run]["nDCG@10"] <= s["interval"][1]
+    # the random-order system trails the best one by more than query noise: its whole gap interval is below 0
+    assert spread["sys5"]["minus_best_interval"][1] < 0

@@ -444,22 +444,38 @@ def leaderboard(
         list[str] | None, typer.Option(help="ir_measures name (repeatable; default nDCG@10); the first sorts")
     ] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="also write the scores to this JSON")] = None,
+    bootstrap: Annotated[
+        int, typer.Option(help="query resamples for the first measure's 95% intervals and gaps to the best (0: none)")
+    ] = 1000,
     allow_duplicates: Duplicates = False,
 ) -> None:
-    """Score retrieval runs with a set of labels: each measure's mean over the graded queries, and Judged@10."""
+    """Score retrieval runs with a set of labels: each measure's mean over the graded queries, and Judged@10; the
+    first measure with its 95% interval and each run's paired gap to the best run."""
     from .io import atomic_write_text, read_qrels, read_runs
-    from .system_ranking import DEFAULT_MEASURE, score_runs
+    from .system_ranking import DEFAULT_MEASURE, run_intervals, score_runs
     from .tables import markdown_table
 
     measures = measure or [DEFAULT_MEASURE]
-    scores = score_runs(
-        read_runs(runs), read_qrels(qrels, duplicates="last" if allow_duplicates else "error"), measures
-    )
+    systems, grades = read_runs(runs), read_qrels(qrels, duplicates="last" if allow_duplicates else "error")
+    scores = score_runs(systems, grades, measures)
     columns = list(next(iter(scores.values())))
     ranked = sorted(scores, key=lambda run: -scores[run][columns[0]])
-    out.print(markdown_table(["run", *columns], [[r, *(f"{scores[r][c]:.4f}" for c in columns)] for r in ranked]))
+    spread = run_intervals(systems, grades, columns[0], bootstrap=bootstrap) if bootstrap else {}
+
+    def row(run: str) -> list[str]:
+        cells = [f"{scores[run][c]:.4f}" for c in columns]
+        if spread:
+            s = spread[run]
+            cells[0] += f" [{s['interval'][0]:.4f}, {s['interval'][1]:.4f}]"
+            gap = s["minus_best_interval"]
+            cells.insert(1, f"{s['minus_best']:+.4f} [{gap[0]:+.4f}, {gap[1]:+.4f}]")
+        return [run, *cells]
+
+    header = ["run", columns[0], *(["− best run"] if spread else []), *columns[1:]]
+    out.print(markdown_table(header, [row(r) for r in ranked]))
     if output is not None:
-        atomic_write_text(output, json.dumps(scores, indent=1) + "\n")
+        result = {run: {**scores[run], **({"bootstrap": spread[run]} if spread else {})} for run in scores}
+        atomic_write_text(output, json.dumps(result, indent=1) + "\n")
 
 
 @app.command()

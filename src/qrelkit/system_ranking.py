@@ -67,6 +67,35 @@ def score_runs(
     return {run: {m: float(per[m][i]) for m in wanted} for i, run in enumerate(runs)}
 
 
+def run_intervals(
+    runs: Mapping[str, Run],
+    qrels: Qrels,
+    measure: str = DEFAULT_MEASURE,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, dict[str, Any]]:
+    """Per run: the 95% interval of its mean ``measure`` and its paired difference from the best run (the same
+    query resamples for both runs), so a leaderboard shows which gaps lie within query noise."""
+    queries = sorted({q for q, _ in qrels})
+    values = per_query_scores(runs, qrels, queries, measure)
+    means = values.mean(axis=1)
+    best = int(np.argmax(means))
+    draws = query_draws(len(queries), bootstrap, seed)
+    drawn = values @ draws.T / draws.sum(axis=1)  # systems × draws
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out = {}
+    for i, run in enumerate(runs):
+        gap = drawn[i] - drawn[best]
+        out[run] = {
+            "interval": (float(np.percentile(drawn[i], lo)), float(np.percentile(drawn[i], hi))),
+            "minus_best": float(means[i] - means[best]),
+            "minus_best_interval": (float(np.percentile(gap, lo)), float(np.percentile(gap, hi))),
+        }
+    return out
+
+
 def tau_ap(truth: Sequence[float] | np.ndarray, estimate: Sequence[float] | np.ndarray) -> float:
     """AP rank correlation of ``estimate``'s ordering of the systems against ``truth``'s: 1 when they agree, -1
     when reversed; unlike Kendall's τ, swapping the two best systems costs more than swapping the two worst.
