@@ -287,11 +287,7 @@ def _img(path: Path, alt: str) -> str:
 def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
     """One HTML file with everything inline (plots as data URIs): mail it, open it offline."""
     e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for _, h in HEADLINE)
-    body = []
-    for name, m in report["metrics"].items():
-        cells = "".join(f"<td>{e(format_value(m.get(k, '')))}</td>" for k, _ in HEADLINE)
-        body.append(f"<tr><th>{e(name)}</th>{cells}</tr>")
+    metrics = [[name, *(format_value(m.get(k, "")) for k, _ in HEADLINE)] for name, m in report["metrics"].items()]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{e(report['title'])}</title>",
@@ -304,7 +300,7 @@ def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
         f"<li>{report['pairs']} pairs of {report['queries']} queries graded by every labeler and by humans "
         f"(human grades 0/1/2/3: {'/'.join(map(str, report['human_grade_counts']))})</li></ul>",
         "<h2>Agreement with human grades</h2>",
-        f"<table><tr><th>labeler</th>{head}</tr>{''.join(body)}</table>",
+        html_table(["labeler", *(h for _, h in HEADLINE)], metrics),
     ]
     if report["intervals"]:
         ref = report["reference"]
@@ -312,12 +308,8 @@ def format_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
             f"<h2>95% intervals ({report['bootstrap']} resamples of queries)</h2>"
             + (f"<p>Differences are paired: labeler − {e(ref)} on the same resampled queries.</p>" if ref else "")
         )
-        rows = "".join(
-            f"<tr><th>{e(n)}</th>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>"
-            for n, cells in _interval_rows(report)
-        )
-        metric_head = "".join(f"<th>{e(k)}</th>" for k in INTERVAL_METRICS)
-        parts.append(f"<table><tr><th>labeler</th>{metric_head}</tr>{rows}</table>")
+        rows = [[n, *cells] for n, cells in _interval_rows(report)]
+        parts.append(html_table(["labeler", *INTERVAL_METRICS], rows))
     if report.get("system_ranking"):
         about, tables = ranking_tables(report["system_ranking"])
         parts += ["<h2>Do the labels rank systems as the human grades do?</h2>", f"<p>{e(about)}</p>"]
