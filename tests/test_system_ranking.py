@@ -11,10 +11,9 @@ from qrelkit.errors import InputError, QrelkitError
 from qrelkit.io import read_run, read_runs, write_qrels, write_run
 from qrelkit.system_ranking import (
     compare_system_rankings,
+    leaderboard,
     per_query_scores,
     ranking_correlation,
-    run_intervals,
-    score_runs,
     tau_ap,
 )
 
@@ -83,7 +82,7 @@ def test_bad_inputs_are_refused_plainly():
     with pytest.raises(QrelkitError, match="share no"):
         compare_system_rankings(runs, human, {"x": {("other", "d"): 1}})
     with pytest.raises(QrelkitError, match="no run answers any query of the qrels"):
-        score_runs(runs, {("other", "d"): 1})
+        leaderboard(runs, {("other", "d"): 1})
 
 
 def test_runs_round_trip_and_bad_lines_name_file_and_line(tmp_path):
@@ -297,8 +296,8 @@ def test_a_pipeline_pools_runs_and_evaluates_with_them_and_reruns_when_a_run_cha
 
 def test_a_leaderboard_gives_each_run_an_interval_and_its_paired_gap_to_the_best():
     human, runs = collection(seed=6, queries=20, docs=10)
-    spread = run_intervals(runs, human, bootstrap=300)
-    scores = score_runs(runs, human)
+    scores = leaderboard(runs, human, bootstrap=300)
+    spread = {run: score["bootstrap"] for run, score in scores.items()}
     best = max(scores, key=lambda r: scores[r]["nDCG@10"])
     assert spread[best]["minus_best"] == 0.0 and spread[best]["minus_best_interval"] == (0.0, 0.0)
     for run, s in spread.items():

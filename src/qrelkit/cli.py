@@ -452,30 +452,29 @@ def leaderboard(
     """Score retrieval runs with a set of labels: each measure's mean over the graded queries, and Judged@10; the
     first measure with its 95% interval and each run's paired gap to the best run."""
     from .io import atomic_write_text, read_qrels, read_runs
-    from .system_ranking import DEFAULT_MEASURE, run_intervals, score_runs
+    from .system_ranking import DEFAULT_MEASURE
+    from .system_ranking import leaderboard as score_runs
     from .tables import markdown_table
 
     measures = measure or [DEFAULT_MEASURE]
-    systems, grades = read_runs(runs), read_qrels(qrels, duplicates="last" if allow_duplicates else "error")
-    scores = score_runs(systems, grades, measures)
-    columns = list(next(iter(scores.values())))
-    ranked = sorted(scores, key=lambda run: -scores[run][columns[0]])
-    spread = run_intervals(systems, grades, columns[0], bootstrap=bootstrap) if bootstrap else {}
+    grades = read_qrels(qrels, duplicates="last" if allow_duplicates else "error")
+    board = score_runs(read_runs(runs), grades, measures, bootstrap=bootstrap)
+    columns = [c for c in next(iter(board.values())) if c != "bootstrap"]
+    ranked = sorted(board, key=lambda run: -board[run][columns[0]])
 
     def row(run: str) -> list[str]:
-        cells = [f"{scores[run][c]:.4f}" for c in columns]
-        if spread:
-            s = spread[run]
+        cells = [f"{board[run][c]:.4f}" for c in columns]
+        if bootstrap:
+            s = board[run]["bootstrap"]
             cells[0] += f" [{s['interval'][0]:.4f}, {s['interval'][1]:.4f}]"
             gap = s["minus_best_interval"]
             cells.insert(1, f"{s['minus_best']:+.4f} [{gap[0]:+.4f}, {gap[1]:+.4f}]")
         return [run, *cells]
 
-    header = ["run", columns[0], *(["− best run"] if spread else []), *columns[1:]]
+    header = ["run", columns[0], *(["− best run"] if bootstrap else []), *columns[1:]]
     out.print(markdown_table(header, [row(r) for r in ranked]))
     if output is not None:
-        result = {run: {**scores[run], **({"bootstrap": spread[run]} if spread else {})} for run in scores}
-        atomic_write_text(output, json.dumps(result, indent=1) + "\n")
+        atomic_write_text(output, json.dumps(board, indent=1) + "\n")
 
 
 @app.command()

@@ -53,47 +53,44 @@ def per_query_scores(
     return values
 
 
-def score_runs(
-    runs: Mapping[str, Run], qrels: Qrels, measures: Sequence[str] = (DEFAULT_MEASURE,), *, judged_at: int = 10
-) -> dict[str, dict[str, float]]:
-    """A leaderboard: each run's mean of each measure over the queries ``qrels`` grades (a query a run did not
-    answer scores 0), and ``Judged@{judged_at}``, the share of its top documents that ``qrels`` grades (below 1,
-    the run is partly scored on documents nobody graded, which count as not relevant)."""
-    queries = sorted({q for q, _ in qrels})
-    if not any(q in run for run in runs.values() for q in queries):
-        raise QrelkitError("no run answers any query of the qrels (do the runs' query ids match the qrels'?)")
-    wanted = list(dict.fromkeys([*measures, f"Judged@{judged_at}"]))
-    per = {m: per_query_scores(runs, qrels, queries, m).mean(axis=1) for m in wanted}
-    return {run: {m: float(per[m][i]) for m in wanted} for i, run in enumerate(runs)}
-
-
-def run_intervals(
+def leaderboard(
     runs: Mapping[str, Run],
     qrels: Qrels,
-    measure: str = DEFAULT_MEASURE,
+    measures: Sequence[str] = (DEFAULT_MEASURE,),
     *,
+    judged_at: int = 10,
     bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, dict[str, Any]]:
-    """Per run: the 95% interval of its mean ``measure`` and its paired difference from the best run (the same
-    query resamples for both runs), so a leaderboard shows which gaps lie within query noise."""
+    """Each run's mean of each measure over the queries ``qrels`` grades (a query a run did not answer scores 0),
+    and ``Judged@{judged_at}``, the share of its top documents that ``qrels`` grades (below 1, the run is partly
+    scored on documents nobody graded, which count as not relevant). With ``bootstrap`` query resamples, under
+    ``"bootstrap"``: the first measure's 95% interval and the run's paired gap to the best run with its interval
+    (the same resamples for both runs), so a leaderboard shows which gaps lie within query noise."""
     queries = sorted({q for q, _ in qrels})
-    values = per_query_scores(runs, qrels, queries, measure)
-    means = values.mean(axis=1)
-    best = int(np.argmax(means))
-    draws = query_draws(len(queries), bootstrap, seed)
-    drawn = values @ draws.T / draws.sum(axis=1)  # systems × draws
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    out = {}
-    for i, run in enumerate(runs):
-        gap = drawn[i] - drawn[best]
-        out[run] = {
-            "interval": (float(np.percentile(drawn[i], lo)), float(np.percentile(drawn[i], hi))),
-            "minus_best": float(means[i] - means[best]),
-            "minus_best_interval": (float(np.percentile(gap, lo)), float(np.percentile(gap, hi))),
-        }
-    return out
+    if not any(q in run for run in runs.values() for q in queries):
+        raise QrelkitError("no run answers any query of the qrels (do the runs' query ids match the qrels'?)")
+    wanted = list(dict.fromkeys([*measures, f"Judged@{judged_at}"]))
+    values = {m: per_query_scores(runs, qrels, queries, m) for m in wanted}
+    board: dict[str, dict[str, Any]] = {
+        run: {m: float(values[m][i].mean()) for m in wanted} for i, run in enumerate(runs)
+    }
+    if bootstrap:
+        first = values[wanted[0]]  # systems × queries
+        means = first.mean(axis=1)
+        best = int(np.argmax(means))
+        draws = query_draws(len(queries), bootstrap, seed)
+        drawn = first @ draws.T / draws.sum(axis=1)  # systems × draws
+        lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+        for i, run in enumerate(runs):
+            gap = drawn[i] - drawn[best]
+            board[run]["bootstrap"] = {
+                "interval": (float(np.percentile(drawn[i], lo)), float(np.percentile(drawn[i], hi))),
+                "minus_best": float(means[i] - means[best]),
+                "minus_best_interval": (float(np.percentile(gap, lo)), float(np.percentile(gap, hi))),
+            }
+    return board
 
 
 def tau_ap(truth: Sequence[float] | np.ndarray, estimate: Sequence[float] | np.ndarray) -> float:
