@@ -33,6 +33,7 @@ import numpy as np
 from qrelkit.bench import machine_name
 from qrelkit.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
 from qrelkit.crossfold import frozen_features
+from qrelkit.evaluate import group_by_query
 from qrelkit.io import Run, atomic_write_text, read_qrels, write_run
 from qrelkit.pool import pool_pairs
 from qrelkit.records import Document, Pair
@@ -70,17 +71,10 @@ def bm25_scores(pairs: list[Pair], settings: Mapping[str, object]) -> np.ndarray
     retriever = bm25s.BM25(**settings)
     retriever.index(bm25s.tokenize([t for _, t in passages], stopwords="en", show_progress=False), show_progress=False)
     out = np.zeros(len(pairs))
-    for idx in by_query(pairs).values():
+    for idx in group_by_query([(p.qid, p.doc_id) for p in pairs]).values():
         tokens = bm25s.tokenize([pairs[idx[0]].query], stopwords="en", show_progress=False, return_ids=False)[0]
         scores = retriever.get_scores(tokens)
         out[idx] = scores[[column[pairs[i].doc_id] for i in idx]]
-    return out
-
-
-def by_query(pairs: list[Pair]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        out.setdefault(p.qid, []).append(i)
     return out
 
 
@@ -115,7 +109,7 @@ def lexical_scores(pairs: list[Pair]) -> dict[str, np.ndarray]:
 def rrf(pairs: list[Pair], *scores: np.ndarray, k: int = 60) -> np.ndarray:
     """Reciprocal rank fusion of several systems' scores, ranks taken within each query."""
     fused = np.zeros(len(pairs))
-    for idx in map(np.array, by_query(pairs).values()):
+    for idx in map(np.array, group_by_query([(p.qid, p.doc_id) for p in pairs]).values()):
         for s in scores:
             ranks = np.empty(len(idx))
             ranks[np.argsort(-s[idx], kind="stable")] = np.arange(1, len(idx) + 1)

@@ -54,17 +54,21 @@ _BOMS = (
 )
 
 
+def _bom_encoding(head: bytes) -> str:
+    """The encoding the byte-order mark at the start of ``head`` names, else UTF-8."""
+    return next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
+
+
 def text_encoding(path: Path) -> str:
     """The encoding a text file's byte-order mark names (the mark is dropped on reading), else UTF-8."""
     with path.open("rb") as fh:
-        head = fh.read(4)
-    return next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
+        return _bom_encoding(fh.read(4))
 
 
 def _first_line(p: Path, raw: bytes) -> bytes:
     """A line-based file's first line without a UTF-8 byte-order mark; a UTF-16/32 file is refused plainly (its
     lines cannot be split as bytes)."""
-    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8")
+    encoding = _bom_encoding(raw)
     if encoding not in ("utf-8", "utf-8-sig"):
         raise InputError(p, f"{encoding.upper()} text (byte-order mark): save it as UTF-8", line=1)
     return raw.removeprefix(codecs.BOM_UTF8)

@@ -79,9 +79,15 @@ def _from_probs(cp: ChoiceProbs) -> dict[str, Any]:
     }
 
 
+def _setup_error(error: Exception) -> bool:
+    """An error no pair can get past (bad prompt, context overflow, refused key): it fails the whole run. A model
+    without logprobs is not one: its pairs are graded from generated text."""
+    return isinstance(error, QrelkitError) and not isinstance(error, LogprobsUnavailable)
+
+
 def _failed(error: Exception) -> dict[str, Any]:
-    """A failed pair's fields; a setup error (bad prompt, context overflow, refused key) fails the whole run."""
-    if isinstance(error, QrelkitError) and not isinstance(error, LogprobsUnavailable):
+    """A failed pair's fields; a setup error fails the whole run."""
+    if _setup_error(error):
         raise error
     return {"grade": None, "error": f"{type(error).__name__}: {redact(str(error))}"[:500]}
 
@@ -209,7 +215,7 @@ class Judge:
             try:
                 probs = self.llm.choice_probs_many([messages for _, messages, _ in todo], GRADE_TOKENS)
             except Exception as e:
-                if isinstance(e, QrelkitError):
+                if _setup_error(e):
                     raise
                 log.warning("a batch of %d pairs failed (%s): judging them one at a time", len(todo), type(e).__name__)
                 return [self.judge_one(p) for p in pairs]
