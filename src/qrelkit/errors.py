@@ -20,6 +20,7 @@ class InputError(QrelkitError):
             where += f" [{field}]"
         super().__init__(f"{where}: {message}")
         self.path = str(path)
+        self.message = message
         self.line = line
         self.field = field
 

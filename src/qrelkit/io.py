@@ -232,6 +232,8 @@ def pdf_to_text(path: Path) -> tuple[str, str]:
     between pages. A scanned PDF has no text layer: its text is empty (and ingest skips it as empty)."""
     from pypdf import PdfReader
 
+    # pypdf logs each repair it tries on a damaged file ("EOF marker not found"): the one line that matters is ours
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(path)
         if reader.is_encrypted:
@@ -239,10 +241,20 @@ def pdf_to_text(path: Path) -> tuple[str, str]:
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         title = str((reader.metadata.title if reader.metadata else None) or "")
     except Exception as e:  # pypdf raises many kinds on damaged or locked files: all mean "cannot read it"
-        raise InputError(
-            path, f"unreadable PDF ({type(e).__name__}: {e}); pass --skip-bad to skip such files"
-        ) from None
+        raise InputError(path, f"unreadable PDF ({type(e).__name__}: {e})") from None
     return title, "\n\n".join(p for p in pages if p)
+
+
+def _folder_file(f: Path) -> tuple[str, str]:
+    """One file of a corpus folder as (title, text); InputError when it cannot be read."""
+    suffix = f.suffix.lower()
+    if suffix == ".pdf":
+        return pdf_to_text(f)
+    try:
+        content = f.read_text(encoding=text_encoding(f))
+    except UnicodeDecodeError as e:
+        raise InputError(f, f"not UTF-8 (byte {e.start})") from None
+    return html_to_text(content) if suffix in (".html", ".htm") else ("", content)
 
 
 def _folder_docs(path: Path, skip_bad: bool) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -250,28 +262,13 @@ def _folder_docs(path: Path, skip_bad: bool) -> Iterator[tuple[int, dict[str, An
     if not files:
         raise InputError(path, f"folder holds no {', '.join(sorted(FOLDER_SUFFIXES))} files")
     for n, f in enumerate(files, start=1):
-        if f.suffix.lower() == ".pdf":
-            try:
-                title, content = pdf_to_text(f)
-            except InputError as e:
-                if not skip_bad:
-                    raise
-                log.warning("%s, skipped", e)
-                continue
-            yield n, {"doc_id": str(f.relative_to(path)), "text": content, "title": title}
-            continue
         try:
-            content = f.read_text(encoding=text_encoding(f))
-        except UnicodeDecodeError as e:
-            if skip_bad:
-                log.warning("%s: not UTF-8 (byte %d), skipped", f, e.start)
-                continue
-            raise InputError(
-                f, f"not UTF-8 (byte {e.start}); convert it, or pass --skip-bad to skip such files"
-            ) from None
-        title = ""
-        if f.suffix.lower() in (".html", ".htm"):
-            title, content = html_to_text(content)
+            title, content = _folder_file(f)
+        except InputError as e:
+            if not skip_bad:
+                raise InputError(e.path, f"{e.message}; pass --skip-bad to skip such files") from None
+            log.warning("%s, skipped", e)
+            continue
         yield n, {"doc_id": str(f.relative_to(path)), "text": content, "title": title}
 
 

@@ -218,7 +218,7 @@ class Judge:
                 if _setup_error(e):
                     raise
                 log.warning("a batch of %d pairs failed (%s): judging them one at a time", len(todo), type(e).__name__)
-                return [self.judge_one(p) for p in pairs]
+                return [hit or self.judge_one(p) for p, (_, _, hit) in zip(pairs, looked, strict=True)]
             each = (time.perf_counter() - t0) / len(todo)  # the batch's time, shared
             fresh = iter(
                 [self._record(p, key, _from_probs(cp), each) for (p, _, key), cp in zip(todo, probs, strict=True)]
