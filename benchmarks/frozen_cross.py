@@ -2,7 +2,8 @@
 fine-tuned recipes again: ``minilm-cosine-cross`` (the cosine cut at each collection's grade shares),
 ``minilm-ridge-cross`` and ``minilm-late-cross`` (the product's frozen student, ``qrelkit distill`` with and
 without ``--late-interaction``, trained per fold on GPT-4o's labels of the open queries outside it, all four
-collections). Writes their qrels and every report again (``qrelkit.crossfold.add_cross_rows``).
+collections) and ``minilm-late-boosted-cross`` (the same with ``--head boosted``). Writes their qrels and every
+report again (``qrelkit.crossfold.add_cross_rows``).
 
     python benchmarks/frozen_cross.py [--work DIR] [--out benchmarks/results] [--bootstrap 1000]
 

@@ -7,7 +7,13 @@ from topics import TOPICS, topic_pairs
 from qrelkit.distill import distill, recalibrate
 from qrelkit.errors import QrelkitError
 from qrelkit.students.encoder import FEATURES, LATE_FEATURES, Student, fit_head, head_scores, late_interaction
-from qrelkit.students.grading import clip_for_tokens, clip_words, distribution_thresholds, is_content_piece
+from qrelkit.students.grading import (
+    clip_for_tokens,
+    clip_words,
+    distribution_thresholds,
+    grades_from_thresholds,
+    is_content_piece,
+)
 from qrelkit.students.targets import ensemble
 
 
@@ -55,7 +61,7 @@ def test_distribution_thresholds_match_teacher_shares():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head", ["logistic", "cosine"])
+@pytest.mark.parametrize("head", ["logistic", "cosine", "boosted"])
 def test_every_head_separates_unseen_queries_and_survives_save(tmp_path, head):
     names = list(TOPICS)
     train, teacher = topic_pairs(names[:5])
@@ -83,6 +89,28 @@ def test_logistic_head_learns_soft_labels_as_expected_grades():
     assert head_scores(soft, high).mean() == pytest.approx(2.5, abs=0.1)
     assert head_scores(hard, high).mean() == pytest.approx(3.0, abs=0.1)
     assert head_scores(soft, x[:200]).mean() == pytest.approx(0.0, abs=0.1)
+
+
+def test_boosted_head_learns_an_interaction_a_ridge_cannot_and_predicts_as_scikit_learn():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    # grade 3 only where the passage is on topic AND matches every query term; either alone is grade 0
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(2000, len(FEATURES)))
+    both = (x[:, 0] > 0.5) & (x[:, 1] > 0.5)
+    grades = np.where(both, 3, 0)
+    boosted = fit_head(x, grades.astype(float), grades, kind="boosted")
+    ridge = fit_head(x, grades.astype(float), grades, kind="ridge")
+    one_only = (x[:, 0] > 0.5) ^ (x[:, 1] > 0.5)
+    assert head_scores(boosted, x[one_only]).max() < 1.0 < head_scores(boosted, x[both]).min()
+    assert head_scores(ridge, x[one_only]).max() > 1.0  # a sum of weights cannot tell one half from both
+    assert (grades_from_thresholds(boosted["thresholds"], head_scores(boosted, x)) == grades).mean() > 0.99
+    # the head stored as arrays scores as the fitted scikit-learn model does
+    z = (x - np.asarray(boosted["mean"])) / np.asarray(boosted["scale"])
+    model = GradientBoostingRegressor(
+        n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.8, min_samples_leaf=5, random_state=0
+    ).fit(z, grades.astype(float))
+    np.testing.assert_allclose(head_scores(boosted, x), np.clip(model.predict(z), 0, 3), atol=1e-9)
 
 
 def test_unknown_head_is_a_clear_error():

@@ -242,7 +242,9 @@ def distill(
         typer.Argument(help="teacher.qrels (judgments.jsonl beside it adds soft labels); several: an ensemble"),
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="student folder to write")] = Path("model"),
-    head: Annotated[str, typer.Option(help="ridge (regression), logistic (4-class, soft labels) or cosine")] = "ridge",
+    head: Annotated[
+        str, typer.Option(help="ridge (regression), boosted (regression trees), logistic (4-class), cosine")
+    ] = "ridge",
     label_smoothing: Annotated[float, typer.Option(help="logistic head, hard labels: mass on other grades")] = 0.0,
     base: Annotated[
         str, typer.Option(help="encoder (sentence-transformers/HF name or folder); causal: gguf:ALIAS|PATH or HF name")

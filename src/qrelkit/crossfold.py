@@ -475,7 +475,8 @@ def frozen_rows(
 ) -> dict[str, dict[str, dict[PairKey, int]]]:
     """The frozen tier on the cross-collection folds (row name → benchmark → grades): ``minilm-cosine-cross``, the
     cosine cut at each collection's grade shares; ``minilm-ridge-cross`` and ``minilm-late-cross``, the product's
-    frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs.
+    frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs;
+    ``minilm-late-boosted-cross``, the same with ``--head boosted``.
     ``late_features``: :func:`frozen_features`' rows."""
     from .students.encoder import FEATURES, LATE_FEATURES
 
@@ -485,6 +486,9 @@ def frozen_rows(
         "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
         "minilm-ridge-cross": _frozen_heads(datas, teachers, folds_of, features, FEATURES),
         "minilm-late-cross": _frozen_heads(datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES),
+        "minilm-late-boosted-cross": _frozen_heads(
+            datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES, kind="boosted"
+        ),
     }
 
 
@@ -494,8 +498,9 @@ def _frozen_heads(
     folds_of: Mapping[str, dict[str, int]],
     features: Mapping[tuple[str, str, str], np.ndarray],
     names: Sequence[str],
+    kind: str = "ridge",
 ) -> dict[str, dict[PairKey, int]]:
-    """Per fold, :func:`~qrelkit.students.encoder.fit_head` (ridge, cut at the teacher's grade shares on every
+    """Per fold, :func:`~qrelkit.students.encoder.fit_head` (``kind``, cut at the teacher's grade shares on every
     training pair) on the frozen features (columns ``names``) of the teacher-labelled open pairs of every
     collection outside it."""
     from .students.encoder import fit_head, head_scores
@@ -505,7 +510,7 @@ def _frozen_heads(
         pairs, grades, _ = _training_pairs(datas, teachers, folds_of, f)
         keys = ([*p.qid.split(":", 1), p.doc_id] for p in pairs)  # training qids are "benchmark:qid"
         x = np.array([features[(b, q, d)] for b, q, d in keys])
-        head = fit_head(x, np.array(grades, dtype=float), np.array(grades), kind="ridge", features=names)
+        head = fit_head(x, np.array(grades, dtype=float), np.array(grades), kind=kind, features=names)
         for b, data in datas.items():
             test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f]
             if test:
@@ -935,7 +940,8 @@ def _report(
         "frozen MiniLM features, trained on the other folds' pairs and cut at this benchmark's grade shares on them "
         "(stacked-all: over every recipe's score); "
         "minilm-cosine-cross is the frozen MiniLM cosine; minilm-ridge-cross and minilm-late-cross the frozen student "
-        "(ridge head, without and with its late-interaction features) trained on the fold's training pairs",
+        "(ridge head, without and with its late-interaction features) trained on the fold's training pairs; "
+        "minilm-late-boosted-cross the same with late features and gradient-boosted trees as its head",
         "human grades are used only for evaluation (not for training or calibration)",
     ]
     out.mkdir(parents=True, exist_ok=True)
