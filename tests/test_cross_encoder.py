@@ -261,6 +261,7 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
         names += ("stacked-all",)  # one head over both recipes' scores
         names += ("minilm-ridge-cross", "minilm-late-cross")  # the frozen student, without and with late features
         names += ("minilm-late-boosted-cross",)  # and with a head of boosted trees
+        names += ("minilm-late-context-cross", "minilm-late-context-boosted-cross")  # and with query context
         for name in names:
             graded = read_qrels(out / b / f"{name}.qrels")
             assert len(graded) == len(TOPICS) ** 2  # every test pair, open and held-out

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
+import json
+
 import numpy as np
 import pytest
 from topics import TOPICS, topic_pairs
@@ -365,3 +368,76 @@ def test_a_long_passage_is_clipped_to_words_that_give_the_tokenizer_the_same_tok
     assert features[0, FEATURES.index("log_doc_words")] == pytest.approx(np.log1p(len(text.split())))
     query, passage = student.encoder.encode(["deja vu", text], normalize_embeddings=True)  # the whole passage
     assert features[0, FEATURES.index("cosine")] == pytest.approx(float(query @ passage), abs=1e-6)
+
+
+def test_query_context_places_each_pair_among_its_querys_pairs():
+    from qrelkit.students.encoder import CONTEXT_STATS, context_names, query_context
+
+    names = FEATURES + LATE_FEATURES
+    x = np.zeros((5, len(names)))
+    x[:, names.index("cosine")] = [0.2, 0.9, 0.4, 0.5, 0.7]
+    x[:, names.index("maxsim_mean")] = [0.1, 0.1, 0.1, 0.3, 0.6]
+    queries = ["a", "b", "a", "a", "c"]  # interleaved: grouped by query text, not by position
+    ctx = query_context(x, queries, names)
+    assert ctx.shape == (5, len(context_names(names))) == (5, 2 * len(CONTEXT_STATS))
+    col = {n: i for i, n in enumerate(context_names(names))}
+    a = [0, 2, 3]  # cosines 0.2, 0.4, 0.5
+    assert ctx[a, col["cosine_query_best"]] == pytest.approx([0.5] * 3)
+    assert ctx[a, col["cosine_below_best"]] == pytest.approx([0.3, 0.1, 0.0])
+    assert ctx[a, col["cosine_percentile"]] == pytest.approx([0.5 / 3, 1.5 / 3, 2.5 / 3])
+    assert ctx[a, col["cosine_z"]].mean() == pytest.approx(0.0) and ctx[3, col["cosine_z"]] > 0
+    assert ctx[[0, 2], col["maxsim_mean_percentile"]] == pytest.approx([1 / 3, 1 / 3])  # a tie shares its ranks
+    for alone in (1, 4):  # a query with one pair: in the middle of its own pool
+        assert ctx[alone, col["cosine_z"]] == 0 and ctx[alone, col["cosine_percentile"]] == 0.5
+        assert ctx[alone, col["cosine_below_best"]] == 0 and ctx[alone, col["cosine_query_best"]] == x[alone, 0]
+    assert context_names(FEATURES) == tuple(f"cosine_{s}" for s in CONTEXT_STATS)  # no late features, no maxsim
+
+
+@pytest.mark.slow
+def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp_path):
+    from qrelkit.io import write_jsonl
+    from qrelkit.label import label_file_stream, label_pairs
+    from qrelkit.students import load_student, reads_query_context
+    from qrelkit.students.checked import CheckedLabeler
+    from qrelkit.students.encoder import context_names, saved_with_query_context
+
+    names = list(TOPICS)
+    train, teacher = topic_pairs(names[:5])
+    student = distill(train, teacher, head="boosted", query_context=True)
+    assert student.feature_names[-len(context_names(FEATURES + LATE_FEATURES)) :] == context_names(
+        FEATURES + LATE_FEATURES
+    )
+    student.save(tmp_path / "model")
+    assert saved_with_query_context(tmp_path / "model")
+    again = load_student(tmp_path / "model")
+    assert reads_query_context(again) and not reads_query_context(distill(train, teacher))
+    test, truth = topic_pairs(names[5:])  # 3 queries of 8 pairs each, in query order
+    whole, _ = again.predict_pairs(test)
+    gold = np.array([truth[(p.qid, p.doc_id)] for p in test])
+    assert whole[gold == 3].min() > whole[gold == 0].max()
+    # the grades of a query's pair depend on its pool: a lone pair scores otherwise than among its query's 8
+    assert again.predict_pairs(test[:1])[0][0] != pytest.approx(whole[0])
+    # chunks of 3 never split a query: the same scores in memory and streamed
+    scores, _, _ = label_pairs(test, again, chunk=3, show_progress=False)
+    np.testing.assert_allclose(scores, whole, rtol=1e-6)
+    rows = [{"qid": p.qid, "query": p.query, "doc_id": p.doc_id, "text": p.text} for p in test]
+    write_jsonl(tmp_path / "pairs.jsonl", rows)
+    label_file_stream(tmp_path / "pairs.jsonl", tmp_path / "model", tmp_path / "out.jsonl", chunk=3)
+    streamed = [json.loads(line)["score"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+    # a query whose pairs are apart would be graded in two pools: an error, not quietly other grades
+    write_jsonl(tmp_path / "apart.jsonl", rows + rows[:1])
+    with pytest.raises(QrelkitError, match="not next to each other"):
+        label_file_stream(tmp_path / "apart.jsonl", tmp_path / "model", tmp_path / "apart.qrels", show_progress=False)
+    # Ray Data splits a file anywhere: refused before Ray starts
+    if importlib.util.find_spec("ray"):
+        from qrelkit.label_ray import label_file_ray
+
+        with pytest.raises(QrelkitError, match="--engine local"):
+            label_file_ray(tmp_path / "pairs.jsonl", tmp_path / "model", tmp_path / "ray.qrels")
+    # the checked runtime grades the whole query of a pair near a cut point again, so fp32 reads the same pool
+    distance = np.abs(whole[:, None] - np.asarray(again.thresholds)[None, :]).min(axis=1)
+    checked = CheckedLabeler(again, again, margin=float(np.median(distance)))
+    scores, _ = checked.predict_pairs(test)
+    assert 0 < len(checked.last_rescored) < len(test)
+    np.testing.assert_allclose(scores, whole, rtol=1e-6)

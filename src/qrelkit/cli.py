@@ -298,6 +298,13 @@ def distill(
             show_default=False,
         ),
     ] = None,
+    query_context: Annotated[
+        bool,
+        typer.Option(
+            help="frozen student: also read where each pair's scores stand among its query's other pairs in the same "
+            "file (a pool, BM25's top k); labels then depend on the pairs labeled together (see README)"
+        ),
+    ] = False,
 ) -> None:
     """Train the student on the teacher's grades (or several teachers' as an ensemble) and save it as a folder.
 
@@ -337,6 +344,7 @@ def distill(
             pretrain_max_queries=pretrain_max_queries,
             stack_held_out=stack_held_out,
             late_interaction=late_interaction,
+            query_context=query_context,
         )
     )
 

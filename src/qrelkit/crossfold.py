@@ -476,11 +476,14 @@ def frozen_rows(
     """The frozen tier on the cross-collection folds (row name → benchmark → grades): ``minilm-cosine-cross``, the
     cosine cut at each collection's grade shares; ``minilm-ridge-cross`` and ``minilm-late-cross``, the product's
     frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs;
-    ``minilm-late-boosted-cross``, the same with ``--head boosted``.
+    ``minilm-late-boosted-cross``, the same with ``--head boosted``; ``minilm-late-context-cross`` and
+    ``minilm-late-context-boosted-cross``, with ``--query-context`` (each query's judged pairs are its pool).
     ``late_features``: :func:`frozen_features`' rows."""
-    from .students.encoder import FEATURES, LATE_FEATURES
+    from .students.encoder import FEATURES, LATE_FEATURES, context_names
 
     features = five_features(late_features)
+    pooled = _with_query_context(datas, late_features)
+    pooled_names = (*FEATURES, *LATE_FEATURES, *context_names(FEATURES + LATE_FEATURES))
     cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
     return {
         "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
@@ -489,7 +492,27 @@ def frozen_rows(
         "minilm-late-boosted-cross": _frozen_heads(
             datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES, kind="boosted"
         ),
+        "minilm-late-context-cross": _frozen_heads(datas, teachers, folds_of, pooled, pooled_names),
+        "minilm-late-context-boosted-cross": _frozen_heads(
+            datas, teachers, folds_of, pooled, pooled_names, kind="boosted"
+        ),
     }
+
+
+def _with_query_context(
+    datas: Mapping[str, BenchmarkData], rows: Mapping[tuple[str, str, str], np.ndarray]
+) -> dict[tuple[str, str, str], np.ndarray]:
+    """:func:`frozen_features` rows with the query-context columns (:func:`qrelkit.students.encoder.query_context`),
+    each query's pool being all its judged pairs (open or held-out), as ``qrelkit label`` reads a pool."""
+    from .students.encoder import FEATURES, LATE_FEATURES, query_context
+
+    out: dict[tuple[str, str, str], np.ndarray] = {}
+    for b, data in datas.items():
+        keys = _all_keys(data)
+        x = np.array([rows[(b, *k)] for k in keys])
+        x = np.column_stack([x, query_context(x, [q for q, _ in keys], FEATURES + LATE_FEATURES)])
+        out.update({(b, *k): row for k, row in zip(keys, x, strict=True)})
+    return out
 
 
 def _frozen_heads(
@@ -941,7 +964,8 @@ def _report(
         "(stacked-all: over every recipe's score); "
         "minilm-cosine-cross is the frozen MiniLM cosine; minilm-ridge-cross and minilm-late-cross the frozen student "
         "(ridge head, without and with its late-interaction features) trained on the fold's training pairs; "
-        "minilm-late-boosted-cross the same with late features and gradient-boosted trees as its head",
+        "minilm-late-boosted-cross the same with late features and gradient-boosted trees as its head; "
+        "*-context-* also read each pair's standing among the judged pairs of its query (--query-context)",
         "human grades are used only for evaluation (not for training or calibration)",
     ]
     out.mkdir(parents=True, exist_ok=True)

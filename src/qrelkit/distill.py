@@ -34,6 +34,7 @@ def distill(
     card: dict[str, Any] | None = None,
     student: Student | None = None,
     late_interaction: bool = True,
+    query_context: bool = False,
 ) -> Student:
     """Train a :class:`Student` on the pairs the teacher graded.
 
@@ -42,8 +43,10 @@ def distill(
     per pair) where given, else on hard grades with ``label_smoothing``; ``cosine`` only calibrates the
     encoder's similarity. ``late_interaction`` (default) adds the query-piece-to-passage-token features
     (:data:`qrelkit.students.encoder.LATE_FEATURES`): across four TREC collections, mean κ +0.02 and quadratic κ
-    +0.045 against human grades on unseen queries. ``student`` reuses an encoder already loaded (its embedding cache,
-    and its features, too).
+    +0.045 against human grades on unseen queries. ``query_context`` adds each pair's standing among the pairs of its
+    query (:func:`qrelkit.students.encoder.query_context`): the training pairs of a query are its pool, and at
+    labeling time so are the pairs of that query labeled together. ``student`` reuses an encoder already loaded (its
+    embedding cache, and its features, too).
 
     >>> student = distill(read_pairs("pairs.parquet"), read_qrels("teacher.qrels"))   # doctest: +SKIP
     >>> student.save("model/")                                                          # doctest: +SKIP
@@ -54,6 +57,8 @@ def distill(
     t0 = time.perf_counter()
     np.random.seed(seed)
     encoder = student or Student.from_base(base, max_length=max_length, late_interaction=late_interaction)
+    if query_context and not encoder.query_context:
+        encoder = encoder.with_head({}, {"query_context": True})
     x = encoder.features([p.query for p in labelled], [p.text for p in labelled])
     fitted = fit_head(
         x,

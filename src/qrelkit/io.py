@@ -386,23 +386,40 @@ def read_pairs(path: str | Path, *, skip_bad: bool = False) -> list[Pair]:
     return pairs
 
 
-def iter_pair_chunks(path: str | Path, chunk: int, *, skip: int = 0) -> Iterator[list[Pair]]:
-    """Stream pairs in lists of ``chunk`` without holding the file in memory, after skipping the first ``skip``.
+def pair_chunks(pairs: Iterable[Pair], chunk: int, *, whole_queries: bool = False) -> Iterator[list[Pair]]:
+    """``pairs`` in lists of ``chunk``. With ``whole_queries`` a list only ends where the query changes, so it may
+    hold more (a student that reads a query's pairs together, ``query_context``, needs them in one list), and a
+    query whose pairs are not next to each other is an error: its grades would depend on where the file splits."""
+    out: list[Pair] = []
+    finished: set[str] = set()
+    for pair in pairs:
+        if out and whole_queries and pair.qid != out[-1].qid:
+            finished.add(out[-1].qid)
+            if pair.qid in finished:
+                raise QrelkitError(
+                    f"the pairs of query {pair.qid!r} are not next to each other; this student grades a query's "
+                    "pairs together: sort the pairs by query (qrelkit mine and qrelkit pool write them so)"
+                )
+        if len(out) >= chunk and not (whole_queries and pair.qid == out[-1].qid):
+            yield out
+            out = []
+        out.append(pair)
+    if out:
+        yield out
+
+
+def iter_pair_chunks(
+    path: str | Path, chunk: int, *, skip: int = 0, whole_queries: bool = False
+) -> Iterator[list[Pair]]:
+    """Stream pairs in lists of ``chunk`` (:func:`pair_chunks`) without holding the file in memory, after skipping
+    the first ``skip``.
 
     Parquet is read batch by batch (pyarrow); JSONL line by line. Unlike :func:`read_pairs`, duplicates are
     not checked (that would keep every key of a million-pair file in memory).
     """
     p = require_file(path)
-    out: list[Pair] = []
-    for i, (_, pair) in enumerate(_iter_pairs(p)):
-        if i < skip:
-            continue
-        out.append(pair)
-        if len(out) == chunk:
-            yield out
-            out = []
-    if out:
-        yield out
+    pairs = (pair for i, (_, pair) in enumerate(_iter_pairs(p)) if i >= skip)
+    yield from pair_chunks(pairs, chunk, whole_queries=whole_queries)
 
 
 def count_pairs(path: str | Path) -> int:

@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import EmptyInput, QrelkitError
-from .io import atomic_write, atomic_write_text, count_pairs, iter_pair_chunks, qrels_line, require_file
+from .io import atomic_write, atomic_write_text, count_pairs, iter_pair_chunks, pair_chunks, qrels_line, require_file
 from .progress import progress_bar
 from .records import Pair
-from .students import Labeler, load_student, student_fingerprint
+from .students import Labeler, load_student, reads_query_context, student_fingerprint
 
 LABEL_SCHEMA = pa.schema([("qid", pa.string()), ("doc_id", pa.string()), ("score", pa.float32()), ("grade", pa.int8())])
 
@@ -38,11 +38,12 @@ def label_pairs(
     scores, grades = np.zeros(len(pairs)), np.zeros(len(pairs), dtype=int)
     rescored_before = _rescored(student)
     t0 = time.perf_counter()
+    start = 0
     with progress_bar("label (student)", total=len(pairs), enabled=show_progress) as advance:
-        for start in range(0, len(pairs), chunk):
-            part = pairs[start : start + chunk]
+        for part in pair_chunks(pairs, chunk, whole_queries=reads_query_context(student)):
             s, g = student.predict_pairs(part, batch_size=batch_size)
             scores[start : start + len(part)], grades[start : start + len(part)] = s, g
+            start += len(part)
             advance(len(part))
     secs = time.perf_counter() - t0
     stats = {"pairs": len(pairs), "seconds": round(secs, 3), "pairs_per_s": len(pairs) / secs}
@@ -160,7 +161,7 @@ def label_file_stream(
     labelled = 0
     with progress_bar(f"label ({runtime})", total=total, enabled=show_progress) as advance:
         advance(ckpt["done"])
-        for part in iter_pair_chunks(src, chunk, skip=ckpt["done"]):
+        for part in iter_pair_chunks(src, chunk, skip=ckpt["done"], whole_queries=reads_query_context(student)):
             scores, grades = student.predict_pairs(part, batch_size=batch_size)
             _append(out, ckpt, part, scores, grades)
             ckpt["done"] += len(part)

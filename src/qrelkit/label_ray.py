@@ -78,11 +78,16 @@ def label_file_ray(
         raise QrelkitError("the ray engine needs Ray: pip install 'qrelkit[ray]'") from None
     from .label import check_label_output, write_labels_stream
     from .students import student_kind
+    from .students.encoder import saved_with_query_context
 
     src, out = require_file(pairs), Path(out)
     check_label_output(out)
     model = Path(model).resolve()
-    student_kind(model)  # a clear error before Ray starts
+    if student_kind(model) == "frozen" and saved_with_query_context(model):  # clear errors before Ray starts
+        raise QrelkitError(
+            f"{model} grades each query's pairs together (--query-context) and Ray Data splits a file anywhere: "
+            "label with --engine local"
+        )
     started_here = not ray.is_initialized()
     if started_here:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")

@@ -242,6 +242,7 @@ def distill_file(
     pretrain_max_queries: int | None = None,
     stack_held_out: float = 0.0,
     late_interaction: bool | None = None,
+    query_context: bool = False,
 ) -> dict[str, Any]:
     """Train a student on one teacher's qrels (its ``judgments.jsonl``, when beside it, adds soft labels),
     or on several teachers' qrels as an ensemble (mean grade, share of judges per grade).
@@ -257,7 +258,8 @@ def distill_file(
     relevant, BM25 neighbours not); ``pretrain_max_queries`` keeps a random sample of them. ``stack_held_out``
     (cross-encoder): that share of the queries is kept out of training and the student is stacked on their pairs
     with the frozen MiniLM's features (:meth:`qrelkit.students.cross_encoder.CrossEncoderStudent.stack`).
-    ``late_interaction`` (frozen; default on): the head also reads :data:`qrelkit.students.encoder.LATE_FEATURES`."""
+    ``late_interaction`` (frozen; default on): the head also reads :data:`qrelkit.students.encoder.LATE_FEATURES`;
+    ``query_context`` (frozen): and each pair's standing among its query's pairs (:func:`~qrelkit.distill.distill`)."""
     if student not in STUDENT_KINDS:
         raise QrelkitError(f"unknown student {student!r}; choose {', '.join(STUDENT_KINDS)}")
     if (pretrain_queries or corpus) and student != "cross-encoder":
@@ -266,6 +268,8 @@ def distill_file(
         raise QrelkitError("--stack-held-out stacks the cross-encoder student (--student cross-encoder)")
     if late_interaction is not None and student != "frozen":
         raise QrelkitError("--late-interaction adds features to the frozen student's head (--student frozen)")
+    if query_context and student != "frozen":
+        raise QrelkitError("--query-context adds features to the frozen student's head (--student frozen)")
     late = late_interaction is not False
     if bool(pretrain_queries) != bool(corpus):
         raise QrelkitError("--pretrain-queries needs --corpus (the documents their seed_doc_id point to), and back")
@@ -331,10 +335,11 @@ def distill_file(
         seed=seed,
         card=card,
         late_interaction=late,
+        query_context=query_context,
     )
     frozen.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)
-    summary = ("head", "train_pairs", "train_queries", "target", "train_seconds", "fine_tuned")
+    summary = ("head", "train_pairs", "train_queries", "target", "train_seconds", "fine_tuned", "query_context")
     return {k: frozen.card[k] for k in summary if k in frozen.card}
 
 

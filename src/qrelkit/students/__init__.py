@@ -40,6 +40,12 @@ class Labeler(Protocol):
     def save(self, path: str | Path) -> None: ...
 
 
+def reads_query_context(student: Labeler) -> bool:
+    """Whether ``student`` grades a pair against the other pairs of its query in the same call (a frozen student
+    made with ``query_context``): whoever labels with it passes each query's pairs together."""
+    return bool(getattr(student, "query_context", False))
+
+
 def student_kind(path: str | Path) -> str:
     """Which kind of student a folder holds, or a clear error."""
     p = Path(path)
@@ -146,4 +152,12 @@ def _checked_pair(path: str | Path, device: str | None = None) -> tuple[Labeler,
     return load_student(path, runtime="onnx-int8", device=device), load_student(path, runtime="onnx", device=device)
 
 
-__all__ = ["STUDENT_KINDS", "Labeler", "export_student", "load_student", "student_fingerprint", "student_kind"]
+__all__ = [
+    "STUDENT_KINDS",
+    "Labeler",
+    "export_student",
+    "load_student",
+    "reads_query_context",
+    "student_fingerprint",
+    "student_kind",
+]

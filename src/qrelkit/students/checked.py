@@ -56,17 +56,27 @@ class CheckedLabeler:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and 0–3 grades: int8's, and fp32's for the pairs whose int8 score is near a cut point."""
         scores, grades = self.fast.predict(queries, docs, batch_size=batch_size)
-        near = self.near_cut_points(scores)
+        near = again = self.near_cut_points(scores)
         if len(near):
+            # a query-context student reads a pair beside its query's other pairs: fp32 sees the whole query
+            if self.query_context:
+                wanted = {queries[i] for i in near}
+                again = np.array([i for i, q in enumerate(queries) if q in wanted])
             exact_scores, exact_grades = self.exact.predict(
-                [queries[i] for i in near], [docs[i] for i in near], batch_size=batch_size
+                [queries[i] for i in again], [docs[i] for i in again], batch_size=batch_size
             )
+            at = np.searchsorted(again, near)  # where each near pair sits among those graded again
             scores, grades = scores.copy(), grades.copy()
-            scores[near], grades[near] = exact_scores, exact_grades
-        self.rescored += len(near)
+            scores[near], grades[near] = exact_scores[at], exact_grades[at]
+        self.rescored += len(again)  # what the fp32 pass cost (a query-context student's whole queries)
         self.labelled += len(scores)
         self.last_rescored = near
         return scores, grades
+
+    @property
+    def query_context(self) -> bool:
+        """Whether the student grades a pair against its query's other pairs (see :attr:`Student.query_context`)."""
+        return bool(getattr(self.exact, "query_context", False))
 
     def predict_pairs(self, pairs: Sequence[Pair], *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         return self.predict([p.query for p in pairs], [p.text for p in pairs], batch_size=batch_size)

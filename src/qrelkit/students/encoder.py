@@ -39,7 +39,45 @@ FEATURES = ("cosine", "term_overlap", "query_terms", "log_doc_words", "cosine_x_
 # content word-piece of the query against its best-matching passage token. The pooled cosine blurs a passage into
 # one topic; these say whether every part of the query is matched somewhere. Same forward pass as the cosine.
 LATE_FEATURES = ("maxsim_mean", "maxsim_min", "maxsim_over_0.6", "maxsim_over_0.8")
+# Query context (a student made with ``query_context``): where a pair's cosine and late-interaction match stand
+# among the other pairs of the same query in one call (a TREC pool, BM25's top k): z-score, percentile, distance to
+# the query's best, and the query's best and mean. A cosine of 0.5 is a strong match for a hard query and a weak one
+# for an easy query; the pool says which. Such a student's grade of a pair depends on the pairs labeled with it.
+CONTEXT_OF = ("cosine", "maxsim_mean")
+CONTEXT_STATS = ("z", "percentile", "below_best", "query_best", "query_mean")
 TOKEN_CACHE_BYTES = 512 * 2**20  # token vectors are kept in fp16: ~75 KB a 100-token passage with MiniLM
+
+
+def context_names(features: Sequence[str]) -> tuple[str, ...]:
+    """The query-context columns added to ``features`` (those of :data:`CONTEXT_OF` among them)."""
+    return tuple(f"{c}_{stat}" for c in CONTEXT_OF if c in features for stat in CONTEXT_STATS)
+
+
+def query_context(x: np.ndarray, queries: Sequence[str], features: Sequence[str]) -> np.ndarray:
+    """The :func:`context_names` columns of feature rows ``x`` (columns ``features``): each row against the rows of
+    the same query text. A query with one pair gets z 0, percentile 0.5 and distance 0."""
+    from scipy.stats import rankdata
+
+    columns = [list(features).index(c) for c in CONTEXT_OF if c in features]
+    out = np.zeros((len(x), len(columns) * len(CONTEXT_STATS)))
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(queries):
+        groups.setdefault(q, []).append(i)
+    for rows in groups.values():
+        for j, c in enumerate(columns):
+            v = x[rows, c]
+            best, mean = v.max(), v.mean()
+            stats = [(v - mean) / (v.std() + 1e-6), (rankdata(v) - 0.5) / len(v), best - v]
+            out[rows, j * len(CONTEXT_STATS) : (j + 1) * len(CONTEXT_STATS)] = np.column_stack(
+                [*stats, np.full(len(v), best), np.full(len(v), mean)]
+            )
+    return out
+
+
+def saved_with_query_context(path: str | Path) -> bool:
+    """Whether the frozen student folder ``path`` reads query context (without loading its encoder)."""
+    head = json.loads((student_dir(path) / "head.json").read_text())
+    return bool(set(context_names(FEATURES + LATE_FEATURES)) & set(head.get("features") or []))
 
 
 def student_dir(path: str | Path) -> Path:
@@ -70,16 +108,26 @@ class Student:
         self._tokens = _TokenCache(TOKEN_CACHE_BYTES if cache_size > 0 else 0)
         self._pieces: tuple[Any, np.ndarray, np.ndarray] | None = None  # see _piece_table
         self._cache_owner = id(encoder)
-        if self.feature_names not in (FEATURES, FEATURES + LATE_FEATURES):
+        bases = (FEATURES, FEATURES + LATE_FEATURES)
+        known = [(*base, *extra) for base in bases for extra in ((), context_names(base))]
+        if self.feature_names not in known:
             raise QrelkitError(f"unknown student features {list(self.feature_names)}: made by a newer qrelkit?")
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The columns of :meth:`features`: the head's, or before training :data:`FEATURES` (plus
-        :data:`LATE_FEATURES` for a student made with ``late_interaction``)."""
+        :data:`LATE_FEATURES` for a student made with ``late_interaction``, then the :func:`context_names` for one
+        made with ``query_context``)."""
         if self.head.get("features"):
             return tuple(self.head["features"])
-        return FEATURES + LATE_FEATURES if self.card.get("late_interaction") else FEATURES
+        names = FEATURES + LATE_FEATURES if self.card.get("late_interaction") else FEATURES
+        return names + context_names(names) if self.card.get("query_context") else names
+
+    @property
+    def query_context(self) -> bool:
+        """Whether a pair's grade depends on the other pairs of its query in the same call (see
+        :func:`query_context`): label a query's pairs together."""
+        return bool(set(context_names(FEATURES + LATE_FEATURES)) & set(self.feature_names))
 
     def clear_cache(self) -> None:
         """Forget cached embeddings (benchmarks call this so that every timed text is really encoded)."""
@@ -185,6 +233,9 @@ class Student:
         x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
         if late:
             x = np.column_stack([x, late_interaction(q_tokens, d_tokens)])
+        if self.query_context:
+            names = FEATURES + LATE_FEATURES if late else FEATURES
+            x = np.column_stack([x, query_context(x, queries, names)])
         return x
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
