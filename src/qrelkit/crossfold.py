@@ -482,40 +482,43 @@ def frozen_rows(
     from .students.encoder import FEATURES, LATE_FEATURES, context_names
 
     features = five_features(late_features)
-    pooled = _with_query_context(datas, late_features)
+    pooled = with_query_context(datas, late_features)
     pooled_names = (*FEATURES, *LATE_FEATURES, *context_names(FEATURES + LATE_FEATURES))
     cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
     return {
         "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
-        "minilm-ridge-cross": _frozen_heads(datas, teachers, folds_of, features, FEATURES),
-        "minilm-late-cross": _frozen_heads(datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES),
-        "minilm-late-boosted-cross": _frozen_heads(
+        "minilm-ridge-cross": frozen_heads(datas, teachers, folds_of, features, FEATURES),
+        "minilm-late-cross": frozen_heads(datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES),
+        "minilm-late-boosted-cross": frozen_heads(
             datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES, kind="boosted"
         ),
-        "minilm-late-context-cross": _frozen_heads(datas, teachers, folds_of, pooled, pooled_names),
-        "minilm-late-context-boosted-cross": _frozen_heads(
+        "minilm-late-context-cross": frozen_heads(datas, teachers, folds_of, pooled, pooled_names),
+        "minilm-late-context-boosted-cross": frozen_heads(
             datas, teachers, folds_of, pooled, pooled_names, kind="boosted"
         ),
     }
 
 
-def _with_query_context(
-    datas: Mapping[str, BenchmarkData], rows: Mapping[tuple[str, str, str], np.ndarray]
+def with_query_context(
+    datas: Mapping[str, BenchmarkData],
+    rows: Mapping[tuple[str, str, str], np.ndarray],
+    pools: Mapping[str, set[PairKey]] | None = None,
 ) -> dict[tuple[str, str, str], np.ndarray]:
     """:func:`frozen_features` rows with the query-context columns (:func:`qrelkit.students.encoder.query_context`),
-    each query's pool being all its judged pairs (open or held-out), as ``qrelkit label`` reads a pool."""
+    each query's pool being all its judged pairs (open or held-out), as ``qrelkit label`` reads a pool; or, with
+    ``pools``, only the pairs of each benchmark's pool (then only those are returned)."""
     from .students.encoder import FEATURES, LATE_FEATURES, query_context
 
     out: dict[tuple[str, str, str], np.ndarray] = {}
     for b, data in datas.items():
-        keys = _all_keys(data)
+        keys = sorted(pools[b]) if pools is not None else _all_keys(data)
         x = np.array([rows[(b, *k)] for k in keys])
         x = np.column_stack([x, query_context(x, [q for q, _ in keys], FEATURES + LATE_FEATURES)])
         out.update({(b, *k): row for k, row in zip(keys, x, strict=True)})
     return out
 
 
-def _frozen_heads(
+def frozen_heads(
     datas: Mapping[str, BenchmarkData],
     teachers: Mapping[str, str],
     folds_of: Mapping[str, dict[str, int]],
@@ -525,17 +528,20 @@ def _frozen_heads(
 ) -> dict[str, dict[PairKey, int]]:
     """Per fold, :func:`~qrelkit.students.encoder.fit_head` (``kind``, cut at the teacher's grade shares on every
     training pair) on the frozen features (columns ``names``) of the teacher-labelled open pairs of every
-    collection outside it."""
+    collection outside it. Only the pairs ``features`` holds are trained on and graded (all test pairs, or a pool)."""
     from .students.encoder import fit_head, head_scores
 
     out: dict[str, dict[PairKey, int]] = {b: {} for b in datas}
     for f in sorted({v for fo in folds_of.values() for v in fo.values()}):
         pairs, grades, _ = _training_pairs(datas, teachers, folds_of, f)
-        keys = ([*p.qid.split(":", 1), p.doc_id] for p in pairs)  # training qids are "benchmark:qid"
-        x = np.array([features[(b, q, d)] for b, q, d in keys])
-        head = fit_head(x, np.array(grades, dtype=float), np.array(grades), kind=kind, features=names)
+        split = (p.qid.split(":", 1) for p in pairs)  # training qids are "benchmark:qid"
+        keys = [(b, q, p.doc_id) for (b, q), p in zip(split, pairs, strict=True)]
+        kept = [i for i, k in enumerate(keys) if k in features]
+        x = np.array([features[keys[i]] for i in kept])
+        target = np.array([grades[i] for i in kept])
+        head = fit_head(x, target.astype(float), target, kind=kind, features=names)
         for b, data in datas.items():
-            test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f]
+            test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f and (b, *k) in features]
             if test:
                 scores = head_scores(head, np.array([features[(b, *k)] for k in test]))
                 g = grades_from_thresholds(head["thresholds"], scores)
