@@ -409,6 +409,7 @@ def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp
     )
     student.save(tmp_path / "model")
     assert saved_with_query_context(tmp_path / "model")
+    assert "Query context" in (tmp_path / "model" / "README.md").read_text()
     again = load_student(tmp_path / "model")
     assert reads_query_context(again) and not reads_query_context(distill(train, teacher))
     test, truth = topic_pairs(names[5:])  # 3 queries of 8 pairs each, in query order

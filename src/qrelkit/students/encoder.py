@@ -562,4 +562,10 @@ def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
     )
     lines.append(markdown_table(["field", "value"], ([k, card[k]] for k in fields if k in card)))
     lines += ["", f"Head ({kind}): {weights}", f"Thresholds: {head.get('thresholds')}", ""]
+    if set(context_names(FEATURES + LATE_FEATURES)) & set(head.get("features") or []):
+        lines += [
+            "Query context: each pair is graded among the other pairs of its query passed in the same call, so "
+            "label a pool (a query's retrieved passages) with the query's pairs together.",
+            "",
+        ]
     return "\n".join(lines)
