@@ -1,7 +1,7 @@
 """Does query context (``qrelkit distill --query-context``) help on a pool a user would label, not only on NIST's
 judged set? The judged set of a TREC query is shaped by the assessment itself (pools deepened where relevant
 passages were found), so a student that reads a pair's standing among its query's pairs could learn that shape. This
-grades the frozen student, with and without query context, ridge and boosted heads, on three kinds of pool per
+grades the frozen student, with and without query context, ridge, spline and boosted heads, on three kinds of pool per
 query: all judged pairs (as the cross-collection experiment), and the union of the top 10 and top 30 of thirteen
 retrieval systems over the judged passages (``benchmarks/system_ranking.py``'s BM25, TF-IDF, query-likelihood,
 MiniLM and fusion rerankers; not its random and length-prior ones). Each student trains on the pooled pairs of the
@@ -74,12 +74,12 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
     sizes: dict[str, dict[str, int]] = {}
     for pool_name, pool in pools.items():
-        plain = late if pool is None else {(b, *k): late[(b, *k)] for b in datas for k in pool[b]}
+        plain = late if pool is None else {(b, *k): late[(b, *k)] for b in datas for k in sorted(pool[b])}
         context = with_query_context(datas, late, pool)
         sizes[pool_name] = {b: sum(1 for k in plain if k[0] == b and k[1:] in d.human) for b, d in datas.items()}
         gpt4o = {b: {k: g for k, g in d.label_sets[teachers[b]].items() if (b, *k) in plain} for b, d in datas.items()}
         rows = {"GPT-4o (teacher)": agreement(datas, gpt4o)}
-        for kind in ("ridge", "boosted"):
+        for kind in ("ridge", "spline", "boosted"):
             rows[f"{kind}"] = agreement(datas, frozen_heads(datas, teachers, folds_of, plain, names, kind=kind))
             with_context = frozen_heads(datas, teachers, folds_of, context, names + context_names(names), kind=kind)
             rows[f"{kind} + query context"] = agreement(datas, with_context)

@@ -43,7 +43,8 @@ from qrelkit.system_ranking import compare_system_rankings, format_system_rankin
 STUDENTS = {  # committed cross-fitted qrels under benchmarks/results/<benchmark>/
     "student ce-minilm-syn3k-bce-all-stacked (best fixed)": "ce-minilm-syn3k-bce-all-stacked",
     "student ce-minilm-syn3k-bce-stack25 (product, stacked)": "ce-minilm-syn3k-bce-stack25",
-    "student minilm-late-cross (product, frozen)": "minilm-late-cross",
+    "student minilm-late-cross (frozen, ridge head)": "minilm-late-cross",
+    "student minilm-late-spline-cross (product, frozen: spline head)": "minilm-late-spline-cross",
     "student minilm-late-context-boosted-cross (frozen, boosted, query context)": "minilm-late-context-boosted-cross",
     "student minilm-cosine-cross (frozen cosine)": "minilm-cosine-cross",
     "student ce-minilm-syn3k-bce-all (cross-encoder alone)": "ce-minilm-syn3k-bce-all",

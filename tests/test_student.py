@@ -64,7 +64,7 @@ def test_distribution_thresholds_match_teacher_shares():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head", ["logistic", "cosine", "boosted"])
+@pytest.mark.parametrize("head", ["logistic", "cosine", "boosted", "spline", "ridge"])
 def test_every_head_separates_unseen_queries_and_survives_save(tmp_path, head):
     names = list(TOPICS)
     train, teacher = topic_pairs(names[:5])
@@ -114,6 +114,35 @@ def test_boosted_head_learns_an_interaction_a_ridge_cannot_and_predicts_as_sciki
         n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.8, min_samples_leaf=5, random_state=0
     ).fit(z, grades.astype(float))
     np.testing.assert_allclose(head_scores(boosted, x), np.clip(model.predict(z), 0, 3), atol=1e-9)
+
+
+def test_spline_head_learns_a_curve_a_line_cannot_and_predicts_as_scikit_learn():
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import SplineTransformer
+
+    # relevant only past a cosine of 0.6, whatever the rest: a step a straight line can only slope through
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(3000, len(FEATURES)))
+    grades = np.where(x[:, 0] > 0.6, 3, 0)
+    spline = fit_head(x, grades.astype(float), grades, kind="spline")
+    ridge = fit_head(x, grades.astype(float), grades, kind="ridge")
+    low, high = x[:, 0] < 0.5, x[:, 0] > 0.7
+    assert head_scores(spline, x[low]).max() < 0.5 and head_scores(spline, x[high]).min() > 2.5
+    assert head_scores(ridge, x[low]).max() > 0.5  # a line through a step misses both plateaus
+    # smooth: a small change of a feature (an int8 error, say) moves the score a little
+    nudged = x + 0.002
+    assert np.abs(head_scores(spline, nudged) - head_scores(spline, x))[~(np.abs(x[:, 0] - 0.6) < 0.1)].max() < 0.05
+    # the head stored as knots and weights scores as the fitted scikit-learn model does, inside and beyond the range
+    z = (x - np.asarray(spline["mean"])) / np.asarray(spline["scale"])
+    bases = SplineTransformer(n_knots=5, degree=3).fit(z)
+    model = Ridge(alpha=1.0).fit(bases.transform(z), grades.astype(float))
+    wide = np.r_[x, x * 3 - 1]  # rows far outside the training range: each curve stays at its end value
+    zw = (wide - np.asarray(spline["mean"])) / np.asarray(spline["scale"])
+    np.testing.assert_allclose(head_scores(spline, wide), np.clip(model.predict(bases.transform(zw)), 0, 3), atol=1e-9)
+    # a feature constant in training (no query had stop words only, say) gets no curve, and no error
+    x[:, 2] = 1.0
+    flat = fit_head(x, grades.astype(float), grades, kind="spline")
+    assert flat["knots"][2] is None and head_scores(flat, x[high]).min() > 2.5
 
 
 def test_unknown_head_is_a_clear_error():

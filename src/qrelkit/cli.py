@@ -243,8 +243,8 @@ def distill(
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="student folder to write")] = Path("model"),
     head: Annotated[
-        str, typer.Option(help="ridge (regression), boosted (regression trees), logistic (4-class), cosine")
-    ] = "ridge",
+        str, typer.Option(help="spline (a curve a feature), ridge (a line), boosted (trees), logistic, cosine")
+    ] = "spline",
     label_smoothing: Annotated[float, typer.Option(help="logistic head, hard labels: mass on other grades")] = 0.0,
     base: Annotated[
         str, typer.Option(help="encoder (sentence-transformers/HF name or folder); causal: gguf:ALIAS|PATH or HF name")

@@ -476,8 +476,9 @@ def frozen_rows(
     """The frozen tier on the cross-collection folds (row name → benchmark → grades): ``minilm-cosine-cross``, the
     cosine cut at each collection's grade shares; ``minilm-ridge-cross`` and ``minilm-late-cross``, the product's
     frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs;
-    ``minilm-late-boosted-cross``, the same with ``--head boosted``; ``minilm-late-context-cross`` and
-    ``minilm-late-context-boosted-cross``, with ``--query-context`` (each query's judged pairs are its pool).
+    ``minilm-late-boosted-cross`` and ``minilm-late-spline-cross``, the same with ``--head boosted`` and ``spline``;
+    ``minilm-late-context-cross`` and ``minilm-late-context-boosted-cross``, with ``--query-context`` (each query's
+    judged pairs are its pool).
     ``late_features``: :func:`frozen_features`' rows."""
     from .students.encoder import FEATURES, LATE_FEATURES, context_names
 
@@ -491,6 +492,9 @@ def frozen_rows(
         "minilm-late-cross": frozen_heads(datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES),
         "minilm-late-boosted-cross": frozen_heads(
             datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES, kind="boosted"
+        ),
+        "minilm-late-spline-cross": frozen_heads(
+            datas, teachers, folds_of, late_features, FEATURES + LATE_FEATURES, kind="spline"
         ),
         "minilm-late-context-cross": frozen_heads(datas, teachers, folds_of, pooled, pooled_names),
         "minilm-late-context-boosted-cross": frozen_heads(
@@ -970,7 +974,8 @@ def _report(
         "(stacked-all: over every recipe's score); "
         "minilm-cosine-cross is the frozen MiniLM cosine; minilm-ridge-cross and minilm-late-cross the frozen student "
         "(ridge head, without and with its late-interaction features) trained on the fold's training pairs; "
-        "minilm-late-boosted-cross the same with late features and gradient-boosted trees as its head; "
+        "minilm-late-boosted-cross and minilm-late-spline-cross the same with late features and gradient-boosted "
+        "trees or one spline a feature as its head; "
         "*-context-* also read each pair's standing among the judged pairs of its query (--query-context)",
         "human grades are used only for evaluation (not for training or calibration)",
     ]

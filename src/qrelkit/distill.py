@@ -26,7 +26,7 @@ def distill(
     *,
     soft: dict[tuple[str, str], float] | None = None,
     distribution: dict[tuple[str, str], list[float]] | None = None,
-    head: str = "ridge",
+    head: str = "spline",
     label_smoothing: float = 0.0,
     base: str = MINILM_ALIAS,
     max_length: int = 256,
@@ -38,8 +38,9 @@ def distill(
 ) -> Student:
     """Train a :class:`Student` on the pairs the teacher graded.
 
-    ``head`` (see :func:`qrelkit.students.encoder.fit_head`): ``ridge`` regresses ``soft`` (the teacher's expected
-    grades) where given, the hard grade otherwise; ``logistic`` classifies 0–3 on ``distribution`` (P(grade)
+    ``head`` (see :func:`qrelkit.students.encoder.fit_head`): ``spline`` (default) and ``ridge`` regress ``soft`` (the
+    teacher's expected grades) where given, the hard grade otherwise, with a smooth curve per feature or a straight
+    line (``boosted``: trees); ``logistic`` classifies 0–3 on ``distribution`` (P(grade)
     per pair) where given, else on hard grades with ``label_smoothing``; ``cosine`` only calibrates the
     encoder's similarity. ``late_interaction`` (default) adds the query-piece-to-passage-token features
     (:data:`qrelkit.students.encoder.LATE_FEATURES`): across four TREC collections, mean κ +0.02 and quadratic κ

@@ -222,7 +222,7 @@ def distill_file(
     teacher: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
-    head: str = "ridge",
+    head: str = "spline",
     label_smoothing: float = 0.0,
     base: str = "all-MiniLM-L6-v2",
     max_length: int = 256,
