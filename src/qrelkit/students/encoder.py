@@ -74,10 +74,15 @@ def query_context(x: np.ndarray, queries: Sequence[str], features: Sequence[str]
     return out
 
 
+def has_query_context(features: Sequence[str]) -> bool:
+    """Whether a head's feature columns include query-context ones (:func:`context_names`)."""
+    return bool(set(context_names(FEATURES + LATE_FEATURES)) & set(features))
+
+
 def saved_with_query_context(path: str | Path) -> bool:
     """Whether the frozen student folder ``path`` reads query context (without loading its encoder)."""
     head = json.loads((student_dir(path) / "head.json").read_text())
-    return bool(set(context_names(FEATURES + LATE_FEATURES)) & set(head.get("features") or []))
+    return has_query_context(head.get("features") or [])
 
 
 def student_dir(path: str | Path) -> Path:
@@ -127,7 +132,7 @@ class Student:
     def query_context(self) -> bool:
         """Whether a pair's grade depends on the other pairs of its query in the same call (see
         :func:`query_context`): label a query's pairs together."""
-        return bool(set(context_names(FEATURES + LATE_FEATURES)) & set(self.feature_names))
+        return has_query_context(self.feature_names)
 
     def clear_cache(self) -> None:
         """Forget cached embeddings (benchmarks call this so that every timed text is really encoded)."""
@@ -605,7 +610,7 @@ def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
     )
     lines.append(markdown_table(["field", "value"], ([k, card[k]] for k in fields if k in card)))
     lines += ["", f"Head ({kind}): {weights}", f"Thresholds: {head.get('thresholds')}", ""]
-    if set(context_names(FEATURES + LATE_FEATURES)) & set(head.get("features") or []):
+    if has_query_context(head.get("features") or []):
         lines += [
             "Query context: each pair is graded among the other pairs of its query passed in the same call, so "
             "label a pool (a query's retrieved passages) with the query's pairs together.",
