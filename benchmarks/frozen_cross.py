@@ -2,13 +2,15 @@
 fine-tuned recipes again: ``minilm-cosine-cross`` (the cosine cut at each collection's grade shares),
 ``minilm-ridge-cross`` and ``minilm-late-cross`` (the product's frozen student, ``qrelkit distill`` with and
 without ``--late-interaction``, trained per fold on GPT-4o's labels of the open queries outside it, all four
-collections) and ``minilm-late-boosted-cross`` (the same with ``--head boosted``). Writes their qrels and every
-report again (``qrelkit.crossfold.add_cross_rows``).
+collections), ``minilm-late-boosted-cross`` and ``minilm-late-spline-cross`` (``--head boosted``, ``spline``), the
+query-context rows (``minilm-late-context-cross``, ``minilm-late-context-boosted-cross``: the pool's statistics only)
+and ``minilm-late-feedback-spline-cross`` and ``minilm-late-feedback-boosted-cross`` (today's ``--query-context``:
+statistics and pool feedback). Writes their qrels and every report again (``qrelkit.crossfold.add_cross_rows``).
 
     python benchmarks/frozen_cross.py [--work DIR] [--out benchmarks/results] [--bootstrap 1000]
 
-The frozen features of every test pair (open and held-out, four collections) take about 25 minutes on 2 CPU cores
-the first time and are cached in ``--work``.
+The frozen features of every test pair (open and held-out, four collections) take about 8–25 minutes on 2 CPU cores
+the first time, their embeddings about 10 more; both are cached in ``--work``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from qrelkit.benchmarks import BENCHMARKS, load_benchmark
-from qrelkit.crossfold import add_cross_rows, fold_of_queries, frozen_features, frozen_rows
+from qrelkit.crossfold import add_cross_rows, fold_of_queries, frozen_embeddings, frozen_features, frozen_rows
 
 
 def main() -> None:
@@ -36,7 +38,8 @@ def main() -> None:
     t0 = time.perf_counter()
     late = frozen_features(datas, args.work)
     logging.info("features of %d pairs in %.0f s", len(late), time.perf_counter() - t0)
-    rows = frozen_rows(datas, teachers, folds_of, late)
+    embeddings = frozen_embeddings(datas, args.work)
+    rows = frozen_rows(datas, teachers, folds_of, late, embeddings)
     summary = add_cross_rows(rows, list(datas), out_dir=args.out, bootstrap=args.bootstrap)
     print((args.out / "cross-collection.md").read_text())
     print(summary["same_student_everywhere"])

@@ -6,12 +6,15 @@ query: all judged pairs (as the cross-collection experiment), and the union of t
 retrieval systems over the judged passages (``benchmarks/system_ranking.py``'s BM25, TF-IDF, query-likelihood,
 MiniLM and fusion rerankers; not its random and length-prior ones). Each student trains on the pooled pairs of the
 training fold's open queries (GPT-4o's labels, four collections, the experiment's 2 folds by query) and grades the
-pooled pairs of the other fold; κ against NIST on those pairs, GPT-4o's own on the same pairs beside it.
+pooled pairs of the other fold; κ against NIST on those pairs, GPT-4o's own on the same pairs beside it. "+ query
+context" is the pool's statistics (``qrelkit.students.encoder.query_context``), "+ pool feedback" adds each passage's
+likeness to the query's best other passages of the same pool (``pool_feedback``): both together are today's
+``--query-context``.
 
     python benchmarks/query_context.py [--work DIR] [--out benchmarks/results]
 
-Uses the frozen features cached in ``--work`` by ``benchmarks/frozen_cross.py`` (about 25 minutes on 2 CPU cores the
-first time); then about two minutes.
+Uses the frozen features and embeddings cached in ``--work`` by ``benchmarks/frozen_cross.py`` (about 20–35 minutes
+on 2 CPU cores the first time); then about two minutes.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from system_ranking import systems
 
 from qrelkit.bench import machine_name
 from qrelkit.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
-from qrelkit.crossfold import fold_of_queries, frozen_features, frozen_heads, with_query_context
+from qrelkit.crossfold import fold_of_queries, frozen_embeddings, frozen_features, frozen_heads, with_query_context
 from qrelkit.evaluate import evaluate_qrels
 from qrelkit.io import atomic_write_text
 from qrelkit.records import PairKey
-from qrelkit.students.encoder import FEATURES, LATE_FEATURES, context_names
+from qrelkit.students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, context_names
 from qrelkit.tables import markdown_table
 
 NOT_POOLED = ("random", "longest-first")  # no user pools a random or a longest-passage-first run
@@ -68,6 +71,7 @@ def main() -> None:
     teachers = {b: spec.teacher for b, spec in BENCHMARKS.items()}
     folds_of = {b: fold_of_queries([p.qid for p in d.open_pairs + d.heldout_pairs], 2) for b, d in datas.items()}
     late = frozen_features(datas, args.work)
+    embeddings = frozen_embeddings(datas, args.work)
     names = FEATURES + LATE_FEATURES
     pools: dict[str, dict[str, set[PairKey]] | None] = {"all judged pairs": None}
     pools.update({f"top {k} of 13 systems": {b: run_pool(d, late, k) for b, d in datas.items()} for k in DEPTHS})
@@ -76,6 +80,7 @@ def main() -> None:
     for pool_name, pool in pools.items():
         plain = late if pool is None else {(b, *k): late[(b, *k)] for b in datas for k in sorted(pool[b])}
         context = with_query_context(datas, late, pool)
+        feedback = with_query_context(datas, late, pool, embeddings)
         sizes[pool_name] = {b: sum(1 for k in plain if k[0] == b and k[1:] in d.human) for b, d in datas.items()}
         gpt4o = {b: {k: g for k, g in d.label_sets[teachers[b]].items() if (b, *k) in plain} for b, d in datas.items()}
         rows = {"GPT-4o (teacher)": agreement(datas, gpt4o)}
@@ -83,6 +88,9 @@ def main() -> None:
             rows[f"{kind}"] = agreement(datas, frozen_heads(datas, teachers, folds_of, plain, names, kind=kind))
             with_context = frozen_heads(datas, teachers, folds_of, context, names + context_names(names), kind=kind)
             rows[f"{kind} + query context"] = agreement(datas, with_context)
+            pooled_names = names + context_names(names) + FEEDBACK
+            with_feedback = frozen_heads(datas, teachers, folds_of, feedback, pooled_names, kind=kind)
+            rows[f"{kind} + query context + pool feedback"] = agreement(datas, with_feedback)
         results[pool_name] = rows
         logging.info("%s: %s", pool_name, {r: np.mean([v[0] for v in x.values()]).round(3) for r, x in rows.items()})
     report = ["# Query context on three kinds of pool (frozen student, κ / quadratic κ vs NIST, open queries)", ""]

@@ -45,7 +45,9 @@ STUDENTS = {  # committed cross-fitted qrels under benchmarks/results/<benchmark
     "student ce-minilm-syn3k-bce-stack25 (product, stacked)": "ce-minilm-syn3k-bce-stack25",
     "student minilm-late-cross (frozen, ridge head)": "minilm-late-cross",
     "student minilm-late-spline-cross (product, frozen: spline head)": "minilm-late-spline-cross",
-    "student minilm-late-context-boosted-cross (frozen, boosted, query context)": "minilm-late-context-boosted-cross",
+    "student minilm-late-context-boosted-cross (frozen, boosted, pool statistics)": "minilm-late-context-boosted-cross",
+    "student minilm-late-feedback-spline-cross (frozen, spline, --query-context)": "minilm-late-feedback-spline-cross",
+    "student minilm-late-feedback-boosted-cross (boosted, --query-context)": "minilm-late-feedback-boosted-cross",
     "student minilm-cosine-cross (frozen cosine)": "minilm-cosine-cross",
     "student ce-minilm-syn3k-bce-all (cross-encoder alone)": "ce-minilm-syn3k-bce-all",
 }

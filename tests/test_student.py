@@ -422,20 +422,63 @@ def test_query_context_places_each_pair_among_its_querys_pairs():
     assert context_names(FEATURES) == tuple(f"cosine_{s}" for s in CONTEXT_STATS)  # no late features, no maxsim
 
 
+def test_pool_feedback_compares_each_passage_with_the_other_passages_of_its_query():
+    from qrelkit.students.encoder import FEEDBACK, FEEDBACK_DEPTHS, FEEDBACK_SHARPNESS, pool_feedback
+
+    rng = np.random.default_rng(0)
+    sizes = {"a": 12, "b": 3, "c": 11, "lone": 1}  # more and fewer than each depth's others, and no others
+    queries = [q for q, n in sizes.items() for _ in range(n)]
+    rng.shuffle(queries)  # interleaved: grouped by query text, not by position
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    topic = {q: unit(rng.normal(size=16)) for q in sizes}
+    query_emb = np.array([topic[q] for q in queries])
+    doc_emb = unit(query_emb + rng.normal(scale=0.8, size=query_emb.shape))
+    got = pool_feedback(query_emb, doc_emb, queries)
+    assert got.shape == (len(queries), len(FEEDBACK))
+    for i, q in enumerate(queries):
+        others = [j for j, o in enumerate(queries) if o == q and j != i]
+        if not others:
+            assert not got[i].any()
+            continue
+        sims, cosine = doc_emb[others] @ doc_emb[i], doc_emb[others] @ topic[q]
+        best = [others[j] for j in np.argsort(-cosine, kind="stable")]
+        want = [doc_emb[i] @ unit(doc_emb[best[:k]].sum(axis=0)) for k in FEEDBACK_DEPTHS]
+        weight = np.exp(FEEDBACK_SHARPNESS * cosine)
+        want += [sims.mean(), (weight * sims).sum() / weight.sum()]
+        np.testing.assert_allclose(got[i], want, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_query_context_student_saved_before_pool_feedback_labels_as_then():
+    from qrelkit.students.encoder import FEEDBACK, context_names
+
+    names = list(TOPICS)
+    train, teacher = topic_pairs(names[:5])
+    student = distill(train, teacher, query_context=True)
+    pairs = ([p.query for p in train], [p.text for p in train])
+    before = FEATURES + LATE_FEATURES + context_names(FEATURES + LATE_FEATURES)  # a head.json of 2026-11-29
+    old = student.with_head({"features": list(before)})
+    x_old, x_new = old.features(*pairs), student.features(*pairs)
+    assert x_old.shape[1] == len(before) and x_new.shape[1] == len(before) + len(FEEDBACK)
+    np.testing.assert_allclose(x_new[:, : len(before)], x_old)  # the feedback columns only come after
+    grades = np.array([teacher[(p.qid, p.doc_id)] for p in train])
+    old = old.with_head(fit_head(x_old, grades.astype(float), grades, kind="spline", features=before))
+    assert old.query_context and old.predict(*pairs)[0].shape == (len(train),)
+
+
 @pytest.mark.slow
 def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp_path):
     from qrelkit.io import write_jsonl
     from qrelkit.label import label_file_stream, label_pairs
     from qrelkit.students import load_student, reads_query_context
     from qrelkit.students.checked import CheckedLabeler
-    from qrelkit.students.encoder import context_names, saved_with_query_context
+    from qrelkit.students.encoder import FEEDBACK, context_names, saved_with_query_context
 
     names = list(TOPICS)
     train, teacher = topic_pairs(names[:5])
     student = distill(train, teacher, head="boosted", query_context=True)
-    assert student.feature_names[-len(context_names(FEATURES + LATE_FEATURES)) :] == context_names(
-        FEATURES + LATE_FEATURES
-    )
+    pooled = context_names(FEATURES + LATE_FEATURES) + FEEDBACK
+    assert student.feature_names == FEATURES + LATE_FEATURES + pooled
     student.save(tmp_path / "model")
     assert saved_with_query_context(tmp_path / "model")
     assert "Query context" in (tmp_path / "model" / "README.md").read_text()

@@ -302,7 +302,8 @@ def distill(
         bool,
         typer.Option(
             help="frozen student: also read where each pair's scores stand among its query's other pairs in the same "
-            "file (a pool, BM25's top k); labels then depend on the pairs labeled together (see README)"
+            "file (a pool, BM25's top k) and how like the query's best other passages it is; labels then depend on "
+            "the pairs labeled together (see README)"
         ),
     ] = False,
 ) -> None:

@@ -460,6 +460,34 @@ def frozen_features(
     return {k: x[i] for i, k in enumerate(keys)}
 
 
+def frozen_embeddings(
+    datas: Mapping[str, BenchmarkData], work: Path, device: str | None = None
+) -> dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]:
+    """The frozen student's unit query and passage embeddings of every test pair (what
+    :func:`qrelkit.students.encoder.pool_feedback` compares), cached in ``work`` as :func:`frozen_features`."""
+    from .students.encoder import Student
+    from .students.training import default_device
+
+    path = work / "frozen-embeddings.npz"
+    keys = [(b, q, d) for b, data in datas.items() for q, d in _all_keys(data)]
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            stored, query, doc = cached["keys"].tolist(), cached["q"], cached["d"]
+        index = {tuple(k): i for i, k in enumerate(stored)}
+        if all(k in index for k in keys):
+            return {k: (query[index[k]], doc[index[k]]) for k in keys}
+    student = Student.from_base(strip_echoes=False, device=device or default_device())
+    parts = []
+    for data in datas.values():
+        pairs = data.open_pairs + data.heldout_pairs
+        log.info("%s: frozen MiniLM embeddings of %d pairs", data.name, len(pairs))
+        parts.append(student.embeddings([p.query for p in pairs], [p.text for p in pairs]))
+    query, doc = (np.concatenate([part[i] for part in parts]).astype(np.float32) for i in (0, 1))
+    with atomic_write(path) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, keys=np.array(keys), q=query, d=doc)
+    return {k: (query[i], doc[i]) for i, k in enumerate(keys)}
+
+
 def five_features(rows: Mapping[tuple[str, str, str], np.ndarray]) -> dict[tuple[str, str, str], np.ndarray]:
     """:func:`frozen_features` rows without their late-interaction columns (what a stacking head reads)."""
     from .students.encoder import FEATURES
@@ -472,20 +500,29 @@ def frozen_rows(
     teachers: Mapping[str, str],
     folds_of: Mapping[str, dict[str, int]],
     late_features: Mapping[tuple[str, str, str], np.ndarray],
+    embeddings: Mapping[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, dict[PairKey, int]]]:
     """The frozen tier on the cross-collection folds (row name → benchmark → grades): ``minilm-cosine-cross``, the
     cosine cut at each collection's grade shares; ``minilm-ridge-cross`` and ``minilm-late-cross``, the product's
     frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs;
     ``minilm-late-boosted-cross`` and ``minilm-late-spline-cross``, the same with ``--head boosted`` and ``spline``;
-    ``minilm-late-context-cross`` and ``minilm-late-context-boosted-cross``, with ``--query-context`` (each query's
-    judged pairs are its pool).
+    ``minilm-late-context-cross`` and ``minilm-late-context-boosted-cross``, with the query-context columns of
+    ``--query-context`` before the pool feedback ones (each query's judged pairs are its pool); with ``embeddings``
+    (:func:`frozen_embeddings`), ``minilm-late-feedback-spline-cross`` and ``minilm-late-feedback-boosted-cross``,
+    today's ``--query-context`` (both).
     ``late_features``: :func:`frozen_features`' rows."""
-    from .students.encoder import FEATURES, LATE_FEATURES, context_names
+    from .students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, context_names
 
     features = five_features(late_features)
     pooled = with_query_context(datas, late_features)
     pooled_names = (*FEATURES, *LATE_FEATURES, *context_names(FEATURES + LATE_FEATURES))
     cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
+    feedback: dict[str, dict[str, dict[PairKey, int]]] = {}
+    if embeddings is not None:
+        both = with_query_context(datas, late_features, embeddings=embeddings)
+        for kind in ("spline", "boosted"):
+            rows = frozen_heads(datas, teachers, folds_of, both, (*pooled_names, *FEEDBACK), kind=kind)
+            feedback[f"minilm-late-feedback-{kind}-cross"] = rows
     return {
         "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
         "minilm-ridge-cross": frozen_heads(datas, teachers, folds_of, features, FEATURES),
@@ -500,6 +537,7 @@ def frozen_rows(
         "minilm-late-context-boosted-cross": frozen_heads(
             datas, teachers, folds_of, pooled, pooled_names, kind="boosted"
         ),
+        **feedback,
     }
 
 
@@ -507,17 +545,23 @@ def with_query_context(
     datas: Mapping[str, BenchmarkData],
     rows: Mapping[tuple[str, str, str], np.ndarray],
     pools: Mapping[str, set[PairKey]] | None = None,
+    embeddings: Mapping[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[tuple[str, str, str], np.ndarray]:
     """:func:`frozen_features` rows with the query-context columns (:func:`qrelkit.students.encoder.query_context`),
     each query's pool being all its judged pairs (open or held-out), as ``qrelkit label`` reads a pool; or, with
-    ``pools``, only the pairs of each benchmark's pool (then only those are returned)."""
-    from .students.encoder import FEATURES, LATE_FEATURES, query_context
+    ``pools``, only the pairs of each benchmark's pool (then only those are returned). With ``embeddings``
+    (:func:`frozen_embeddings`), the pool feedback columns too (:func:`qrelkit.students.encoder.pool_feedback`)."""
+    from .students.encoder import FEATURES, LATE_FEATURES, pool_feedback, query_context
 
     out: dict[tuple[str, str, str], np.ndarray] = {}
     for b, data in datas.items():
         keys = sorted(pools[b]) if pools is not None else _all_keys(data)
+        queries = [q for q, _ in keys]  # a query id stands for its text: both group a query's pairs
         x = np.array([rows[(b, *k)] for k in keys])
-        x = np.column_stack([x, query_context(x, [q for q, _ in keys], FEATURES + LATE_FEATURES)])
+        x = np.column_stack([x, query_context(x, queries, FEATURES + LATE_FEATURES)])
+        if embeddings is not None:
+            query_emb, doc_emb = (np.array([embeddings[(b, *k)][i] for k in keys]) for i in (0, 1))
+            x = np.column_stack([x, pool_feedback(query_emb, doc_emb, queries)])
         out.update({(b, *k): row for k, row in zip(keys, x, strict=True)})
     return out
 
@@ -976,7 +1020,9 @@ def _report(
         "(ridge head, without and with its late-interaction features) trained on the fold's training pairs; "
         "minilm-late-boosted-cross and minilm-late-spline-cross the same with late features and gradient-boosted "
         "trees or one spline a feature as its head; "
-        "*-context-* also read each pair's standing among the judged pairs of its query (--query-context)",
+        "*-context-* also read each pair's standing among the judged pairs of its query (--query-context before "
+        "2026-11-30's pool feedback), *-feedback-* that and each passage's likeness to the query's best other judged "
+        "passages (today's --query-context)",
         "human grades are used only for evaluation (not for training or calibration)",
     ]
     out.mkdir(parents=True, exist_ok=True)

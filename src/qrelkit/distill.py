@@ -45,8 +45,9 @@ def distill(
     encoder's similarity. ``late_interaction`` (default) adds the query-piece-to-passage-token features
     (:data:`qrelkit.students.encoder.LATE_FEATURES`): across four TREC collections, mean κ +0.02 and quadratic κ
     +0.045 against human grades on unseen queries. ``query_context`` adds each pair's standing among the pairs of its
-    query (:func:`qrelkit.students.encoder.query_context`): the training pairs of a query are its pool, and at
-    labeling time so are the pairs of that query labeled together. ``student`` reuses an encoder already loaded (its
+    query (:func:`qrelkit.students.encoder.query_context`) and its likeness to the query's best other passages
+    (:func:`qrelkit.students.encoder.pool_feedback`): the training pairs of a query are its pool, and at labeling
+    time so are the pairs of that query labeled together. ``student`` reuses an encoder already loaded (its
     embedding cache, and its features, too).
 
     >>> student = distill(read_pairs("pairs.parquet"), read_qrels("teacher.qrels"))   # doctest: +SKIP

@@ -45,6 +45,12 @@ LATE_FEATURES = ("maxsim_mean", "maxsim_min", "maxsim_over_0.6", "maxsim_over_0.
 # for an easy query; the pool says which. Such a student's grade of a pair depends on the pairs labeled with it.
 CONTEXT_OF = ("cosine", "maxsim_mean")
 CONTEXT_STATS = ("z", "percentile", "below_best", "query_best", "query_mean")
+# Pseudo-relevance feedback from the same pool (query-context students trained since 2026-11-30): a passage like
+# the query's best other passages is likely relevant even where its own cosine to a short query is modest, and one
+# unlike every other passage of the pool is likely off topic. Each passage is compared with the others only.
+FEEDBACK = ("feedback_top3", "feedback_top10", "pool_centrality", "pool_centrality_weighted")
+FEEDBACK_DEPTHS = (3, 10)
+FEEDBACK_SHARPNESS = 20.0  # weights exp(20 · cosine): a passage 0.1 below the best counts e^-2 as much
 TOKEN_CACHE_BYTES = 512 * 2**20  # token vectors are kept in fp16: ~75 KB a 100-token passage with MiniLM
 
 
@@ -74,9 +80,46 @@ def query_context(x: np.ndarray, queries: Sequence[str], features: Sequence[str]
     return out
 
 
+def pool_feedback(query_emb: np.ndarray, doc_emb: np.ndarray, queries: Sequence[str]) -> np.ndarray:
+    """The :data:`FEEDBACK` columns of pairs with unit embeddings ``query_emb`` and ``doc_emb``, each passage
+    against the other passages of the same query text: its cosine to the centroid of the query's 3 and 10 best
+    others (by cosine to the query), its mean cosine to all others, and the same weighted by how well each other
+    passage matches the query. A query with one pair has no others: zeros. Linear in a query's pairs (no pair-by-pair
+    matrix), so a pool of thousands costs no more than its embeddings."""
+    out = np.zeros((len(queries), len(FEEDBACK)))
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(queries):
+        groups.setdefault(q, []).append(i)
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        docs = np.asarray(doc_emb[rows], dtype=np.float64)
+        cosine = docs @ np.asarray(query_emb[rows[0]], dtype=np.float64)
+        self_dot = np.einsum("ij,ij->i", docs, docs)
+        columns = [_leave_one_out_centroid_cosine(docs, np.argsort(-cosine, kind="stable"), k) for k in FEEDBACK_DEPTHS]
+        columns.append((docs @ docs.sum(axis=0) - self_dot) / (len(rows) - 1))
+        weight = np.exp(FEEDBACK_SHARPNESS * (cosine - cosine.max()))
+        others = np.maximum(weight.sum() - weight, 1e-300)
+        columns.append((docs @ (weight @ docs) - weight * self_dot) / others)
+        out[rows] = np.column_stack(columns)
+    return out
+
+
+def _leave_one_out_centroid_cosine(docs: np.ndarray, order: np.ndarray, depth: int) -> np.ndarray:
+    """Each row's cosine to the centroid of the ``depth`` best rows other than itself (``order``: best first)."""
+    top = order[: depth + 1]
+    centroid = np.tile(docs[order[:depth]].sum(axis=0), (len(docs), 1))
+    if len(top) > depth:  # a row among the best is replaced by the next best
+        centroid[order[:depth]] = docs[top].sum(axis=0) - docs[order[:depth]]
+    else:  # fewer than depth others: all of them
+        centroid[top] = docs[top].sum(axis=0) - docs[top]
+    norms = np.linalg.norm(centroid, axis=1)
+    return np.asarray(np.einsum("ij,ij->i", docs, centroid) / np.maximum(norms, 1e-12))
+
+
 def has_query_context(features: Sequence[str]) -> bool:
-    """Whether a head's feature columns include query-context ones (:func:`context_names`)."""
-    return bool(set(context_names(FEATURES + LATE_FEATURES)) & set(features))
+    """Whether a head's feature columns include query-context ones (:func:`context_names`, :data:`FEEDBACK`)."""
+    return bool(set(context_names(FEATURES + LATE_FEATURES) + FEEDBACK) & set(features))
 
 
 def saved_with_query_context(path: str | Path) -> bool:
@@ -114,19 +157,21 @@ class Student:
         self._pieces: tuple[Any, np.ndarray, np.ndarray] | None = None  # see _piece_table
         self._cache_owner = id(encoder)
         bases = (FEATURES, FEATURES + LATE_FEATURES)
-        known = [(*base, *extra) for base in bases for extra in ((), context_names(base))]
+        known = [
+            (*base, *extra) for base in bases for extra in ((), context_names(base), context_names(base) + FEEDBACK)
+        ]
         if self.feature_names not in known:
             raise QrelkitError(f"unknown student features {list(self.feature_names)}: made by a newer qrelkit?")
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The columns of :meth:`features`: the head's, or before training :data:`FEATURES` (plus
-        :data:`LATE_FEATURES` for a student made with ``late_interaction``, then the :func:`context_names` for one
-        made with ``query_context``)."""
+        :data:`LATE_FEATURES` for a student made with ``late_interaction``, then the :func:`context_names` and
+        :data:`FEEDBACK` for one made with ``query_context``; students saved before the feedback columns lack them)."""
         if self.head.get("features"):
             return tuple(self.head["features"])
         names = FEATURES + LATE_FEATURES if self.card.get("late_interaction") else FEATURES
-        return names + context_names(names) if self.card.get("query_context") else names
+        return names + context_names(names) + FEEDBACK if self.card.get("query_context") else names
 
     @property
     def query_context(self) -> bool:
@@ -219,11 +264,9 @@ class Student:
     def features(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """One row of :attr:`feature_names` per pair. Each distinct text is embedded once. Students trained with
         the keyword-stuffing defence (card ``strip_query_echoes``) read each passage without copies of its query."""
-        if self.card.get("strip_query_echoes"):
-            docs = [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
         late = LATE_FEATURES[0] in self.feature_names
-        max_length = int(getattr(self.encoder, "max_seq_length", None) or self.card.get("max_length", 256))
-        read = [clip_for_tokens(d, max_length) for d in docs]  # the encoder reads a passage's first tokens
+        docs = self._stripped(queries, docs)
+        read = self._clipped(docs)
         if late:
             q_emb, q_tokens = self._embed_tokens(queries, batch_size, query=True)
             d_emb, d_tokens = self._embed_tokens(read, batch_size, query=False)
@@ -241,7 +284,27 @@ class Student:
         if self.query_context:
             names = FEATURES + LATE_FEATURES if late else FEATURES
             x = np.column_stack([x, query_context(x, queries, names)])
+        if FEEDBACK[0] in self.feature_names:
+            x = np.column_stack([x, pool_feedback(q_emb, d_emb, queries)])
         return x
+
+    def embeddings(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The unit embeddings of each pair's query and passage (the passage as :meth:`features` reads it)."""
+        return self._embed(queries, batch_size), self._embed(self._clipped(self._stripped(queries, docs)), batch_size)
+
+    def _stripped(self, queries: Sequence[str], docs: Sequence[str]) -> Sequence[str]:
+        """The passages without copies of their query, for students trained with the keyword-stuffing defence
+        (card ``strip_query_echoes``)."""
+        if self.card.get("strip_query_echoes"):
+            return [strip_query_echoes(q, d) for q, d in zip(queries, docs, strict=True)]
+        return docs
+
+    def _clipped(self, docs: Sequence[str]) -> list[str]:
+        """The passages as the encoder reads them: their first tokens."""
+        max_length = int(getattr(self.encoder, "max_seq_length", None) or self.card.get("max_length", 256))
+        return [clip_for_tokens(d, max_length) for d in docs]
 
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         if not texts:
@@ -612,8 +675,9 @@ def model_card(card: dict[str, Any], head: dict[str, Any]) -> str:
     lines += ["", f"Head ({kind}): {weights}", f"Thresholds: {head.get('thresholds')}", ""]
     if has_query_context(head.get("features") or []):
         lines += [
-            "Query context: each pair is graded among the other pairs of its query passed in the same call, so "
-            "label a pool (a query's retrieved passages) with the query's pairs together.",
+            "Query context: each pair is graded among the other pairs of its query passed in the same call (its "
+            "standing, and its likeness to the query's best other passages), so label a pool (a query's retrieved "
+            "passages, ten or more as in training) with the query's pairs together.",
             "",
         ]
     return "\n".join(lines)
