@@ -7,9 +7,10 @@ retrieval systems over the judged passages (``benchmarks/system_ranking.py``'s B
 MiniLM and fusion rerankers; not its random and length-prior ones). Each student trains on the pooled pairs of the
 training fold's open queries (GPT-4o's labels, four collections, the experiment's 2 folds by query) and grades the
 pooled pairs of the other fold; κ against NIST on those pairs, GPT-4o's own on the same pairs beside it. "+ query
-context" is the pool's statistics (``qrelkit.students.encoder.query_context``), "+ pool feedback" adds each passage's
-likeness to the query's best other passages of the same pool (``pool_feedback``): both together are today's
-``--query-context``.
+context" is the pool's five statistics that ``--query-context`` read before the pool feedback
+(``qrelkit.students.encoder.query_context``: z-score, percentile, distance to the best, the query's best and mean);
+"+ --query-context" is today's ``--query-context``: the first three and each passage's likeness to the
+query's best other passages of the same pool (``pool_feedback``).
 
     python benchmarks/query_context.py [--work DIR] [--out benchmarks/results]
 
@@ -34,7 +35,7 @@ from qrelkit.crossfold import fold_of_queries, frozen_embeddings, frozen_feature
 from qrelkit.evaluate import evaluate_qrels
 from qrelkit.io import atomic_write_text
 from qrelkit.records import PairKey
-from qrelkit.students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, context_names
+from qrelkit.students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, POOL_STATS, context_names
 from qrelkit.tables import markdown_table
 
 NOT_POOLED = ("random", "longest-first")  # no user pools a random or a longest-passage-first run
@@ -88,9 +89,9 @@ def main() -> None:
             rows[f"{kind}"] = agreement(datas, frozen_heads(datas, teachers, folds_of, plain, names, kind=kind))
             with_context = frozen_heads(datas, teachers, folds_of, context, names + context_names(names), kind=kind)
             rows[f"{kind} + query context"] = agreement(datas, with_context)
-            pooled_names = names + context_names(names) + FEEDBACK
+            pooled_names = names + context_names(names, POOL_STATS) + FEEDBACK
             with_feedback = frozen_heads(datas, teachers, folds_of, feedback, pooled_names, kind=kind)
-            rows[f"{kind} + query context + pool feedback"] = agreement(datas, with_feedback)
+            rows[f"{kind} + --query-context (3 statistics, pool feedback)"] = agreement(datas, with_feedback)
         results[pool_name] = rows
         logging.info("%s: %s", pool_name, {r: np.mean([v[0] for v in x.values()]).round(3) for r, x in rows.items()})
     report = ["# Query context on three kinds of pool (frozen student, κ / quadratic κ vs NIST, open queries)", ""]

@@ -13,7 +13,7 @@ import pytest
 from fake_openai import FakeOpenAI
 from test_student import TOPICS, topic_pairs
 
-from qrelkit.bench import _in_fresh_process, _peak_rss_mb, benchmark_dir, encoder_flops, gemm_peak_gflops
+from qrelkit.bench import _batches, _in_fresh_process, _peak_rss_mb, benchmark_dir, encoder_flops, gemm_peak_gflops
 from qrelkit.errors import QrelkitError
 
 MINILM = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6}
@@ -25,6 +25,14 @@ def test_encoder_flops_count_linear_layers_and_attention():
     assert encoder_flops(MINILM, [10]) == pytest.approx(6 * per_layer)
     assert encoder_flops(MINILM, [10, 10]) == pytest.approx(2 * encoder_flops(MINILM, [10]))
     assert encoder_flops(MINILM, [20]) > 2 * encoder_flops(MINILM, [10]), "attention grows with length squared"
+
+
+def test_bench_batches_keep_a_query_whole_for_a_student_that_reads_query_context():
+    rows = [{"qid": q, "query": f"query {q}", "doc_id": str(i), "text": "x"} for i, q in enumerate("aaabbc")]
+    assert _batches(rows, 2) == [(0, 2), (2, 4), (4, 6)]
+    assert _batches(rows, 2, whole_queries=True) == [(0, 3), (3, 5), (5, 6)]  # as qrelkit label's chunks
+    with pytest.raises(QrelkitError, match="not next to each other"):
+        _batches([*rows, rows[0]], 2, whole_queries=True)
 
 
 def test_gemm_probe_measures_a_plausible_rate():

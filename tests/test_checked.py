@@ -56,6 +56,22 @@ def test_pairs_near_a_cut_point_get_the_exact_grade_and_only_they_are_scored_aga
     assert narrow.rescored == 2
 
 
+def test_a_query_context_student_gets_fp32_grades_for_every_pair_of_a_query_graded_again():
+    class PoolModel(Model):
+        query_context = True  # grades a pair among its query's pairs, so fp32 must read the whole query
+
+    docs = ["0.45", "0.9", "1.0", "2.0", "2.35"]
+    queries = ["a", "a", "b", "c", "c"]
+    exact, fast = PoolModel(), PoolModel(offset=0.08)
+    labeler = CheckedLabeler(fast, exact, margin=0.1)
+    scores, grades = labeler.predict(queries, docs)
+    # int8 scores 0.53, 0.98, 1.08, 2.08, 2.43: only 0.53 (query a) and 2.43 (query c) lie within 0.1 of a cut point
+    assert exact.scored == [["0.45", "0.9", "2.0", "2.35"]], "fp32 reads queries a and c whole"
+    np.testing.assert_allclose(scores, [0.45, 0.9, 1.08, 2.0, 2.35])  # fp32's for all of a and c, not just the near
+    assert grades.tolist() == [0, 1, 1, 2, 2]
+    assert labeler.last_rescored.tolist() == [0, 1, 3, 4] and labeler.rescored == 4
+
+
 def test_a_labeling_run_says_how_many_pairs_it_graded_again_in_fp32(tmp_path):
     docs = ["0.45", "0.9", "1.43", "2.0", "2.47"]
     pairs = [Pair(qid="q", query="q", doc_id=f"d{i}", text=d) for i, d in enumerate(docs)]

@@ -449,21 +449,38 @@ def test_pool_feedback_compares_each_passage_with_the_other_passages_of_its_quer
 
 
 @pytest.mark.slow
-def test_a_query_context_student_saved_before_pool_feedback_labels_as_then():
-    from qrelkit.students.encoder import FEEDBACK, context_names
+def test_query_context_students_of_every_layout_read_the_columns_they_were_trained_on():
+    from qrelkit.students.encoder import CONTEXT_STATS, FEEDBACK, POOL_STATS, context_names
 
     names = list(TOPICS)
     train, teacher = topic_pairs(names[:5])
     student = distill(train, teacher, query_context=True)
+    base = FEATURES + LATE_FEATURES
+    assert student.feature_names == base + context_names(base, POOL_STATS) + FEEDBACK  # today's: 3 statistics
     pairs = ([p.query for p in train], [p.text for p in train])
-    before = FEATURES + LATE_FEATURES + context_names(FEATURES + LATE_FEATURES)  # a head.json of 2026-11-29
-    old = student.with_head({"features": list(before)})
-    x_old, x_new = old.features(*pairs), student.features(*pairs)
-    assert x_old.shape[1] == len(before) and x_new.shape[1] == len(before) + len(FEEDBACK)
-    np.testing.assert_allclose(x_new[:, : len(before)], x_old)  # the feedback columns only come after
     grades = np.array([teacher[(p.qid, p.doc_id)] for p in train])
-    old = old.with_head(fit_head(x_old, grades.astype(float), grades, kind="spline", features=before))
-    assert old.query_context and old.predict(*pairs)[0].shape == (len(train),)
+    x_new = student.features(*pairs)
+    layouts = {  # head.json columns of students saved before the pool feedback, and in its first hours
+        "2026-11-29": base + context_names(base),
+        "2026-11-30 morning": base + context_names(base) + FEEDBACK,
+    }
+    for when, columns in layouts.items():
+        old = student.with_head({"features": list(columns)})
+        x_old = old.features(*pairs)
+        assert x_old.shape[1] == len(columns), when
+        np.testing.assert_allclose(x_old[:, : len(base)], x_new[:, : len(base)])
+        for stat in CONTEXT_STATS:  # each statistic the same whichever others the layout holds
+            at = columns.index(f"cosine_{stat}")
+            if f"cosine_{stat}" in student.feature_names:
+                np.testing.assert_allclose(x_old[:, at], x_new[:, student.feature_names.index(f"cosine_{stat}")])
+        best = x_old[:, columns.index("cosine_query_best")]
+        assert len(set(best.round(9))) == len({p.qid for p in train})  # one value a query: its best cosine
+        if FEEDBACK[0] in columns:
+            np.testing.assert_allclose(x_old[:, -len(FEEDBACK) :], x_new[:, -len(FEEDBACK) :])
+        old = old.with_head(fit_head(x_old, grades.astype(float), grades, kind="spline", features=columns))
+        assert old.query_context and old.predict(*pairs)[0].shape == (len(train),)
+    with pytest.raises(QrelkitError, match="unknown student features"):
+        student.with_head({"features": [*base, *context_names(base, POOL_STATS)]})  # no layout ever saved
 
 
 @pytest.mark.slow
@@ -472,12 +489,12 @@ def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp
     from qrelkit.label import label_file_stream, label_pairs
     from qrelkit.students import load_student, reads_query_context
     from qrelkit.students.checked import CheckedLabeler
-    from qrelkit.students.encoder import FEEDBACK, context_names, saved_with_query_context
+    from qrelkit.students.encoder import FEEDBACK, POOL_STATS, context_names, saved_with_query_context
 
     names = list(TOPICS)
     train, teacher = topic_pairs(names[:5])
     student = distill(train, teacher, head="boosted", query_context=True)
-    pooled = context_names(FEATURES + LATE_FEATURES) + FEEDBACK
+    pooled = context_names(FEATURES + LATE_FEATURES, POOL_STATS) + FEEDBACK
     assert student.feature_names == FEATURES + LATE_FEATURES + pooled
     student.save(tmp_path / "model")
     assert saved_with_query_context(tmp_path / "model")
@@ -489,7 +506,9 @@ def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp
     gold = np.array([truth[(p.qid, p.doc_id)] for p in test])
     assert whole[gold == 3].min() > whole[gold == 0].max()
     # the grades of a query's pair depend on its pool: a lone pair scores otherwise than among its query's 8
-    assert again.predict_pairs(test[:1])[0][0] != pytest.approx(whole[0])
+    with pytest.warns(UserWarning, match="1 of 1 queries came with one pair"):  # said, not silently guessed
+        alone = again.predict_pairs(test[:1])[0][0]
+    assert alone != pytest.approx(whole[0])
     # chunks of 3 never split a query: the same scores in memory and streamed
     scores, _, _ = label_pairs(test, again, chunk=3, show_progress=False)
     np.testing.assert_allclose(scores, whole, rtol=1e-6)
@@ -502,15 +521,23 @@ def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp
     write_jsonl(tmp_path / "apart.jsonl", rows + rows[:1])
     with pytest.raises(QrelkitError, match="not next to each other"):
         label_file_stream(tmp_path / "apart.jsonl", tmp_path / "model", tmp_path / "apart.qrels", show_progress=False)
-    # Ray Data splits a file anywhere: refused before Ray starts
+    # Ray Data splits a file anywhere: the Ray engine groups the pairs by query, so each query is graded whole
     if importlib.util.find_spec("ray"):
         from qrelkit.label_ray import label_file_ray
 
-        with pytest.raises(QrelkitError, match="--engine local"):
-            label_file_ray(tmp_path / "pairs.jsonl", tmp_path / "model", tmp_path / "ray.qrels")
+        shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]  # queries apart: grouped
+        write_jsonl(tmp_path / "shuffled.jsonl", shuffled)
+        stats = label_file_ray(
+            tmp_path / "shuffled.jsonl", tmp_path / "model", tmp_path / "ray.jsonl", actors=2, rows_per_task=5
+        )
+        by_ray = {(r["qid"], r["doc_id"]): r["score"] for r in map(json.loads, (tmp_path / "ray.jsonl").open())}
+        assert stats["pairs"] == len(test) == len(by_ray)
+        np.testing.assert_allclose([by_ray[(p.qid, p.doc_id)] for p in test], whole, atol=1e-4)
     # the checked runtime grades the whole query of a pair near a cut point again, so fp32 reads the same pool
     distance = np.abs(whole[:, None] - np.asarray(again.thresholds)[None, :]).min(axis=1)
-    checked = CheckedLabeler(again, again, margin=float(np.median(distance)))
+    closest = int(np.argmin(distance))
+    checked = CheckedLabeler(again, again, margin=float(distance[closest]) + 1e-9)  # one pair near a cut point
     scores, _ = checked.predict_pairs(test)
-    assert 0 < len(checked.last_rescored) < len(test)
+    same_query = [i for i, p in enumerate(test) if p.qid == test[closest].qid]
+    assert checked.last_rescored.tolist() == same_query and len(same_query) == 8  # that pair's query, all of it
     np.testing.assert_allclose(scores, whole, rtol=1e-6)

@@ -20,7 +20,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -30,6 +30,7 @@ import numpy as np
 
 from .benchmarks import bench_pairs, benchmark_dir, teacher_label_file, teacher_training_set
 from .errors import QrelkitError
+from .io import pair_chunks
 from .models import CACHE_DIR
 from .records import Pair
 from .students.onnx import RUNTIMES, dropped_runtimes
@@ -129,7 +130,7 @@ def _peak_rss_mb() -> float:
 
 def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
     os.environ.setdefault("QRELKIT_PROGRESS", "0")
-    from .students import load_student, student_kind
+    from .students import load_student, reads_query_context, student_kind
     from .students.checked import CheckedLabeler
 
     if student_kind(model) == "cross-encoder":
@@ -140,9 +141,10 @@ def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pai
     student.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up: first-call allocations, lazy init
     student.clear_cache()  # every timed text is encoded for real
     checked = _checked_counts(student)
-    timed = _timed(student.predict, queries, docs, batch_pairs)
+    batches = _batches(rows, batch_pairs, whole_queries=reads_query_context(student))
+    timed = _timed(student.predict, queries, docs, batches)
     encoder = student.fast if isinstance(student, CheckedLabeler) else student
-    flops, tokens = _frozen_cost(encoder, Path(model), queries, docs, batch_pairs)
+    flops, tokens = _frozen_cost(encoder, Path(model), queries, docs, batches)
     return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(), **checked()}
 
 
@@ -158,31 +160,40 @@ def _checked_counts(student: Any) -> Callable[[], dict[str, Any]]:
 
 
 def _frozen_cost(
-    student: Any, folder: Path, queries: list[str], docs: list[str], batch_pairs: int
+    student: Any, folder: Path, queries: list[str], docs: list[str], batches: list[tuple[int, int]]
 ) -> tuple[float, int]:
-    """FLOPs and tokens of what a frozen student's encoder processed: each distinct text once (it caches
-    embeddings), truncated."""
+    """FLOPs and tokens of what a frozen student's encoder processed in ``batches``: each distinct text once (it
+    caches embeddings), truncated."""
     tokenizer, max_length = student.encoder.tokenizer, int(student.card.get("max_length", 256))
-    texts = list(
-        dict.fromkeys(
-            t for start in range(0, len(queries), batch_pairs) for t in _batch_texts(queries, docs, start, batch_pairs)
-        )
-    )
+    texts = list(dict.fromkeys(t for start, stop in batches for t in queries[start:stop] + docs[start:stop]))
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     config = json.loads((folder / "encoder" / "config.json").read_text())
     return encoder_flops(config, lengths), int(sum(lengths))
 
 
-def _timed(predict: Callable[..., Any], queries: list[str], docs: list[str], batch_pairs: int) -> dict[str, Any]:
-    """Seconds in all, per-batch latencies, scores and grades of ``predict`` (a student's) labeling in
-    ``batch_pairs`` batches."""
+def _batches(
+    rows: Iterable[Mapping[str, Any] | Pair], size: int, *, whole_queries: bool = False
+) -> list[tuple[int, int]]:
+    """Index ranges of ``rows`` (pairs, or their fields) in batches of ``size``, split as ``qrelkit label`` splits
+    them: with ``whole_queries`` (a student that reads query context) a batch ends only where the query changes."""
+    bounds, start = [], 0
+    for chunk in pair_chunks(map(Pair.model_validate, rows), size, whole_queries=whole_queries):
+        bounds.append((start, start + len(chunk)))
+        start += len(chunk)
+    return bounds
+
+
+def _timed(
+    predict: Callable[..., Any], queries: list[str], docs: list[str], batches: list[tuple[int, int]]
+) -> dict[str, Any]:
+    """Seconds in all, per-batch latencies, scores and grades of ``predict`` (a student's) labeling ``batches``."""
     latencies: list[float] = []
     scores: list[float] = []
     grades: list[int] = []
     t0 = time.perf_counter()
-    for start in range(0, len(queries), batch_pairs):
+    for start, stop in batches:
         t = time.perf_counter()
-        s, g = predict(queries[start : start + batch_pairs], docs[start : start + batch_pairs])
+        s, g = predict(queries[start:stop], docs[start:stop])
         latencies.append(time.perf_counter() - t)
         scores += s.tolist()
         grades += g.tolist()
@@ -206,14 +217,15 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     labeler.predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up
     labeler.clear_cache()  # a stacked one's companion: every timed text is encoded for real
     checked = _checked_counts(labeler)
-    timed = _timed(labeler.predict, queries, docs, batch_pairs)
+    batches = _batches(rows, batch_pairs)
+    timed = _timed(labeler.predict, queries, docs, batches)
     tokenizer = onnx_tokenizer(Path(model) / "model")  # not transformers': its torch would count in peak RSS
     max_length = int(student.card.get("max_length", 256))
     lengths = [len(x) for x in tokenizer(queries, docs, truncation="longest_first", max_length=max_length)["input_ids"]]
     config = json.loads((Path(model) / "model" / "config.json").read_text())
     flops, tokens = encoder_flops(config, lengths), int(sum(lengths))
     if student.companion is not None:
-        more = _frozen_cost(student.companion, Path(model) / COMPANION, queries, docs, batch_pairs)
+        more = _frozen_cost(student.companion, Path(model) / COMPANION, queries, docs, batches)
         flops, tokens = flops + more[0], tokens + more[1]
     return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(), **checked()}
 
@@ -225,10 +237,6 @@ def _student_label(card: dict[str, Any]) -> str:
         base = "/".join(Path(base).parts[-2:])
     stacked = f" + frozen {card['stack'].get('companion')} (stacked)" if isinstance(card.get("stack"), dict) else ""
     return f"student {card.get('kind', 'frozen')} {base}{stacked}"
-
-
-def _batch_texts(queries: list[str], docs: list[str], start: int, size: int) -> list[str]:
-    return queries[start : start + size] + docs[start : start + size]
 
 
 def _teacher_run(spec: str, rows: list[dict[str, str]], concurrency: int) -> dict[str, Any]:
@@ -421,7 +429,7 @@ def bench_on_device(
 ) -> dict[str, Any]:
     """Students of any kind (frozen, cross-encoder, causal) labeling the same ``pairs`` on one ``device`` (the
     GPU section of the benchmark): pairs/s after a warm-up batch, p50/p95 batch latency, peak GPU memory."""
-    from .students import load_student, student_kind
+    from .students import load_student, reads_query_context, student_kind
 
     queries, docs = [p.query for p in pairs], [p.text for p in pairs]
     rows = []
@@ -430,7 +438,7 @@ def bench_on_device(
         predict = functools.partial(student.predict, batch_size=batch_size) if batch_size else student.predict
         predict(queries[:batch_pairs], docs[:batch_pairs])  # warm-up: kernels, allocator, caches
         _reset_peak_memory(device)
-        run = _timed(predict, queries, docs, batch_pairs)
+        run = _timed(predict, queries, docs, _batches(pairs, batch_pairs, whole_queries=reads_query_context(student)))
         rows.append(
             {
                 "student": name,

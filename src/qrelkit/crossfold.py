@@ -511,7 +511,7 @@ def frozen_rows(
     (:func:`frozen_embeddings`), ``minilm-late-feedback-spline-cross`` and ``minilm-late-feedback-boosted-cross``,
     today's ``--query-context`` (both).
     ``late_features``: :func:`frozen_features`' rows."""
-    from .students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, context_names
+    from .students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, POOL_STATS, context_names
 
     features = five_features(late_features)
     pooled = with_query_context(datas, late_features)
@@ -521,7 +521,8 @@ def frozen_rows(
     if embeddings is not None:
         both = with_query_context(datas, late_features, embeddings=embeddings)
         for kind in ("spline", "boosted"):
-            rows = frozen_heads(datas, teachers, folds_of, both, (*pooled_names, *FEEDBACK), kind=kind)
+            names = (*FEATURES, *LATE_FEATURES, *context_names(FEATURES + LATE_FEATURES, POOL_STATS), *FEEDBACK)
+            rows = frozen_heads(datas, teachers, folds_of, both, names, kind=kind)
             feedback[f"minilm-late-feedback-{kind}-cross"] = rows
     return {
         "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
@@ -549,16 +550,19 @@ def with_query_context(
 ) -> dict[tuple[str, str, str], np.ndarray]:
     """:func:`frozen_features` rows with the query-context columns (:func:`qrelkit.students.encoder.query_context`),
     each query's pool being all its judged pairs (open or held-out), as ``qrelkit label`` reads a pool; or, with
-    ``pools``, only the pairs of each benchmark's pool (then only those are returned). With ``embeddings``
-    (:func:`frozen_embeddings`), the pool feedback columns too (:func:`qrelkit.students.encoder.pool_feedback`)."""
-    from .students.encoder import FEATURES, LATE_FEATURES, pool_feedback, query_context
+    ``pools``, only the pairs of each benchmark's pool (then only those are returned). Without ``embeddings`` the
+    five :data:`~qrelkit.students.encoder.CONTEXT_STATS` of students made before the pool feedback; with them
+    (:func:`frozen_embeddings`), today's ``--query-context`` columns: :data:`~qrelkit.students.encoder.POOL_STATS`
+    and the pool feedback ones (:func:`qrelkit.students.encoder.pool_feedback`)."""
+    from .students.encoder import CONTEXT_STATS, FEATURES, LATE_FEATURES, POOL_STATS, pool_feedback, query_context
 
     out: dict[tuple[str, str, str], np.ndarray] = {}
     for b, data in datas.items():
         keys = sorted(pools[b]) if pools is not None else _all_keys(data)
         queries = [q for q, _ in keys]  # a query id stands for its text: both group a query's pairs
         x = np.array([rows[(b, *k)] for k in keys])
-        x = np.column_stack([x, query_context(x, queries, FEATURES + LATE_FEATURES)])
+        stats = CONTEXT_STATS if embeddings is None else POOL_STATS
+        x = np.column_stack([x, query_context(x, queries, FEATURES + LATE_FEATURES, stats)])
         if embeddings is not None:
             query_emb, doc_emb = (np.array([embeddings[(b, *k)][i] for k in keys]) for i in (0, 1))
             x = np.column_stack([x, pool_feedback(query_emb, doc_emb, queries)])

@@ -71,7 +71,9 @@ def label_file_ray(
 ) -> dict[str, Any]:
     """Label a pairs file with ``actors`` student actors under Ray Data; output as :func:`label_file_stream`.
     Each actor grades ``rows_per_task`` pairs a call: small enough that the last calls of a run keep every actor
-    busy (on 6,000 pairs, 2 actors of 1 core: 4,096 left one actor grading alone for most of the run)."""
+    busy (on 6,000 pairs, 2 actors of 1 core: 4,096 left one actor grading alone for most of the run). A student
+    that reads query context (``--query-context``) grades one whole query a call instead: Ray groups the pairs by
+    query (a shuffle), so its rows come out query by query, in query id order, not in the file's order."""
     try:
         import ray
     except ImportError:
@@ -83,11 +85,7 @@ def label_file_ray(
     src, out = require_file(pairs), Path(out)
     check_label_output(out)
     model = Path(model).resolve()
-    if student_kind(model) == "frozen" and saved_with_query_context(model):  # clear errors before Ray starts
-        raise QrelkitError(
-            f"{model} grades each query's pairs together (--query-context) and Ray Data splits a file anywhere: "
-            "label with --engine local"
-        )
+    whole_queries = student_kind(model) == "frozen" and saved_with_query_context(model)
     started_here = not ray.is_initialized()
     if started_here:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -96,7 +94,7 @@ def label_file_ray(
         ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
     try:
         ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # output rows in input order, like the local engine
+        ctx.execution_options.preserve_order = not whole_queries  # in input order, like the local engine
         ctx.enable_progress_bars = progress_enabled()
         if src.suffix.lower() == ".parquet":
             # columns= (deprecated, kept in 2.60) prunes inside the read; select_columns would add a task asking
@@ -118,14 +116,24 @@ def label_file_ray(
             )
         per_actor = max(0.05, (cpus - 1.0) / actors)
         t0 = time.perf_counter()
-        labelled = ds.map_batches(
-            StudentScorer,
-            fn_constructor_args=(str(model), runtime, batch_size, max(1, int(cpus / actors))),
-            batch_size=rows_per_task,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=per_actor,
-        )
+        scorer_args = (str(model), runtime, batch_size, max(1, int(cpus / actors)))
+        if whole_queries:  # Ray Data splits a file anywhere; a query-context student needs each query in one call
+            labelled = ds.groupby("qid").map_groups(
+                StudentScorer,
+                fn_constructor_args=scorer_args,
+                batch_format="numpy",
+                concurrency=actors,
+                num_cpus=per_actor,
+            )
+        else:
+            labelled = ds.map_batches(
+                StudentScorer,
+                fn_constructor_args=scorer_args,
+                batch_size=rows_per_task,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=per_actor,
+            )
         rescored: list[int] = []
 
         def batches() -> Iterator[dict[str, np.ndarray]]:

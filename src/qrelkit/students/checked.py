@@ -39,7 +39,8 @@ class CheckedLabeler:
     ``fast`` and ``exact`` are the same student folder loaded with the ``onnx-int8`` and ``onnx`` runtimes
     (``load_student(path, runtime="onnx-int8-checked")`` does this, with :func:`int8_margin`); ``margin`` is in
     score units (0–3). ``rescored`` / ``labelled`` count the pairs so far; ``last_rescored`` holds the positions,
-    in the last call's pairs, of those graded again in fp32."""
+    in the last call's pairs, of those graded again in fp32 (for a query-context student, every pair of a query with
+    a pair near a cut point)."""
 
     def __init__(self, fast: Any, exact: Any, margin: float):
         if exact.thresholds is None:
@@ -65,12 +66,12 @@ class CheckedLabeler:
             exact_scores, exact_grades = self.exact.predict(
                 [queries[i] for i in again], [docs[i] for i in again], batch_size=batch_size
             )
-            at = np.searchsorted(again, near)  # where each near pair sits among those graded again
+            # fp32 graded every pair of those queries anyway: keep all its grades, not only the near pairs'
             scores, grades = scores.copy(), grades.copy()
-            scores[near], grades[near] = exact_scores[at], exact_grades[at]
+            scores[again], grades[again] = exact_scores, exact_grades
         self.rescored += len(again)  # what the fp32 pass cost (a query-context student's whole queries)
         self.labelled += len(scores)
-        self.last_rescored = near
+        self.last_rescored = again
         return scores, grades
 
     @property

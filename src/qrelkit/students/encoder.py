@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import OrderedDict
+import warnings
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ LATE_FEATURES = ("maxsim_mean", "maxsim_min", "maxsim_over_0.6", "maxsim_over_0.
 # for an easy query; the pool says which. Such a student's grade of a pair depends on the pairs labeled with it.
 CONTEXT_OF = ("cosine", "maxsim_mean")
 CONTEXT_STATS = ("z", "percentile", "below_best", "query_best", "query_mean")
+# What students trained since 2026-11-30's pool feedback read: not the query's best and mean, the same for every pair
+# of a query. With a few dozen training queries a head learnt a per-query offset from them (no agreement gained
+# across four collections), and int8's small error in the query's best moved every grade of a query at once.
+POOL_STATS = ("z", "percentile", "below_best")
 # Pseudo-relevance feedback from the same pool (query-context students trained since 2026-11-30): a passage like
 # the query's best other passages is likely relevant even where its own cosine to a short query is modest, and one
 # unlike every other passage of the pool is likely off topic. Each passage is compared with the others only.
@@ -54,18 +59,21 @@ FEEDBACK_SHARPNESS = 20.0  # weights exp(20 · cosine): a passage 0.1 below the 
 TOKEN_CACHE_BYTES = 512 * 2**20  # token vectors are kept in fp16: ~75 KB a 100-token passage with MiniLM
 
 
-def context_names(features: Sequence[str]) -> tuple[str, ...]:
-    """The query-context columns added to ``features`` (those of :data:`CONTEXT_OF` among them)."""
-    return tuple(f"{c}_{stat}" for c in CONTEXT_OF if c in features for stat in CONTEXT_STATS)
+def context_names(features: Sequence[str], stats: Sequence[str] = CONTEXT_STATS) -> tuple[str, ...]:
+    """The query-context columns added to ``features`` (those of :data:`CONTEXT_OF` among them): ``stats`` of each
+    (:data:`CONTEXT_STATS`, as students saved before the pool feedback read, or :data:`POOL_STATS`)."""
+    return tuple(f"{c}_{stat}" for c in CONTEXT_OF if c in features for stat in stats)
 
 
-def query_context(x: np.ndarray, queries: Sequence[str], features: Sequence[str]) -> np.ndarray:
-    """The :func:`context_names` columns of feature rows ``x`` (columns ``features``): each row against the rows of
-    the same query text. A query with one pair gets z 0, percentile 0.5 and distance 0."""
+def query_context(
+    x: np.ndarray, queries: Sequence[str], features: Sequence[str], stats: Sequence[str] = CONTEXT_STATS
+) -> np.ndarray:
+    """The :func:`context_names` columns (``stats``) of feature rows ``x`` (columns ``features``): each row against
+    the rows of the same query text. A query with one pair gets z 0, percentile 0.5 and distance 0."""
     from scipy.stats import rankdata
 
     columns = [list(features).index(c) for c in CONTEXT_OF if c in features]
-    out = np.zeros((len(x), len(columns) * len(CONTEXT_STATS)))
+    out = np.zeros((len(x), len(columns) * len(stats)))
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(queries):
         groups.setdefault(q, []).append(i)
@@ -73,10 +81,14 @@ def query_context(x: np.ndarray, queries: Sequence[str], features: Sequence[str]
         for j, c in enumerate(columns):
             v = x[rows, c]
             best, mean = v.max(), v.mean()
-            stats = [(v - mean) / (v.std() + 1e-6), (rankdata(v) - 0.5) / len(v), best - v]
-            out[rows, j * len(CONTEXT_STATS) : (j + 1) * len(CONTEXT_STATS)] = np.column_stack(
-                [*stats, np.full(len(v), best), np.full(len(v), mean)]
-            )
+            every = {
+                "z": (v - mean) / (v.std() + 1e-6),
+                "percentile": (rankdata(v) - 0.5) / len(v),
+                "below_best": best - v,
+                "query_best": np.full(len(v), best),
+                "query_mean": np.full(len(v), mean),
+            }
+            out[rows, j * len(stats) : (j + 1) * len(stats)] = np.column_stack([every[s] for s in stats])
     return out
 
 
@@ -105,6 +117,20 @@ def pool_feedback(query_emb: np.ndarray, doc_emb: np.ndarray, queries: Sequence[
     return out
 
 
+def _warn_on_lone_pairs(queries: Sequence[str]) -> None:
+    """A query-context student grades a query's one pair without a pool (its feedback columns are zero, which no
+    training pool had): say so, once per call site, so that single pairs are not labeled unknowingly."""
+    counts = Counter(queries)
+    lone = sum(1 for n in counts.values() if n == 1)
+    if lone:
+        warnings.warn(
+            f"{lone} of {len(counts)} queries came with one pair: this student grades each pair among its query's "
+            "other pairs (query context) and a lone pair has none: label a pool of each query's passages together",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _leave_one_out_centroid_cosine(docs: np.ndarray, order: np.ndarray, depth: int) -> np.ndarray:
     """Each row's cosine to the centroid of the ``depth`` best rows other than itself (``order``: best first)."""
     top = order[: depth + 1]
@@ -120,6 +146,11 @@ def _leave_one_out_centroid_cosine(docs: np.ndarray, order: np.ndarray, depth: i
 def has_query_context(features: Sequence[str]) -> bool:
     """Whether a head's feature columns include query-context ones (:func:`context_names`, :data:`FEEDBACK`)."""
     return bool(set(context_names(FEATURES + LATE_FEATURES) + FEEDBACK) & set(features))
+
+
+def _context_stats(features: Sequence[str]) -> tuple[str, ...]:
+    """Which :data:`CONTEXT_STATS` a student's feature columns hold."""
+    return tuple(s for s in CONTEXT_STATS if f"{CONTEXT_OF[0]}_{s}" in features)
 
 
 def saved_with_query_context(path: str | Path) -> bool:
@@ -157,21 +188,23 @@ class Student:
         self._pieces: tuple[Any, np.ndarray, np.ndarray] | None = None  # see _piece_table
         self._cache_owner = id(encoder)
         bases = (FEATURES, FEATURES + LATE_FEATURES)
-        known = [
-            (*base, *extra) for base in bases for extra in ((), context_names(base), context_names(base) + FEEDBACK)
-        ]
+        known = []
+        for base in bases:  # no context; before pool feedback; its first hours; since
+            pooled = (context_names(base), context_names(base) + FEEDBACK, context_names(base, POOL_STATS) + FEEDBACK)
+            known += [base, *((*base, *extra) for extra in pooled)]
         if self.feature_names not in known:
             raise QrelkitError(f"unknown student features {list(self.feature_names)}: made by a newer qrelkit?")
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The columns of :meth:`features`: the head's, or before training :data:`FEATURES` (plus
-        :data:`LATE_FEATURES` for a student made with ``late_interaction``, then the :func:`context_names` and
-        :data:`FEEDBACK` for one made with ``query_context``; students saved before the feedback columns lack them)."""
+        :data:`LATE_FEATURES` for a student made with ``late_interaction``, then the :func:`context_names` of
+        :data:`POOL_STATS` and :data:`FEEDBACK` for one made with ``query_context``; students saved before the pool
+        feedback read the five :data:`CONTEXT_STATS` and no feedback, and label as they did)."""
         if self.head.get("features"):
             return tuple(self.head["features"])
         names = FEATURES + LATE_FEATURES if self.card.get("late_interaction") else FEATURES
-        return names + context_names(names) + FEEDBACK if self.card.get("query_context") else names
+        return names + context_names(names, POOL_STATS) + FEEDBACK if self.card.get("query_context") else names
 
     @property
     def query_context(self) -> bool:
@@ -281,11 +314,12 @@ class Student:
         x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
         if late:
             x = np.column_stack([x, late_interaction(q_tokens, d_tokens)])
-        if self.query_context:
+        if stats := _context_stats(self.feature_names):
             names = FEATURES + LATE_FEATURES if late else FEATURES
-            x = np.column_stack([x, query_context(x, queries, names)])
+            x = np.column_stack([x, query_context(x, queries, names, stats)])
         if FEEDBACK[0] in self.feature_names:
             x = np.column_stack([x, pool_feedback(q_emb, d_emb, queries)])
+            _warn_on_lone_pairs(queries)
         return x
 
     def embeddings(
