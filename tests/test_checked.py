@@ -56,20 +56,44 @@ def test_pairs_near_a_cut_point_get_the_exact_grade_and_only_they_are_scored_aga
     assert narrow.rescored == 2
 
 
-def test_a_query_context_student_gets_fp32_grades_for_every_pair_of_a_query_graded_again():
-    class PoolModel(Model):
-        query_context = True  # grades a pair among its query's pairs, so fp32 must read the whole query
+class PoolModel(Model):
+    """A query-context stand-in: a pair's own score is its number (plus ``offset``), and its grade also reads the
+    mean own score of the other pairs of its query (a tenth of it), as a frozen student's pool columns do."""
 
-    docs = ["0.45", "0.9", "1.0", "2.0", "2.35"]
+    query_context = True
+
+    def pair_features(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64):
+        self.scored.append(list(docs))
+        own = np.array([[float(d) + self.offset] for d in docs])
+        return own, np.zeros((len(docs), 2)), np.zeros((len(docs), 2))
+
+    def with_pool_columns(self, x, query_emb, doc_emb, queries):
+        others = [
+            np.mean([x[j, 0] for j, o in enumerate(queries) if o == q and j != i] or [0.0])
+            for i, q in enumerate(queries)
+        ]
+        return np.column_stack([x[:, 0], others])
+
+    def score_features(self, x):
+        return x[:, 0] + 0.1 * x[:, 1]
+
+    def grades_from_scores(self, scores):
+        return grades_from_thresholds(self.thresholds, scores)
+
+
+def test_a_query_context_student_encodes_only_the_near_pairs_again_and_grades_them_in_their_int8_pool():
+    docs = ["0.4", "1.0", "1.4", "2.0", "2.3"]
     queries = ["a", "a", "b", "c", "c"]
-    exact, fast = PoolModel(), PoolModel(offset=0.08)
+    exact, fast = PoolModel(), PoolModel(offset=0.08)  # int8 reads every passage 0.08 high
     labeler = CheckedLabeler(fast, exact, margin=0.1)
     scores, grades = labeler.predict(queries, docs)
-    # int8 scores 0.53, 0.98, 1.08, 2.08, 2.43: only 0.53 (query a) and 2.43 (query c) lie within 0.1 of a cut point
-    assert exact.scored == [["0.45", "0.9", "2.0", "2.35"]], "fp32 reads queries a and c whole"
-    np.testing.assert_allclose(scores, [0.45, 0.9, 1.08, 2.0, 2.35])  # fp32's for all of a and c, not just the near
-    assert grades.tolist() == [0, 1, 1, 2, 2]
-    assert labeler.last_rescored.tolist() == [0, 1, 3, 4] and labeler.rescored == 4
+    # int8: a 0.48+0.108=0.588 and 1.08+0.048=1.128; b 1.48; c 2.08+0.238=2.318 and 2.38+0.208=2.588
+    # near a cut point (0.5, 1.5, 2.5) within 0.1: the first of a, b, the second of c
+    assert exact.scored == [["0.4", "1.4", "2.3"]], "fp32 encodes only the near pairs, not their whole queries"
+    # each near pair: its own fp32 score, and its query's other pairs as int8 read them
+    np.testing.assert_allclose(scores, [0.4 + 0.108, 1.128, 1.4, 2.318, 2.3 + 0.208])
+    assert grades.tolist() == [1, 1, 1, 2, 3]  # 0.508, 1.128, 1.4, 2.318, 2.508
+    assert labeler.last_rescored.tolist() == [0, 2, 4] and (labeler.rescored, labeler.labelled) == (3, 5)
 
 
 def test_a_labeling_run_says_how_many_pairs_it_graded_again_in_fp32(tmp_path):

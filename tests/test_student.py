@@ -538,6 +538,5 @@ def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp
     closest = int(np.argmin(distance))
     checked = CheckedLabeler(again, again, margin=float(distance[closest]) + 1e-9)  # one pair near a cut point
     scores, _ = checked.predict_pairs(test)
-    same_query = [i for i, p in enumerate(test) if p.qid == test[closest].qid]
-    assert checked.last_rescored.tolist() == same_query and len(same_query) == 8  # that pair's query, all of it
+    assert checked.last_rescored.tolist() == [closest]  # encoded again alone, graded among its query's pairs
     np.testing.assert_allclose(scores, whole, rtol=1e-6)

@@ -39,8 +39,8 @@ class CheckedLabeler:
     ``fast`` and ``exact`` are the same student folder loaded with the ``onnx-int8`` and ``onnx`` runtimes
     (``load_student(path, runtime="onnx-int8-checked")`` does this, with :func:`int8_margin`); ``margin`` is in
     score units (0–3). ``rescored`` / ``labelled`` count the pairs so far; ``last_rescored`` holds the positions,
-    in the last call's pairs, of those graded again in fp32 (for a query-context student, every pair of a query with
-    a pair near a cut point)."""
+    in the last call's pairs, of those graded again in fp32 (for a query-context student, encoded again in fp32 and
+    graded among their query's int8-encoded pairs)."""
 
     def __init__(self, fast: Any, exact: Any, margin: float):
         if exact.thresholds is None:
@@ -56,22 +56,42 @@ class CheckedLabeler:
         self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and 0–3 grades: int8's, and fp32's for the pairs whose int8 score is near a cut point."""
+        if self.query_context:
+            return self._predict_in_pools(queries, docs, batch_size)
         scores, grades = self.fast.predict(queries, docs, batch_size=batch_size)
-        near = again = self.near_cut_points(scores)
+        near = self.near_cut_points(scores)
         if len(near):
-            # a query-context student reads a pair beside its query's other pairs: fp32 sees the whole query
-            if self.query_context:
-                wanted = {queries[i] for i in near}
-                again = np.array([i for i, q in enumerate(queries) if q in wanted])
             exact_scores, exact_grades = self.exact.predict(
-                [queries[i] for i in again], [docs[i] for i in again], batch_size=batch_size
+                [queries[i] for i in near], [docs[i] for i in near], batch_size=batch_size
             )
-            # fp32 graded every pair of those queries anyway: keep all its grades, not only the near pairs'
             scores, grades = scores.copy(), grades.copy()
-            scores[again], grades[again] = exact_scores, exact_grades
-        self.rescored += len(again)  # what the fp32 pass cost (a query-context student's whole queries)
+            scores[near], grades[near] = exact_scores, exact_grades
+        return self._counted(scores, grades, near)
+
+    def _predict_in_pools(
+        self, queries: Sequence[str], docs: Sequence[str], batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A query-context student: a near pair is encoded again in fp32, and its pool columns are computed among its
+        query's other pairs as int8 encoded them (re-encoding the whole query in fp32 would cost fp32's time: nearly
+        every query of a pool has a pair near some cut point)."""
+        x, query_emb, doc_emb = self.fast.pair_features(queries, docs, batch_size=batch_size)
+        scores = self.fast.score_features(self.fast.with_pool_columns(x, query_emb, doc_emb, queries))
+        grades = self.fast.grades_from_scores(scores)
+        near = self.near_cut_points(scores)
+        if len(near):
+            exact = self.exact.pair_features([queries[i] for i in near], [docs[i] for i in near], batch_size=batch_size)
+            x, query_emb, doc_emb = x.copy(), query_emb.copy(), doc_emb.copy()
+            x[near], query_emb[near], doc_emb[near] = exact
+            mixed = self.exact.score_features(self.exact.with_pool_columns(x, query_emb, doc_emb, queries))
+            scores, grades = scores.copy(), grades.copy()
+            scores[near] = mixed[near]
+            grades[near] = self.exact.grades_from_scores(mixed[near])
+        return self._counted(scores, grades, near)
+
+    def _counted(self, scores: np.ndarray, grades: np.ndarray, near: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.rescored += len(near)
         self.labelled += len(scores)
-        self.last_rescored = again
+        self.last_rescored = near
         return scores, grades
 
     @property

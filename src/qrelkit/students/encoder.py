@@ -297,6 +297,14 @@ class Student:
     def features(self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """One row of :attr:`feature_names` per pair. Each distinct text is embedded once. Students trained with
         the keyword-stuffing defence (card ``strip_query_echoes``) read each passage without copies of its query."""
+        x, query_emb, doc_emb = self.pair_features(queries, docs, batch_size=batch_size)
+        return self.with_pool_columns(x, query_emb, doc_emb, queries)
+
+    def pair_features(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each pair's own columns of :attr:`feature_names` (:data:`FEATURES`, :data:`LATE_FEATURES`: nothing read
+        from other pairs), and the unit query and passage embeddings they came from."""
         late = LATE_FEATURES[0] in self.feature_names
         docs = self._stripped(queries, docs)
         read = self._clipped(docs)
@@ -314,11 +322,18 @@ class Student:
         x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
         if late:
             x = np.column_stack([x, late_interaction(q_tokens, d_tokens)])
+        return x, q_emb, d_emb
+
+    def with_pool_columns(
+        self, x: np.ndarray, query_emb: np.ndarray, doc_emb: np.ndarray, queries: Sequence[str]
+    ) -> np.ndarray:
+        """:meth:`pair_features` rows with the query-context columns this student reads (none for most), each pair
+        among the pairs of its query in ``queries``."""
+        names = FEATURES + LATE_FEATURES if LATE_FEATURES[0] in self.feature_names else FEATURES
         if stats := _context_stats(self.feature_names):
-            names = FEATURES + LATE_FEATURES if late else FEATURES
             x = np.column_stack([x, query_context(x, queries, names, stats)])
         if FEEDBACK[0] in self.feature_names:
-            x = np.column_stack([x, pool_feedback(q_emb, d_emb, queries)])
+            x = np.column_stack([x, pool_feedback(query_emb, doc_emb, queries)])
             _warn_on_lone_pairs(queries)
         return x
 
