@@ -520,8 +520,8 @@ def frozen_rows(
     feedback: dict[str, dict[str, dict[PairKey, int]]] = {}
     if embeddings is not None:
         both = with_query_context(datas, late_features, embeddings=embeddings)
+        names = (*FEATURES, *LATE_FEATURES, *context_names(FEATURES + LATE_FEATURES, POOL_STATS), *FEEDBACK)
         for kind in ("spline", "boosted"):
-            names = (*FEATURES, *LATE_FEATURES, *context_names(FEATURES + LATE_FEATURES, POOL_STATS), *FEEDBACK)
             rows = frozen_heads(datas, teachers, folds_of, both, names, kind=kind)
             feedback[f"minilm-late-feedback-{kind}-cross"] = rows
     return {
@@ -556,12 +556,12 @@ def with_query_context(
     and the pool feedback ones (:func:`qrelkit.students.encoder.pool_feedback`)."""
     from .students.encoder import CONTEXT_STATS, FEATURES, LATE_FEATURES, POOL_STATS, pool_feedback, query_context
 
+    stats = CONTEXT_STATS if embeddings is None else POOL_STATS
     out: dict[tuple[str, str, str], np.ndarray] = {}
     for b, data in datas.items():
         keys = sorted(pools[b]) if pools is not None else _all_keys(data)
         queries = [q for q, _ in keys]  # a query id stands for its text: both group a query's pairs
         x = np.array([rows[(b, *k)] for k in keys])
-        stats = CONTEXT_STATS if embeddings is None else POOL_STATS
         x = np.column_stack([x, query_context(x, queries, FEATURES + LATE_FEATURES, stats)])
         if embeddings is not None:
             query_emb, doc_emb = (np.array([embeddings[(b, *k)][i] for k in keys]) for i in (0, 1))

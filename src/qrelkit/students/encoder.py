@@ -74,10 +74,7 @@ def query_context(
 
     columns = [list(features).index(c) for c in CONTEXT_OF if c in features]
     out = np.zeros((len(x), len(columns) * len(stats)))
-    groups: dict[str, list[int]] = {}
-    for i, q in enumerate(queries):
-        groups.setdefault(q, []).append(i)
-    for rows in groups.values():
+    for rows in _rows_by_query(queries).values():
         for j, c in enumerate(columns):
             v = x[rows, c]
             best, mean = v.max(), v.mean()
@@ -92,6 +89,14 @@ def query_context(
     return out
 
 
+def _rows_by_query(queries: Sequence[str]) -> dict[str, list[int]]:
+    """Positions of each query text's pairs (the pool of a query-context student)."""
+    rows: dict[str, list[int]] = {}
+    for i, q in enumerate(queries):
+        rows.setdefault(q, []).append(i)
+    return rows
+
+
 def pool_feedback(query_emb: np.ndarray, doc_emb: np.ndarray, queries: Sequence[str]) -> np.ndarray:
     """The :data:`FEEDBACK` columns of pairs with unit embeddings ``query_emb`` and ``doc_emb``, each passage
     against the other passages of the same query text: its cosine to the centroid of the query's 3 and 10 best
@@ -99,10 +104,7 @@ def pool_feedback(query_emb: np.ndarray, doc_emb: np.ndarray, queries: Sequence[
     passage matches the query. A query with one pair has no others: zeros. Linear in a query's pairs (no pair-by-pair
     matrix), so a pool of thousands costs no more than its embeddings."""
     out = np.zeros((len(queries), len(FEEDBACK)))
-    groups: dict[str, list[int]] = {}
-    for i, q in enumerate(queries):
-        groups.setdefault(q, []).append(i)
-    for rows in groups.values():
+    for rows in _rows_by_query(queries).values():
         if len(rows) < 2:
             continue
         docs = np.asarray(doc_emb[rows], dtype=np.float64)
