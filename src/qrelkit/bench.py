@@ -128,13 +128,15 @@ def _peak_rss_mb() -> float:
 # ------------------------------------------------------------------ labelers (each runs in a fresh process)
 
 
-def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
+def _student_run(
+    model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int, repeats: int = 1
+) -> dict[str, Any]:
     os.environ.setdefault("QRELKIT_PROGRESS", "0")
     from .students import load_student, reads_query_context, student_kind
     from .students.checked import CheckedLabeler
 
     if student_kind(model) == "cross-encoder":
-        return _cross_encoder_run(model, runtime, rows, batch_pairs)
+        return _cross_encoder_run(model, runtime, rows, batch_pairs, repeats)
 
     student: Any = load_student(model, runtime=runtime)
     queries, docs = [r["query"] for r in rows], [r["text"] for r in rows]
@@ -142,7 +144,7 @@ def _student_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pai
     student.clear_cache()  # every timed text is encoded for real
     checked = _checked_counts(student)
     batches = _batches(rows, batch_pairs, whole_queries=reads_query_context(student))
-    timed = _timed(student.predict, queries, docs, batches)
+    timed = _fastest(repeats, student, queries, docs, batches)
     encoder = student.fast if isinstance(student, CheckedLabeler) else student
     flops, tokens = _frozen_cost(encoder, Path(model), queries, docs, batches)
     return {**timed, "flops": flops, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(), **checked()}
@@ -183,6 +185,21 @@ def _batches(
     return bounds
 
 
+def _fastest(
+    repeats: int, labeler: Any, queries: list[str], docs: list[str], batches: list[tuple[int, int]]
+) -> dict[str, Any]:
+    """:func:`_timed` ``repeats`` times, each pass from a cold embedding cache; the fastest pass. A shared machine
+    slows some passes by a fifth or more (other tenants), never speeds one up: the fastest is the closest to what
+    the labeler itself costs (as ``timeit`` reports)."""
+    passes = []
+    for i in range(max(1, repeats)):
+        if i:
+            labeler.clear_cache()
+        passes.append(_timed(labeler.predict, queries, docs, batches))
+    best = min(passes, key=lambda p: float(p["seconds"]))
+    return {**best, "pass_seconds": [p["seconds"] for p in passes]}
+
+
 def _timed(
     predict: Callable[..., Any], queries: list[str], docs: list[str], batches: list[tuple[int, int]]
 ) -> dict[str, Any]:
@@ -200,7 +217,9 @@ def _timed(
     return {"seconds": time.perf_counter() - t0, "latencies": latencies, "scores": scores, "grades": grades}
 
 
-def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int) -> dict[str, Any]:
+def _cross_encoder_run(
+    model: str, runtime: str, rows: list[dict[str, str]], batch_pairs: int, repeats: int = 1
+) -> dict[str, Any]:
     """:func:`_student_run` for a cross-encoder: every pair is one encoder pass over query and passage together
     (nothing to cache), so its FLOPs are those of each pair's joint tokens; a stacked one adds its frozen
     companion's."""
@@ -218,7 +237,7 @@ def _cross_encoder_run(model: str, runtime: str, rows: list[dict[str, str]], bat
     labeler.clear_cache()  # a stacked one's companion: every timed text is encoded for real
     checked = _checked_counts(labeler)
     batches = _batches(rows, batch_pairs)
-    timed = _timed(labeler.predict, queries, docs, batches)
+    timed = _fastest(repeats, labeler, queries, docs, batches)
     tokenizer = onnx_tokenizer(Path(model) / "model")  # not transformers': its torch would count in peak RSS
     max_length = int(student.card.get("max_length", 256))
     lengths = [len(x) for x in tokenizer(queries, docs, truncation="longest_first", max_length=max_length)["input_ids"]]
@@ -294,11 +313,13 @@ def run_bench(
     benchmark: str | Path | None = None,
     cache_dir: str | Path | None = None,
     seed: int = 0,
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """Teacher(s) and student runtimes on the same benchmark pairs; returns the ``bench.json`` record.
 
     The local teacher grades the first ``teacher_pairs`` of the pairs (an LLM is slow; its pairs/s is
-    stable well before 2,000); every student runtime grades all ``pairs``. ``usd_per_hour`` prices this
+    stable well before 2,000); every student runtime grades all ``pairs``, ``repeats`` times, timed by its fastest
+    pass (each pass's seconds are kept). ``usd_per_hour`` prices this
     machine; an ``endpoint`` teacher (``openai:gpt-4o``, ``http://HOST/v1#MODEL``) is priced per token.
     """
     from .llm import parse_spec
@@ -355,7 +376,7 @@ def run_bench(
             log.warning("student %s skipped: dropped at export (r %.3f with fp32)", runtime, dropped[runtime])
             continue
         log.info("student %s on %d pairs", runtime, len(rows))
-        r = _in_fresh_process(_student_run, str(model), runtime, rows, batch_pairs)
+        r = _in_fresh_process(_student_run, str(model), runtime, rows, batch_pairs, repeats)
         pps = len(rows) / r["seconds"]
         if runtime == "torch":
             fp32_grades = r["grades"]
@@ -366,6 +387,7 @@ def run_bench(
                 "runtime": RUNTIME_NAMES[runtime],
                 "pairs": len(rows),
                 "pairs_per_s": pps,
+                "pass_seconds": r["pass_seconds"],
                 "batch_pairs": batch_pairs,
                 "p50_batch_ms": _latency_ms(r["latencies"], 50),
                 "p95_batch_ms": _latency_ms(r["latencies"], 95),
@@ -394,6 +416,7 @@ def run_bench(
         "max_length": int(card.get("max_length", 256)),
         "matmul_peak_gflops": peak,
         "usd_per_hour": usd_per_hour,
+        "repeats": repeats,
         "benchmark": data.name,
         "student": str(model),
         "seconds": time.perf_counter() - started,
@@ -504,10 +527,13 @@ def format_device_section(result: Mapping[str, Any]) -> str:
 
 def format_markdown(result: dict[str, Any]) -> str:
     """The README table: one row per labeler and runtime, ratios against the local teacher."""
+    repeats = int(result.get("repeats", 1))
+    timing = f"; each student runtime timed by its fastest of {repeats} passes" if repeats > 1 else ""
     lines = [
         f"{result['pairs']} pairs ({result['benchmark']} dev, max {result['max_length']} tokens) "
         f"on {result['machine']}; "
-        f"fp32 matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s; machine priced at ${result['usd_per_hour']}/h.",
+        f"fp32 matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s; machine priced at ${result['usd_per_hour']}/h"
+        f"{timing}.",
         "",
     ]
     header = ["labeler", "runtime", "pairs", "pairs/s", "× teacher", "p50 / p95 batch ms", "peak RSS MB"]

@@ -646,6 +646,9 @@ def bench(
         typer.Option(help="student runtimes (default: torch and every ONNX one)"),
     ] = None,
     batch_pairs: Annotated[int, typer.Option(help="pairs per student call (the latency unit)")] = 500,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="passes per student runtime, timed by the fastest (a shared machine is noisy)")
+    ] = 1,
     usd_per_hour: Annotated[float, typer.Option(help="price of this machine, for $/1k pairs")] = 0.10,
     benchmark: Annotated[Path | None, typer.Option(help="benchmark folder (default: ../shared/benchmarks/…)")] = None,
     data: DataDir = None,
@@ -692,6 +695,7 @@ def bench(
         batch_pairs=batch_pairs,
         usd_per_hour=usd_per_hour,
         benchmark=benchmark or benchmark_dir(data=data),
+        repeats=repeats,
     )
     paths = write_bench(result, output)
     out.print(format_markdown(result))
