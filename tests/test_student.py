@@ -400,7 +400,7 @@ def test_a_long_passage_is_clipped_to_words_that_give_the_tokenizer_the_same_tok
 
 
 def test_query_context_places_each_pair_among_its_querys_pairs():
-    from qrelkit.students.encoder import CONTEXT_STATS, context_names, query_context
+    from qrelkit.students.encoder import CONTEXT_STATS, POOL_STATS, context_names, query_context
 
     names = FEATURES + LATE_FEATURES
     x = np.zeros((5, len(names)))
@@ -420,6 +420,11 @@ def test_query_context_places_each_pair_among_its_querys_pairs():
         assert ctx[alone, col["cosine_z"]] == 0 and ctx[alone, col["cosine_percentile"]] == 0.5
         assert ctx[alone, col["cosine_below_best"]] == 0 and ctx[alone, col["cosine_query_best"]] == x[alone, 0]
     assert context_names(FEATURES) == tuple(f"cosine_{s}" for s in CONTEXT_STATS)  # no late features, no maxsim
+    some = query_context(x, queries, names, POOL_STATS)  # today's columns: the same values, the others not computed
+    kept = [col[n] for n in context_names(names, POOL_STATS)]
+    assert some.shape == (5, 2 * len(POOL_STATS)) and some == pytest.approx(ctx[:, kept])
+    with pytest.raises(QrelkitError, match="unknown pool statistic"):
+        query_context(x, queries, names, ("z", "median"))
 
 
 def test_pool_feedback_compares_each_passage_with_the_other_passages_of_its_query():

@@ -14,7 +14,7 @@ import json
 import math
 import warnings
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,20 +72,22 @@ def query_context(
     the rows of the same query text. A query with one pair gets z 0, percentile 0.5 and distance 0."""
     from scipy.stats import rankdata
 
+    every: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "z": lambda v: (v - v.mean()) / (v.std() + 1e-6),
+        "percentile": lambda v: (rankdata(v) - 0.5) / len(v),
+        "below_best": lambda v: v.max() - v,
+        "query_best": lambda v: np.full(len(v), v.max()),
+        "query_mean": lambda v: np.full(len(v), v.mean()),
+    }
+    unknown = set(stats) - set(every)
+    if unknown:
+        raise QrelkitError(f"unknown pool statistic(s) {', '.join(sorted(unknown))}; known: {', '.join(every)}")
     columns = [list(features).index(c) for c in CONTEXT_OF if c in features]
     out = np.zeros((len(x), len(columns) * len(stats)))
     for rows in _rows_by_query(queries).values():
         for j, c in enumerate(columns):
             v = x[rows, c]
-            best, mean = v.max(), v.mean()
-            every = {
-                "z": (v - mean) / (v.std() + 1e-6),
-                "percentile": (rankdata(v) - 0.5) / len(v),
-                "below_best": best - v,
-                "query_best": np.full(len(v), best),
-                "query_mean": np.full(len(v), mean),
-            }
-            out[rows, j * len(stats) : (j + 1) * len(stats)] = np.column_stack([every[s] for s in stats])
+            out[rows, j * len(stats) : (j + 1) * len(stats)] = np.column_stack([every[s](v) for s in stats])
     return out
 
 
