@@ -74,7 +74,7 @@ class PoolModel(Model):
         ]
         return np.column_stack([x[:, 0], others])
 
-    def score_features(self, x):
+    def score_features(self, x, queries=None):
         return x[:, 0] + 0.1 * x[:, 1]
 
     def grades_from_scores(self, scores):

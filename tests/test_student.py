@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,16 @@ from topics import TOPICS, topic_pairs
 
 from qrelkit.distill import distill, recalibrate
 from qrelkit.errors import QrelkitError
-from qrelkit.students.encoder import FEATURES, LATE_FEATURES, Student, fit_head, head_scores, late_interaction
+from qrelkit.students.encoder import (
+    FEATURES,
+    LATE_FEATURES,
+    SMALL_POOL,
+    Student,
+    fit_head,
+    head_scores,
+    late_interaction,
+    onto_cut_points,
+)
 from qrelkit.students.grading import (
     clip_for_tokens,
     clip_words,
@@ -427,6 +437,18 @@ def test_query_context_places_each_pair_among_its_querys_pairs():
         query_context(x, queries, names, ("z", "median"))
 
 
+def test_scores_moved_onto_other_cut_points_keep_their_grades():
+    scores = np.random.default_rng(0).normal(1.5, 1.0, 500)
+    cuts, onto = [0.4, 1.1, 2.6], [0.9, 1.5, 2.0]
+    moved = onto_cut_points(scores, cuts, onto)
+    assert (grades_from_thresholds(onto, moved) == grades_from_thresholds(cuts, scores)).all()
+    assert (np.diff(moved[np.argsort(scores)]) >= 0).all(), "the order of the scores is kept"
+    assert onto_cut_points(np.array(cuts), cuts, onto) == pytest.approx(onto)
+    assert onto_cut_points(np.array([-1.0, 3.6]), cuts, onto) == pytest.approx([-1.0 + 0.5, 3.6 - 0.6])  # shifted
+    tied = onto_cut_points(np.array([0.3, 1.0, 1.2]), [0.5, 0.5, 2.0], onto)  # no grade 1 in training: still ordered
+    assert (grades_from_thresholds(onto, tied) == grades_from_thresholds([0.5, 0.5, 2.0], [0.3, 1.0, 1.2])).all()
+
+
 def test_pool_feedback_compares_each_passage_with_the_other_passages_of_its_query():
     from qrelkit.students.encoder import FEEDBACK, FEEDBACK_DEPTHS, FEEDBACK_SHARPNESS, pool_feedback
 
@@ -510,10 +532,24 @@ def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp
     whole, _ = again.predict_pairs(test)
     gold = np.array([truth[(p.qid, p.doc_id)] for p in test])
     assert whole[gold == 3].min() > whole[gold == 0].max()
-    # the grades of a query's pair depend on its pool: a lone pair scores otherwise than among its query's 8
+    # the grades of a query's pair depend on its pool: its 8 pairs are graded by the main head (pool columns) ...
+    queries, docs = [p.query for p in test], [p.text for p in test]
+    np.testing.assert_allclose(whole, head_scores(again.head, again.features(queries, docs)))
+    # ... and a query passed with fewer than SMALL_POOL pairs by the small-pool head, on the pair's own columns
+    small = again.head["small_pools"]
+    assert small["min_pool"] == SMALL_POOL and small["head"]["features"] == list(FEATURES + LATE_FEATURES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing to warn about: a small pool has its own head
+        few, few_grades = again.predict(queries[:3], docs[:3])
+    own = again.pair_features(queries[:3], docs[:3])[0]
+    alone = head_scores(small["head"], own)
+    assert (few_grades == grades_from_thresholds(small["head"]["thresholds"], alone)).all()
+    np.testing.assert_allclose(few, onto_cut_points(alone, small["head"]["thresholds"], again.thresholds))
+    assert few[0] != pytest.approx(whole[0]) and "fewer than 5 pairs" in (tmp_path / "model" / "README.md").read_text()
+    # a student saved before the small-pool head grades a lone pair by its pool columns, and says so
+    older = again.with_head({k: v for k, v in again.head.items() if k != "small_pools"})
     with pytest.warns(UserWarning, match="1 of 1 queries came with one pair"):  # said, not silently guessed
-        alone = again.predict_pairs(test[:1])[0][0]
-    assert alone != pytest.approx(whole[0])
+        older.predict_pairs(test[:1])
     # chunks of 3 never split a query: the same scores in memory and streamed
     scores, _, _ = label_pairs(test, again, chunk=3, show_progress=False)
     np.testing.assert_allclose(scores, whole, rtol=1e-6)

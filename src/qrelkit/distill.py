@@ -13,7 +13,7 @@ import numpy as np
 from .io import Qrels
 from .models import MINILM_ALIAS
 from .records import GRADES, Pair
-from .students.encoder import Student, fit_head, head_scores
+from .students.encoder import Student, fit_head, with_small_pool_head
 from .students.grading import distribution_thresholds
 from .students.targets import teacher_targets
 
@@ -47,8 +47,9 @@ def distill(
     +0.045 against human grades on unseen queries. ``query_context`` adds each pair's standing among the pairs of its
     query (:func:`qrelkit.students.encoder.query_context`) and its likeness to the query's best other passages
     (:func:`qrelkit.students.encoder.pool_feedback`): the training pairs of a query are its pool, and at labeling
-    time so are the pairs of that query labeled together. ``student`` reuses an encoder already loaded (its
-    embedding cache, and its features, too).
+    time so are the pairs of that query labeled together; a query labeled with fewer than
+    :data:`~qrelkit.students.encoder.SMALL_POOL` pairs is graded by a second head on each pair's own columns.
+    ``student`` reuses an encoder already loaded (its embedding cache, and its features, too).
 
     >>> student = distill(read_pairs("pairs.parquet"), read_qrels("teacher.qrels"))   # doctest: +SKIP
     >>> student.save("model/")                                                          # doctest: +SKIP
@@ -71,6 +72,8 @@ def distill(
         label_smoothing=label_smoothing,
         features=encoder.feature_names,
     )
+    if encoder.query_context:  # queries labeled with a few pairs are graded without their pool (see SMALL_POOL)
+        fitted = with_small_pool_head(fitted, x, target, grades, distribution=dist, label_smoothing=label_smoothing)
     student = encoder.with_head(fitted)
     student.card.update(card or {})
     student.card.update(
@@ -97,7 +100,8 @@ def recalibrate(student: Student, pairs: Sequence[Pair], teacher: Qrels) -> Stud
     >>> student = recalibrate(distill(synthetic_pairs, local_grades), pairs, gpt4o_grades)  # doctest: +SKIP
     """
     labelled, grades, _ = teacher_targets(pairs, teacher)
-    scores = head_scores(student.head, student.features([p.query for p in labelled], [p.text for p in labelled]))
+    queries = [p.query for p in labelled]
+    scores = student.score_features(student.features(queries, [p.text for p in labelled]), queries)
     head = {**student.head, "thresholds": distribution_thresholds(scores, grades)}
     return student.with_head(head, {"calibrated_on_pairs": len(labelled)})
 

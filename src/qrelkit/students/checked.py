@@ -75,14 +75,14 @@ class CheckedLabeler:
         query's other pairs as int8 encoded them (re-encoding the whole query in fp32 would cost fp32's time: nearly
         every query of a pool has a pair near some cut point)."""
         x, query_emb, doc_emb = self.fast.pair_features(queries, docs, batch_size=batch_size)
-        scores = self.fast.score_features(self.fast.with_pool_columns(x, query_emb, doc_emb, queries))
+        scores = self.fast.score_features(self.fast.with_pool_columns(x, query_emb, doc_emb, queries), queries)
         grades = self.fast.grades_from_scores(scores)
         near = self.near_cut_points(scores)
         if len(near):
             exact = self.exact.pair_features([queries[i] for i in near], [docs[i] for i in near], batch_size=batch_size)
             x, query_emb, doc_emb = x.copy(), query_emb.copy(), doc_emb.copy()
             x[near], query_emb[near], doc_emb[near] = exact
-            mixed = self.exact.score_features(self.exact.with_pool_columns(x, query_emb, doc_emb, queries))
+            mixed = self.exact.score_features(self.exact.with_pool_columns(x, query_emb, doc_emb, queries), queries)
             scores, grades = scores.copy(), grades.copy()
             scores[near] = mixed[near]
             grades[near] = self.exact.grades_from_scores(mixed[near])
