@@ -303,7 +303,7 @@ def distill(
         typer.Option(
             help="frozen student: also read where each pair's scores stand among its query's other pairs in the same "
             "file (a pool, BM25's top k) and how like the query's best other passages it is; labels then depend on "
-            "the pairs labeled together (see README)"
+            "the pairs labeled together (a query with fewer than 5 pairs is graded without them; see README)"
         ),
     ] = False,
 ) -> None:
