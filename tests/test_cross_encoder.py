@@ -262,6 +262,8 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
         names += ("minilm-ridge-cross", "minilm-late-cross")  # the frozen student, without and with late features
         names += ("minilm-late-boosted-cross",)  # and with a head of boosted trees
         names += ("minilm-late-context-cross", "minilm-late-context-boosted-cross")  # and with query context
+        names += ("minilm-late-feedback-spline-cross", "minilm-late-feedback-boosted-cross")  # today's (pool feedback)
+        names += ("ce-toy-stacked-feedback",)  # the stacking head over the cross-encoder's score and those columns
         for name in names:
             graded = read_qrels(out / b / f"{name}.qrels")
             assert len(graded) == len(TOPICS) ** 2  # every test pair, open and held-out
@@ -504,3 +506,15 @@ def test_cli_distills_a_cross_encoder_and_labels_with_it(tmp_path: Path, qrelkit
     assert np.mean([late[(q, q)] for q in TOPICS]) > np.mean([g for (q, d), g in late.items() if q != d])
     r = run("distill", "pairs.parquet", "teacher.qrels", "-o", "x", *common, "--late-interaction")
     assert r.returncode == 2 and "frozen student's head" in r.stderr
+
+
+def test_stacking_heads_name_every_frozen_layout_and_refuse_wider_rows() -> None:
+    from qrelkit.students.encoder import FEATURES, FEEDBACK, LATE_FEATURES
+
+    assert crossfold._frozen_column_names(len(FEATURES)) == FEATURES
+    assert crossfold._frozen_column_names(9) == FEATURES + LATE_FEATURES
+    today = crossfold._frozen_column_names(9 + 6 + len(FEEDBACK))  # 3 pool statistics of 2 columns, 4 feedback
+    assert today[:9] == FEATURES + LATE_FEATURES and today[-len(FEEDBACK) :] == FEEDBACK and "cosine_z" in today
+    assert crossfold._frozen_column_names(1) == ("cosine",)
+    with pytest.raises(QrelkitError, match="at most 19 columns, not 20"):
+        crossfold._frozen_column_names(20)

@@ -295,9 +295,11 @@ def run_cross_collection(
     and ``cross/`` (report, headline, experiment.json) under ``out_dir/<benchmark>/``, and a summary with the
     mean over collections in ``out_dir/cross-collection.json`` / ``.md``.
 
-    ``stack`` adds the frozen MiniLM tier on the same folds (``minilm-cosine-cross``) and, per recipe, stacked
-    students: a ridge over the cross-encoder's score and the frozen student's five features (``<recipe>-stacked``)
-    or those and its late-interaction features (``<recipe>-stacked-late``).
+    ``stack`` adds the frozen MiniLM tier on the same folds (:func:`frozen_rows`, ``--query-context`` ones included)
+    and, per recipe, stacked students: a ridge over the cross-encoder's score and the frozen student's five features
+    (``<recipe>-stacked``), those and its late-interaction features (``<recipe>-stacked-late``), or those and the
+    ``--query-context`` columns, pool statistics and pool feedback, each query's judged pairs being its pool
+    (``<recipe>-stacked-feedback``).
     ``max_queries`` keeps the first open and held-out queries of each benchmark, ``max_pairs_per_query`` the
     first pairs of each (smoke runs, e.g. the CPU twin of ``benchmarks/gpu_student.sh``); their folds are cached
     apart from full runs."""
@@ -318,6 +320,8 @@ def run_cross_collection(
     late = frozen_features(datas, work, device) if wanted else None
     features = five_features(late) if late is not None else None
     stack_on = features if stack else None  # the frozen features the -stacked heads read (None: no heads)
+    embeddings = frozen_embeddings(datas, work, device) if stack else None
+    pooled = with_query_context(datas, late, embeddings=embeddings) if late is not None and embeddings else None
     for spec in students:
         stage1: Path | None = None  # trained (or found) only when a fold still needs training
         timing[spec.name] = {"folds": []}
@@ -344,8 +348,9 @@ def run_cross_collection(
         for b in datas:
             grades[b][f"{spec.name}-xcal"] = crossfit[b]
         if stack_on is not None and late is not None and not spec.stack_held_out:  # held-out-stacked: stacked already
-            # the head over the five features, and over them with the late-interaction ones
-            for suffix, columns in (("-stacked", stack_on), ("-stacked-late", late)):
+            # the head over the five features, over them with the late-interaction ones, and with the pool's columns
+            heads = {"-stacked": stack_on, "-stacked-late": late, "-stacked-feedback": pooled}
+            for suffix, columns in ((k, v) for k, v in heads.items() if v is not None):
                 grades_stacked = _stacked(datas, teachers, folds_of, columns, [scored])
                 for b in datas:
                     grades[b][f"{spec.name}{suffix}"] = grades_stacked[b]
@@ -356,7 +361,7 @@ def run_cross_collection(
         for b in datas:
             grades[b]["stacked-all"] = grades_stacked[b]
     if stack and late is not None:
-        for name, by_benchmark in frozen_rows(datas, teachers, folds_of, late).items():
+        for name, by_benchmark in frozen_rows(datas, teachers, folds_of, late, embeddings).items():
             for b in datas:
                 grades[b][name] = by_benchmark[b]
     return _write_results(
@@ -671,6 +676,19 @@ def _pooled_cuts(
     return distribution_thresholds(np.array(s), np.array(g))
 
 
+def _frozen_column_names(width: int) -> tuple[str, ...]:
+    """The names of the first ``width`` columns of a frozen feature row: the five features, then the
+    late-interaction ones, then today's ``--query-context`` columns (:func:`with_query_context` with embeddings);
+    each layout is a prefix of the next."""
+    from .students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, POOL_STATS, context_names
+
+    own = FEATURES + LATE_FEATURES
+    names = own + context_names(own, POOL_STATS) + FEEDBACK
+    if width > len(names):
+        raise QrelkitError(f"a frozen feature row has at most {len(names)} columns, not {width}")
+    return names[:width]
+
+
 def _stacked(
     datas: Mapping[str, BenchmarkData],
     teachers: Mapping[str, str],
@@ -685,10 +703,8 @@ def _stacked(
     shares: the head's own scale. (Cut points fit on the other folds' stacked scores, as before, came from
     other heads, each on its own scale: a ridge over the frozen cosine alone, a monotone map of it, lost 0.03 κ
     and 0.10 quadratic κ against the cosine cut directly.)"""
-    from .students.encoder import FEATURES, LATE_FEATURES
-
-    width = len(next(iter(features.values())))  # the five features, or with the late-interaction ones
-    columns = [f"recipe{i}" for i in range(len(recipe_scores))] + list((FEATURES + LATE_FEATURES)[:width])
+    width = len(next(iter(features.values())))  # the five features, with the late-interaction ones, or the pool's
+    columns = [f"recipe{i}" for i in range(len(recipe_scores))] + list(_frozen_column_names(width))
 
     def row(b: str, k: PairKey) -> np.ndarray:
         return np.concatenate([[s[b][k] for s in recipe_scores], features[(b, *k)]])
