@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 
 from qrelkit.benchmarks import BENCHMARKS, load_benchmark
-from qrelkit.crossfold import add_cross_rows, fold_of_queries, frozen_embeddings, frozen_features, frozen_rows
+from qrelkit.crossfold import (
+    add_cross_rows,
+    fold_of_queries,
+    frozen_embeddings,
+    frozen_features,
+    frozen_rows,
+    with_query_context,
+)
 
 
 def main() -> None:
@@ -39,7 +46,7 @@ def main() -> None:
     late = frozen_features(datas, args.work)
     logging.info("features of %d pairs in %.0f s", len(late), time.perf_counter() - t0)
     embeddings = frozen_embeddings(datas, args.work)
-    rows = frozen_rows(datas, teachers, folds_of, late, embeddings)
+    rows = frozen_rows(datas, teachers, folds_of, late, with_query_context(datas, late, embeddings=embeddings))
     summary = add_cross_rows(rows, list(datas), out_dir=args.out, bootstrap=args.bootstrap)
     print((args.out / "cross-collection.md").read_text())
     print(summary["same_student_everywhere"])

@@ -361,7 +361,7 @@ def run_cross_collection(
         for b in datas:
             grades[b]["stacked-all"] = grades_stacked[b]
     if stack and late is not None:
-        for name, by_benchmark in frozen_rows(datas, teachers, folds_of, late, embeddings).items():
+        for name, by_benchmark in frozen_rows(datas, teachers, folds_of, late, pooled).items():
             for b in datas:
                 grades[b][name] = by_benchmark[b]
     return _write_results(
@@ -505,29 +505,28 @@ def frozen_rows(
     teachers: Mapping[str, str],
     folds_of: Mapping[str, dict[str, int]],
     late_features: Mapping[tuple[str, str, str], np.ndarray],
-    embeddings: Mapping[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] | None = None,
+    feedback_rows: Mapping[tuple[str, str, str], np.ndarray] | None = None,
 ) -> dict[str, dict[str, dict[PairKey, int]]]:
     """The frozen tier on the cross-collection folds (row name → benchmark → grades): ``minilm-cosine-cross``, the
     cosine cut at each collection's grade shares; ``minilm-ridge-cross`` and ``minilm-late-cross``, the product's
     frozen student (``qrelkit distill``, ridge head; ``--late-interaction``) trained on the fold's training pairs;
     ``minilm-late-boosted-cross`` and ``minilm-late-spline-cross``, the same with ``--head boosted`` and ``spline``;
     ``minilm-late-context-cross`` and ``minilm-late-context-boosted-cross``, with the query-context columns of
-    ``--query-context`` before the pool feedback ones (each query's judged pairs are its pool); with ``embeddings``
-    (:func:`frozen_embeddings`), ``minilm-late-feedback-spline-cross`` and ``minilm-late-feedback-boosted-cross``,
-    today's ``--query-context`` (both).
+    ``--query-context`` before the pool feedback ones (each query's judged pairs are its pool); with
+    ``feedback_rows`` (:func:`with_query_context` with :func:`frozen_embeddings`), ``minilm-late-feedback-spline-cross``
+    and ``minilm-late-feedback-boosted-cross``, today's ``--query-context`` (both).
     ``late_features``: :func:`frozen_features`' rows."""
-    from .students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, POOL_STATS, context_names
+    from .students.encoder import FEATURES, LATE_FEATURES, context_names
 
     features = five_features(late_features)
     pooled = with_query_context(datas, late_features)
     pooled_names = (*FEATURES, *LATE_FEATURES, *context_names(FEATURES + LATE_FEATURES))
     cosine = {b: {k: float(features[(b, *k)][0]) for k in _all_keys(datas[b])} for b in datas}
     feedback: dict[str, dict[str, dict[PairKey, int]]] = {}
-    if embeddings is not None:
-        both = with_query_context(datas, late_features, embeddings=embeddings)
-        names = (*FEATURES, *LATE_FEATURES, *context_names(FEATURES + LATE_FEATURES, POOL_STATS), *FEEDBACK)
+    if feedback_rows is not None:
+        names = _frozen_column_names(len(next(iter(feedback_rows.values()))))
         for kind in ("spline", "boosted"):
-            rows = frozen_heads(datas, teachers, folds_of, both, names, kind=kind)
+            rows = frozen_heads(datas, teachers, folds_of, feedback_rows, names, kind=kind)
             feedback[f"minilm-late-feedback-{kind}-cross"] = rows
     return {
         "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
