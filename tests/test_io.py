@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from qrelkit.errors import InputError
-from qrelkit.io import read_corpus, read_pairs, read_qrels, read_queries, write_qrels
+from qrelkit.io import read_corpus, read_pairs, read_qrels, read_queries, write_jsonl, write_qrels
 
 
 def test_reads_jsonl_with_custom_columns(tmp_path):
@@ -258,3 +259,27 @@ def test_a_folder_of_pdfs_reads_their_text_and_titles_and_a_damaged_one_is_named
     with pytest.raises(InputError, match=r"broken\.pdf: unreadable PDF .*--skip-bad"):
         read_corpus(folder)
     assert [d.doc_id for d in read_corpus(folder, skip_bad=True)] == ["handbook.pdf", "notes.txt"]
+
+
+def test_group_pairs_by_query_puts_each_query_together_in_bounded_buckets(tmp_path):
+    from qrelkit.io import group_pairs_by_query, queries_together
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"qid": f"q{q}", "query": f"query {q}", "doc_id": f"d{i}", "text": f"t{i}"}
+        for i, q in enumerate(rng.integers(0, 9, size=60))
+    ]
+    write_jsonl(tmp_path / "pairs.jsonl", rows)
+    assert not queries_together(tmp_path / "pairs.jsonl")
+    for bucket_pairs in (1000, 7):  # one bucket in memory; nine buckets on disk
+        dest = tmp_path / f"grouped{bucket_pairs}.parquet"
+        assert group_pairs_by_query(tmp_path / "pairs.jsonl", dest, bucket_pairs=bucket_pairs) == len(rows)
+        assert queries_together(dest)
+        grouped = read_pairs(dest)
+        assert sorted(p.doc_id for p in grouped) == sorted(r["doc_id"] for r in rows)
+        for q in {r["qid"] for r in rows}:  # each query's pairs in their file order
+            assert [p.doc_id for p in grouped if p.qid == q] == [r["doc_id"] for r in rows if r["qid"] == q]
+        again = tmp_path / "again.parquet"
+        group_pairs_by_query(tmp_path / "pairs.jsonl", again, bucket_pairs=bucket_pairs)
+        assert [p.doc_id for p in read_pairs(again)] == [p.doc_id for p in grouped]  # a resumed run relies on it
+    assert queries_together(tmp_path / "grouped7.parquet") and not list(tmp_path.glob(".grouping-*"))

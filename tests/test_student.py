@@ -511,9 +511,25 @@ def test_query_context_students_of_every_layout_read_the_columns_they_were_train
 
 
 @pytest.mark.slow
+class _CrashingAfter:
+    """A query-context student that labels ``calls`` chunks, then crashes."""
+
+    query_context = True
+
+    def __init__(self, student, calls: int):
+        self.student, self.calls = student, calls
+
+    def predict_pairs(self, pairs, *, batch_size=64):
+        self.calls -= 1
+        if self.calls < 0:
+            raise RuntimeError("crash")
+        return self.student.predict_pairs(pairs, batch_size=batch_size)
+
+
 def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp_path):
     from qrelkit.io import write_jsonl
     from qrelkit.label import label_file_stream, label_pairs
+    from qrelkit.records import Pair
     from qrelkit.students import load_student, reads_query_context
     from qrelkit.students.checked import CheckedLabeler
     from qrelkit.students.encoder import FEEDBACK, POOL_STATS, context_names, saved_with_query_context
@@ -558,16 +574,29 @@ def test_a_query_context_student_labels_each_query_whole_whatever_the_chunks(tmp
     label_file_stream(tmp_path / "pairs.jsonl", tmp_path / "model", tmp_path / "out.jsonl", chunk=3)
     streamed = [json.loads(line)["score"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(streamed, whole, atol=1e-4)
-    # a query whose pairs are apart would be graded in two pools: an error, not quietly other grades
-    write_jsonl(tmp_path / "apart.jsonl", rows + rows[:1])
-    with pytest.raises(QrelkitError, match="not next to each other"):
-        label_file_stream(tmp_path / "apart.jsonl", tmp_path / "model", tmp_path / "apart.qrels", show_progress=False)
+    # pairs of a query apart in a file: labelled from a copy grouped by query, each query in one pool, as in memory
+    shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
+    write_jsonl(tmp_path / "shuffled.jsonl", shuffled)
+    stats = label_file_stream(tmp_path / "shuffled.jsonl", tmp_path / "model", tmp_path / "apart.jsonl", chunk=3)
+    apart = {(r["qid"], r["doc_id"]): r["score"] for r in map(json.loads, (tmp_path / "apart.jsonl").open())}
+    assert stats["grouped_by_query"] and stats["pairs"] == len(apart) == len(test)
+    np.testing.assert_allclose([apart[(p.qid, p.doc_id)] for p in test], whole, atol=1e-4)
+    assert not (tmp_path / "apart.jsonl.grouped.parquet").exists()  # the copy is gone once the labels are done
+    crashing = _CrashingAfter(again, calls=2)  # killed in the middle: the copy stays, and the run resumes from it
+    with pytest.raises(RuntimeError, match="crash"):
+        label_file_stream(
+            tmp_path / "shuffled.jsonl", tmp_path / "model", tmp_path / "resumed.jsonl", chunk=3, student=crashing
+        )
+    assert (tmp_path / "resumed.jsonl.grouped.parquet").exists()
+    stats = label_file_stream(tmp_path / "shuffled.jsonl", tmp_path / "model", tmp_path / "resumed.jsonl", chunk=3)
+    assert stats["resumed_from"] > 0 and stats["grouped_by_query"]
+    assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "apart.jsonl").read_text()
+    in_memory, _, _ = label_pairs([Pair.model_validate(r) for r in shuffled], again, chunk=3, show_progress=False)
+    np.testing.assert_allclose(in_memory, [apart[(r["qid"], r["doc_id"])] for r in shuffled], atol=1e-4)
     # Ray Data splits a file anywhere: the Ray engine groups the pairs by query, so each query is graded whole
     if importlib.util.find_spec("ray"):
         from qrelkit.label_ray import label_file_ray
 
-        shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]  # queries apart: grouped
-        write_jsonl(tmp_path / "shuffled.jsonl", shuffled)
         stats = label_file_ray(
             tmp_path / "shuffled.jsonl", tmp_path / "model", tmp_path / "ray.jsonl", actors=2, rows_per_task=5
         )

@@ -13,6 +13,8 @@ import math
 import os
 import re
 import shutil
+import tempfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from html.parser import HTMLParser
@@ -422,6 +424,55 @@ def iter_pair_chunks(
     yield from pair_chunks(pairs, chunk, whole_queries=whole_queries)
 
 
+def queries_together(path: str | Path) -> bool:
+    """Whether each query's pairs are next to each other in a pairs file (one pass; only the query ids are kept)."""
+    finished: set[str] = set()
+    last: str | None = None
+    for qid in _iter_qids(require_file(path)):
+        if qid != last:
+            if qid in finished:
+                return False
+            if last is not None:
+                finished.add(last)
+            last = qid
+    return True
+
+
+def group_pairs_by_query(path: str | Path, dest: str | Path, *, bucket_pairs: int = 200_000) -> int:
+    """Copy a pairs file to ``dest`` (Parquet) with each query's pairs next to each other, in their file order;
+    returns the number of pairs.
+
+    Memory stays bounded whatever the file size: the pairs are first spread over buckets on disk by a hash of
+    their query id (about ``bucket_pairs`` each), then each bucket is grouped in memory and appended. Queries come
+    out bucket by bucket, each bucket's in the order of their first pair; the same file always gives the same copy
+    (a resumed run relies on it)."""
+    src = require_file(path)
+    buckets = min(256, max(1, math.ceil(count_pairs(src) / bucket_pairs)))
+    n = 0
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(dest).parent, prefix=".grouping-") as tmp_dir:
+        parts = [Path(tmp_dir) / f"{i}.jsonl" for i in range(buckets)]
+        handles = [part.open("w", encoding="utf-8") for part in parts]
+        try:
+            for _, pair in _iter_pairs(src):
+                handles[zlib.crc32(pair.qid.encode()) % buckets].write(pair.model_dump_json() + "\n")
+        finally:
+            for handle in handles:
+                handle.close()
+        with atomic_write(dest) as tmp, pq.ParquetWriter(tmp, PAIRS_SCHEMA) as writer:
+            for part in parts:
+                by_query: dict[str, list[dict[str, Any]]] = {}
+                with part.open(encoding="utf-8") as fh:
+                    for line in fh:
+                        row = json.loads(line)
+                        by_query.setdefault(row["qid"], []).append(row)
+                rows = [row for group in by_query.values() for row in group]
+                if rows:
+                    writer.write_table(pa.Table.from_pylist(rows, schema=PAIRS_SCHEMA))
+                n += len(rows)
+    return n
+
+
 def count_pairs(path: str | Path) -> int:
     """Number of pairs in a Parquet (from its metadata) or JSONL file (non-blank lines)."""
     p = require_file(path)
@@ -457,6 +508,15 @@ def _iter_pairs(p: Path, *, skip_bad: bool = False) -> Iterator[tuple[int, Pair]
         )
 
 
+def _iter_qids(p: Path) -> Iterator[str]:
+    """The query id of every pair; from a Parquet file only its qid column is read."""
+    if p.suffix.lower() == ".parquet" and "qid" in pq.ParquetFile(p).schema_arrow.names:
+        for batch in pq.ParquetFile(p).iter_batches(columns=["qid"]):
+            yield from map(str, batch.column(0).to_pylist())
+    else:  # a file without one fails here with the reader's clear error
+        yield from (pair.qid for _, pair in _iter_pairs(p))
+
+
 def _iter_parquet_rows(p: Path, batch_rows: int = 8192) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         reader = pq.ParquetFile(p)
@@ -469,19 +529,21 @@ def _iter_parquet_rows(p: Path, batch_rows: int = 8192) -> Iterator[tuple[int, d
             yield n, row
 
 
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("qid", pa.string()),
+        ("query", pa.string()),
+        ("doc_id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("bm25_rank", pa.int32()),
+        ("bm25_score", pa.float32()),
+    ]
+)
+
+
 def write_pairs(path: str | Path, pairs: Sequence[Pair]) -> None:
-    schema = pa.schema(
-        [
-            ("qid", pa.string()),
-            ("query", pa.string()),
-            ("doc_id", pa.string()),
-            ("text", pa.string()),
-            ("source", pa.string()),
-            ("bm25_rank", pa.int32()),
-            ("bm25_score", pa.float32()),
-        ]
-    )
-    write_parquet(path, [pr.model_dump() for pr in pairs], schema=schema)
+    write_parquet(path, [pr.model_dump() for pr in pairs], schema=PAIRS_SCHEMA)
 
 
 # ---------------------------------------------------------------- TREC qrels

@@ -22,7 +22,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import EmptyInput, QrelkitError
-from .io import atomic_write, atomic_write_text, count_pairs, iter_pair_chunks, pair_chunks, qrels_line, require_file
+from .io import (
+    atomic_write,
+    atomic_write_text,
+    count_pairs,
+    group_pairs_by_query,
+    iter_pair_chunks,
+    pair_chunks,
+    qrels_line,
+    queries_together,
+    require_file,
+)
 from .progress import progress_bar
 from .records import Pair
 from .students import Labeler, load_student, reads_query_context, student_fingerprint
@@ -37,17 +47,28 @@ def label_pairs(
     the ``onnx-int8-checked`` runtime, ``rescored_in_fp32``: how many pairs it graded again in fp32)."""
     scores, grades = np.zeros(len(pairs)), np.zeros(len(pairs), dtype=int)
     rescored_before = _rescored(student)
+    whole_queries = reads_query_context(student)
+    # such a student reads a query's pairs together: label them query by query, answer in the pairs' own order
+    order = query_grouped_order([p.qid for p in pairs]) if whole_queries else np.arange(len(pairs))
     t0 = time.perf_counter()
     start = 0
     with progress_bar("label (student)", total=len(pairs), enabled=show_progress) as advance:
-        for part in pair_chunks(pairs, chunk, whole_queries=reads_query_context(student)):
+        for part in pair_chunks((pairs[int(i)] for i in order), chunk, whole_queries=whole_queries):
             s, g = student.predict_pairs(part, batch_size=batch_size)
-            scores[start : start + len(part)], grades[start : start + len(part)] = s, g
+            at = order[start : start + len(part)]
+            scores[at], grades[at] = s, g
             start += len(part)
             advance(len(part))
     secs = time.perf_counter() - t0
     stats = {"pairs": len(pairs), "seconds": round(secs, 3), "pairs_per_s": len(pairs) / secs}
     return scores, grades, _add_rescored(stats, student, rescored_before)
+
+
+def query_grouped_order(qids: Sequence[str]) -> np.ndarray:
+    """Positions that put each query's pairs together (queries in order of their first pair, pairs in theirs)."""
+    first: dict[str, int] = {}
+    rank = [first.setdefault(q, len(first)) for q in qids]
+    return np.argsort(np.asarray(rank, dtype=np.int64), kind="stable")
 
 
 # ---------------------------------------------------------------- streaming, resumable
@@ -136,6 +157,11 @@ def label_file_stream(
 
     Resumes from ``<out>.checkpoint.json`` when it belongs to the same input and student; a finished run
     is not repeated. Parquet output is written as one part file per chunk, merged at the end.
+
+    A student that reads a query's pairs together (``query_context``) needs them next to each other: from a file
+    where they are apart it labels a copy grouped by query (``<out>.grouped.parquet``, removed once done;
+    :func:`qrelkit.io.group_pairs_by_query`), so its labels come out query by query (``grouped_by_query`` in the
+    stats).
     """
     src, out = require_file(pairs), Path(out)
     if chunk < 1:
@@ -156,12 +182,14 @@ def label_file_stream(
     resumed_from = ckpt["done"]
     _rollback(out, ckpt)
     student = student or load_student(model, runtime=runtime, device=device)
+    whole_queries = reads_query_context(student)
+    source = src if not whole_queries or queries_together(src) else _grouped_copy(src, out, fresh=not ckpt["done"])
     rescored_before = _rescored(student)
     t0 = time.perf_counter()
     labelled = 0
     with progress_bar(f"label ({runtime})", total=total, enabled=show_progress) as advance:
         advance(ckpt["done"])
-        for part in iter_pair_chunks(src, chunk, skip=ckpt["done"], whole_queries=reads_query_context(student)):
+        for part in iter_pair_chunks(source, chunk, skip=ckpt["done"], whole_queries=whole_queries):
             scores, grades = student.predict_pairs(part, batch_size=batch_size)
             _append(out, ckpt, part, scores, grades)
             ckpt["done"] += len(part)
@@ -180,11 +208,24 @@ def label_file_stream(
         "runtime": runtime,
         "device": device,
     }
+    if source != src:
+        stats["grouped_by_query"] = True
     _add_rescored(stats, student, rescored_before)
     ckpt.update({"complete": True, "stats": stats})
     _save_checkpoint(ckpt_path, ckpt)
     shutil.rmtree(_parts_dir(out), ignore_errors=True)  # only once the merged file is recorded as complete
+    if source != src:
+        source.unlink(missing_ok=True)
     return stats
+
+
+def _grouped_copy(src: Path, out: Path, *, fresh: bool) -> Path:
+    """``src``'s pairs grouped by query, beside ``out``: made again for a fresh run, kept for a resumed one (the
+    same file always groups the same way, so the checkpoint's count of pairs done still holds)."""
+    grouped = out.with_name(out.name + ".grouped.parquet")
+    if fresh or not grouped.exists():
+        group_pairs_by_query(src, grouped)
+    return grouped
 
 
 def _rescored(student: Labeler) -> int | None:
