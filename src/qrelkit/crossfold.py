@@ -679,10 +679,9 @@ def _frozen_column_names(width: int) -> tuple[str, ...]:
     """The names of the first ``width`` columns of a frozen feature row: the five features, then the
     late-interaction ones, then today's ``--query-context`` columns (:func:`with_query_context` with embeddings);
     each layout is a prefix of the next."""
-    from .students.encoder import FEATURES, FEEDBACK, LATE_FEATURES, POOL_STATS, context_names
+    from .students.encoder import feature_layout
 
-    own = FEATURES + LATE_FEATURES
-    names = own + context_names(own, POOL_STATS) + FEEDBACK
+    names = feature_layout(late_interaction=True, query_context=True)
     if width > len(names):
         raise QrelkitError(f"a frozen feature row has at most {len(names)} columns, not {width}")
     return names[:width]

@@ -64,6 +64,14 @@ TOKEN_CACHE_BYTES = 512 * 2**20  # token vectors are kept in fp16: ~75 KB a 100-
 SMALL_POOL = 5
 
 
+def feature_layout(*, late_interaction: bool, query_context: bool) -> tuple[str, ...]:
+    """The columns a frozen student made today reads: :data:`FEATURES`, then :data:`LATE_FEATURES` (with
+    ``late_interaction``), then for ``query_context`` the :func:`context_names` of :data:`POOL_STATS` and
+    :data:`FEEDBACK`. Each layout is a prefix of the next (the cross-collection experiment's cached rows rely on it)."""
+    names = FEATURES + LATE_FEATURES if late_interaction else FEATURES
+    return names + context_names(names, POOL_STATS) + FEEDBACK if query_context else names
+
+
 def context_names(features: Sequence[str], stats: Sequence[str] = CONTEXT_STATS) -> tuple[str, ...]:
     """The query-context columns added to ``features`` (those of :data:`CONTEXT_OF` among them): ``stats`` of each
     (:data:`CONTEXT_STATS`, as students saved before the pool feedback read, or :data:`POOL_STATS`)."""
@@ -236,8 +244,9 @@ class Student:
         feedback read the five :data:`CONTEXT_STATS` and no feedback, and label as they did)."""
         if self.head.get("features"):
             return tuple(self.head["features"])
-        names = FEATURES + LATE_FEATURES if self.card.get("late_interaction") else FEATURES
-        return names + context_names(names, POOL_STATS) + FEEDBACK if self.card.get("query_context") else names
+        return feature_layout(
+            late_interaction=bool(self.card.get("late_interaction")), query_context=bool(self.card.get("query_context"))
+        )
 
     @property
     def query_context(self) -> bool:
