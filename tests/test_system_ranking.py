@@ -28,6 +28,24 @@ def test_tau_ap_punishes_a_swap_at_the_top_more_than_one_at_the_bottom():
     assert not same[0]["same_best"] and same[1]["same_best"]
 
 
+def test_tau_ap_of_tied_estimates_is_the_mean_over_every_order_of_the_ties():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n = int(rng.integers(2, 7))
+        truth, estimate = rng.integers(0, 4, n).astype(float), rng.integers(0, 3, n).astype(float)
+        # brute force: every strict order of the systems that keeps estimate's order between its distinct values
+        orders = [
+            o
+            for o in itertools.permutations(range(n))
+            if all(estimate[a] >= estimate[b] for a, b in itertools.pairwise(o))
+        ]
+        brute = np.mean([tau_ap(truth, -np.argsort(o).astype(float)) for o in orders])
+        assert tau_ap(truth, estimate) == pytest.approx(brute)
+        assert tau_ap(truth[::-1], estimate[::-1]) == pytest.approx(brute)  # the order given does not matter
+
+
 def collection(seed: int = 0, queries: int = 12, docs: int = 20):
     """Human grades, and systems that rank each query's documents by grade plus noise of growing size."""
     rng = np.random.default_rng(seed)

@@ -96,15 +96,22 @@ def leaderboard(
 def tau_ap(truth: Sequence[float] | np.ndarray, estimate: Sequence[float] | np.ndarray) -> float:
     """AP rank correlation of ``estimate``'s ordering of the systems against ``truth``'s: 1 when they agree, -1
     when reversed; unlike Kendall's τ, swapping the two best systems costs more than swapping the two worst.
-    Systems tied in ``truth`` count as half ordered; ties in ``estimate`` keep the given order."""
+    Systems tied in ``truth`` count as half ordered; systems tied in ``estimate`` count as ordered at random: the
+    result is the expectation over every order of the ties (exact), so it never depends on the order given."""
     t, e = np.asarray(truth, dtype=float), np.asarray(estimate, dtype=float)
     if len(t) < 2:
         return float("nan")
     order = np.argsort(-e, kind="stable")
-    total = 0.0
-    for i in range(1, len(order)):
-        above = t[order[:i]]
-        total += (np.sum(above > t[order[i]]) + 0.5 * np.sum(above == t[order[i]])) / i
+    total, start = 0.0, 0
+    for group in np.split(order, np.flatnonzero(np.diff(e[order]) != 0) + 1):
+        above, size = t[order[:start]], len(group)
+        for s in group:
+            fixed = np.sum(above > t[s]) + 0.5 * np.sum(above == t[s])  # every system ranked above the tie
+            peers = t[group[group != s]]
+            # a tied peer lands above s with probability r / (size - 1) when s is r-th in the tie
+            per_peer = (np.sum(peers > t[s]) + 0.5 * np.sum(peers == t[s])) / (size - 1) if size > 1 else 0.0
+            total += sum((fixed + r * per_peer) / (start + r) for r in range(size) if start + r > 0) / size
+        start += size
     return float(2 * total / (len(order) - 1) - 1)
 
 
