@@ -282,4 +282,4 @@ def test_group_pairs_by_query_puts_each_query_together_in_bounded_buckets(tmp_pa
         again = tmp_path / "again.parquet"
         group_pairs_by_query(tmp_path / "pairs.jsonl", again, bucket_pairs=bucket_pairs)
         assert [p.doc_id for p in read_pairs(again)] == [p.doc_id for p in grouped]  # a resumed run relies on it
-    assert queries_together(tmp_path / "grouped7.parquet") and not list(tmp_path.glob(".grouping-*"))
+    assert queries_together(tmp_path / "grouped7.parquet") and not list(tmp_path.glob("*.buckets"))

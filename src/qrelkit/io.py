@@ -13,7 +13,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -446,12 +445,14 @@ def group_pairs_by_query(path: str | Path, dest: str | Path, *, bucket_pairs: in
     their query id (about ``bucket_pairs`` each), then each bucket is grouped in memory and appended. Queries come
     out bucket by bucket, each bucket's in the order of their first pair; the same file always gives the same copy
     (a resumed run relies on it)."""
-    src = require_file(path)
+    src, dest = require_file(path), Path(dest)
     buckets = min(256, max(1, math.ceil(count_pairs(src) / bucket_pairs)))
+    bucket_dir = dest.with_name(dest.name + ".buckets")  # a fixed name: a run killed here leaves nothing behind
+    shutil.rmtree(bucket_dir, ignore_errors=True)  # once it runs again
+    bucket_dir.mkdir(parents=True)
     n = 0
-    Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=Path(dest).parent, prefix=".grouping-") as tmp_dir:
-        parts = [Path(tmp_dir) / f"{i}.jsonl" for i in range(buckets)]
+    try:
+        parts = [bucket_dir / f"{i}.jsonl" for i in range(buckets)]
         handles = [part.open("w", encoding="utf-8") for part in parts]
         try:
             for _, pair in _iter_pairs(src):
@@ -470,6 +471,8 @@ def group_pairs_by_query(path: str | Path, dest: str | Path, *, bucket_pairs: in
                 if rows:
                     writer.write_table(pa.Table.from_pylist(rows, schema=PAIRS_SCHEMA))
                 n += len(rows)
+    finally:
+        shutil.rmtree(bucket_dir, ignore_errors=True)
     return n
 
 
