@@ -264,6 +264,7 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
         names += ("minilm-late-context-cross", "minilm-late-context-boosted-cross")  # and with query context
         names += ("minilm-late-feedback-spline-cross", "minilm-late-feedback-boosted-cross")  # today's (pool feedback)
         names += ("ce-toy-stacked-feedback",)  # the stacking head over the cross-encoder's score and those columns
+        names += ("ce-toy-stacked-feedback-boosted",)  # and boosted trees over them
         for name in names:
             graded = read_qrels(out / b / f"{name}.qrels")
             assert len(graded) == len(TOPICS) ** 2  # every test pair, open and held-out

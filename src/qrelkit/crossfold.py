@@ -299,7 +299,7 @@ def run_cross_collection(
     and, per recipe, stacked students: a ridge over the cross-encoder's score and the frozen student's five features
     (``<recipe>-stacked``), those and its late-interaction features (``<recipe>-stacked-late``), or those and the
     ``--query-context`` columns, pool statistics and pool feedback, each query's judged pairs being its pool
-    (``<recipe>-stacked-feedback``).
+    (``<recipe>-stacked-feedback``; ``-stacked-feedback-boosted``: boosted trees over the same columns).
     ``max_queries`` keeps the first open and held-out queries of each benchmark, ``max_pairs_per_query`` the
     first pairs of each (smoke runs, e.g. the CPU twin of ``benchmarks/gpu_student.sh``); their folds are cached
     apart from full runs."""
@@ -349,9 +349,12 @@ def run_cross_collection(
             grades[b][f"{spec.name}-xcal"] = crossfit[b]
         if stack_on is not None and late is not None and not spec.stack_held_out:  # held-out-stacked: stacked already
             # the head over the five features, over them with the late-interaction ones, and with the pool's columns
+            # (and the boosted trees the frozen feedback student reads them with: a ridge is linear in the pool's)
             heads = {"-stacked": stack_on, "-stacked-late": late, "-stacked-feedback": pooled}
-            for suffix, columns in ((k, v) for k, v in heads.items() if v is not None):
-                grades_stacked = _stacked(datas, teachers, folds_of, columns, [scored])
+            runs = [(suffix, columns, "ridge") for suffix, columns in heads.items() if columns is not None]
+            runs += [("-stacked-feedback-boosted", pooled, "boosted")] if pooled is not None else []
+            for suffix, columns, kind in runs:
+                grades_stacked = _stacked(datas, teachers, folds_of, columns, [scored], kind=kind)
                 for b in datas:
                     grades[b][f"{spec.name}{suffix}"] = grades_stacked[b]
         every_recipe.append(scored)
@@ -693,9 +696,11 @@ def _stacked(
     folds_of: Mapping[str, dict[str, int]],
     features: Mapping[tuple[str, str, str], np.ndarray],
     recipe_scores: Sequence[Mapping[str, Mapping[PairKey, float]]],
+    kind: str = "ridge",
 ) -> dict[str, dict[PairKey, int]]:
-    """A ridge over [each fine-tuned student's score, frozen features] per fold, cross-fitted: the head for fold
-    ``f`` learns from the other folds' open pairs, whose student scores come from students that never saw them.
+    """A ridge (or another head ``kind`` of :func:`~qrelkit.students.encoder.fit_head`: spline, boosted) over [each
+    fine-tuned student's score, frozen features] per fold, cross-fitted: the head for fold ``f`` learns from the
+    other folds' open pairs, whose student scores come from students that never saw them.
 
     Each fold's scores are cut where that fold's head gives each collection's training pairs the teacher's grade
     shares: the head's own scale. (Cut points fit on the other folds' stacked scores, as before, came from
@@ -720,15 +725,28 @@ def _stacked(
                     y.append(teacher[k])
                     source.append(b)
         xa, ya, src = np.array(x), np.array(y), np.array(source)
-        head = fit_stack_head(xa, ya, features=columns)
-        fold_cuts = _cuts_by_collection(stack_scores(head, xa), ya, src, datas)
+        score = _stacking_head(xa, ya, columns, kind)
+        fold_cuts = _cuts_by_collection(score(xa), ya, src, datas)
         for b, data in datas.items():
             cuts[b][f] = fold_cuts[b]
             test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f]
             if test:
-                pred = stack_scores(head, np.array([row(b, k) for k in test]))
+                pred = score(np.array([row(b, k) for k in test]))
                 stacked[b].update({k: float(v) for k, v in zip(test, pred, strict=True)})
     return {b: _cut_by_fold(_all_keys(d), stacked[b], folds_of[b], cuts[b]) for b, d in datas.items()}
+
+
+def _stacking_head(
+    x: np.ndarray, y: np.ndarray, columns: Sequence[str], kind: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Fit a head of ``kind`` on ``x`` → the teacher's grades ``y``; returns its scoring function."""
+    if kind == "ridge":
+        ridge = fit_stack_head(x, y, features=columns)
+        return lambda rows: stack_scores(ridge, rows)
+    from .students.encoder import fit_head, head_scores
+
+    head = fit_head(x, y.astype(float), y, kind=kind, features=columns)
+    return lambda rows: head_scores(head, rows)
 
 
 def _training_pairs(
