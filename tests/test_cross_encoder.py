@@ -263,6 +263,7 @@ def test_cross_collection_experiment_is_query_disjoint_and_resumes(tmp_path: Pat
         names += ("minilm-late-boosted-cross",)  # and with a head of boosted trees
         names += ("minilm-late-context-cross", "minilm-late-context-boosted-cross")  # and with query context
         names += ("minilm-late-feedback-spline-cross", "minilm-late-feedback-boosted-cross")  # today's (pool feedback)
+        names += ("minilm-late-feedback-boosted-calibrated-cross",)  # cut per collection, as the stacked rows are
         names += ("ce-toy-stacked-feedback",)  # the stacking head over the cross-encoder's score and those columns
         names += ("ce-toy-stacked-feedback-boosted",)  # and boosted trees over them
         for name in names:

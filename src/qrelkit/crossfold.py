@@ -517,7 +517,8 @@ def frozen_rows(
     ``minilm-late-context-cross`` and ``minilm-late-context-boosted-cross``, with the query-context columns of
     ``--query-context`` before the pool feedback ones (each query's judged pairs are its pool); with
     ``feedback_rows`` (:func:`with_query_context` with :func:`frozen_embeddings`), ``minilm-late-feedback-spline-cross``
-    and ``minilm-late-feedback-boosted-cross``, today's ``--query-context`` (both).
+    and ``minilm-late-feedback-boosted-cross``, today's ``--query-context`` (both), and their ``-calibrated-cross``
+    twins, each collection cut at its own training pairs' grade shares as the stacked rows are.
     ``late_features``: :func:`frozen_features`' rows."""
     from .students.encoder import FEATURES, LATE_FEATURES, context_names
 
@@ -529,8 +530,9 @@ def frozen_rows(
     if feedback_rows is not None:
         names = _frozen_column_names(len(next(iter(feedback_rows.values()))))
         for kind in ("spline", "boosted"):
-            rows = frozen_heads(datas, teachers, folds_of, feedback_rows, names, kind=kind)
-            feedback[f"minilm-late-feedback-{kind}-cross"] = rows
+            by_cut = frozen_head_grades(datas, teachers, folds_of, feedback_rows, names, kind=kind)
+            feedback[f"minilm-late-feedback-{kind}-cross"] = by_cut["all"]
+            feedback[f"minilm-late-feedback-{kind}-calibrated-cross"] = by_cut["own"]  # cut as the stacked rows are
     return {
         "minilm-cosine-cross": _calibrated_per_collection(datas, teachers, folds_of, cosine),
         "minilm-ridge-cross": frozen_heads(datas, teachers, folds_of, features, FEATURES),
@@ -588,23 +590,39 @@ def frozen_heads(
     """Per fold, :func:`~qrelkit.students.encoder.fit_head` (``kind``, cut at the teacher's grade shares on every
     training pair) on the frozen features (columns ``names``) of the teacher-labelled open pairs of every
     collection outside it. Only the pairs ``features`` holds are trained on and graded (all test pairs, or a pool)."""
+    return frozen_head_grades(datas, teachers, folds_of, features, names, kind)["all"]
+
+
+def frozen_head_grades(
+    datas: Mapping[str, BenchmarkData],
+    teachers: Mapping[str, str],
+    folds_of: Mapping[str, dict[str, int]],
+    features: Mapping[tuple[str, str, str], np.ndarray],
+    names: Sequence[str],
+    kind: str = "ridge",
+) -> dict[str, dict[str, dict[PairKey, int]]]:
+    """:func:`frozen_heads`' grades under two cuts of the same heads: ``"all"`` (the teacher's grade shares on every
+    training pair, the product's rule on one collection) and ``"own"`` (each collection cut at its own training pairs'
+    shares, as the stacked rows are)."""
     from .students.encoder import fit_head, head_scores
 
-    out: dict[str, dict[PairKey, int]] = {b: {} for b in datas}
+    out: dict[str, dict[str, dict[PairKey, int]]] = {cut: {b: {} for b in datas} for cut in ("all", "own")}
     for f in sorted({v for fo in folds_of.values() for v in fo.values()}):
-        pairs, grades, _ = _training_pairs(datas, teachers, folds_of, f)
+        pairs, grades, source = _training_pairs(datas, teachers, folds_of, f)
         split = (p.qid.split(":", 1) for p in pairs)  # training qids are "benchmark:qid"
         keys = [(b, q, p.doc_id) for (b, q), p in zip(split, pairs, strict=True)]
         kept = [i for i, k in enumerate(keys) if k in features]
         x = np.array([features[keys[i]] for i in kept])
         target = np.array([grades[i] for i in kept])
         head = fit_head(x, target.astype(float), target, kind=kind, features=names)
+        cuts = _cuts_by_collection(head_scores(head, x), target, np.array([source[i] for i in kept]), datas)
         for b, data in datas.items():
             test = [k for k in _all_keys(data) if folds_of[b][k[0]] == f and (b, *k) in features]
             if test:
                 scores = head_scores(head, np.array([features[(b, *k)] for k in test]))
-                g = grades_from_thresholds(head["thresholds"], scores)
-                out[b].update(zip(test, g.tolist(), strict=True))
+                for cut, points in (("all", head["thresholds"]), ("own", cuts[b])):
+                    g = grades_from_thresholds(points, scores)
+                    out[cut][b].update(zip(test, g.tolist(), strict=True))
     return out
 
 
