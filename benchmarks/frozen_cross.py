@@ -5,7 +5,8 @@ without ``--late-interaction``, trained per fold on GPT-4o's labels of the open 
 collections), ``minilm-late-boosted-cross`` and ``minilm-late-spline-cross`` (``--head boosted``, ``spline``), the
 query-context rows (``minilm-late-context-cross``, ``minilm-late-context-boosted-cross``: the pool's statistics only)
 and ``minilm-late-feedback-spline-cross`` and ``minilm-late-feedback-boosted-cross`` (today's ``--query-context``:
-statistics and pool feedback). Writes their qrels and every report again (``qrelkit.crossfold.add_cross_rows``).
+statistics and pool feedback), with their ``-calibrated-cross`` twins (each collection cut at its own training
+pairs' grade shares, as the stacked rows are). Writes their qrels and every report again (``qrelkit.crossfold.add_cross_rows``).
 
     python benchmarks/frozen_cross.py [--work DIR] [--out benchmarks/results] [--bootstrap 1000]
 
