@@ -6,7 +6,8 @@ collections), ``minilm-late-boosted-cross`` and ``minilm-late-spline-cross`` (``
 query-context rows (``minilm-late-context-cross``, ``minilm-late-context-boosted-cross``: the pool's statistics only)
 and ``minilm-late-feedback-spline-cross`` and ``minilm-late-feedback-boosted-cross`` (today's ``--query-context``:
 statistics and pool feedback), with their ``-calibrated-cross`` twins (each collection cut at its own training
-pairs' grade shares, as the stacked rows are). Writes their qrels and every report again (``qrelkit.crossfold.add_cross_rows``).
+pairs' grade shares, as the stacked rows are). Writes their qrels and every report again
+(``qrelkit.crossfold.add_cross_rows``).
 
     python benchmarks/frozen_cross.py [--work DIR] [--out benchmarks/results] [--bootstrap 1000]
 
