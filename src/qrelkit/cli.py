@@ -367,7 +367,10 @@ def label(
         str, typer.Option(help="auto (the GPU when torch sees one, for --runtime torch), cpu, cuda or cuda:N")
     ] = "auto",
 ) -> None:
-    """Grade any query–document pairs with a student: streamed, checkpointed, resumable after a kill."""
+    """Grade any query–document pairs with a student: streamed, checkpointed, resumable after a kill.
+
+    A --query-context student grades each query's pairs together: from a file where they are apart it labels a copy
+    grouped by query (OUTPUT.grouped.parquet, removed when done), and its labels come out query by query."""
     from .pipeline import label_file
 
     _at_least(1, chunk=chunk, batch_size=batch_size, actors=actors)
