@@ -513,10 +513,11 @@ def _iter_pairs(p: Path, *, skip_bad: bool = False) -> Iterator[tuple[int, Pair]
 
 def _iter_qids(p: Path) -> Iterator[str]:
     """The query id of every pair; from a Parquet file only its qid column is read."""
-    if p.suffix.lower() == ".parquet" and "qid" in pq.ParquetFile(p).schema_arrow.names:
-        for batch in pq.ParquetFile(p).iter_batches(columns=["qid"]):
+    table = pq.ParquetFile(p) if p.suffix.lower() == ".parquet" else None
+    if table is not None and "qid" in table.schema_arrow.names:
+        for batch in table.iter_batches(columns=["qid"]):
             yield from map(str, batch.column(0).to_pylist())
-    else:  # a file without one fails here with the reader's clear error
+    else:  # JSONL; or a Parquet file without one, which fails here with the reader's clear error
         yield from (pair.qid for _, pair in _iter_pairs(p))
 
 
